@@ -1,0 +1,38 @@
+# Two entry points for a fresh machine: `make repro` (the whole pipeline on the
+# embedded default) and `make test`. Both create .venv and install from the lock.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export GX_ANALYTICS_ENABLED := false
+export TOKENIZERS_PARALLELISM := false
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check --no-warn-script-location
+
+.PHONY: install repro test lock clean-venv
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "installing dependencies into $(VENV) (first run takes a few minutes)"
+	@$(PIP) -r requirements.lock 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	@$(PIP) --no-deps -e .
+	@touch $@
+
+repro: install
+	dvc repro
+
+test: install
+	$(PY) -m pytest -q
+
+# Re-resolve requirements.in and pin the result (run after changing a direct dependency).
+lock:
+	rm -rf /tmp/a3lign-lock && python3 -m venv /tmp/a3lign-lock
+	/tmp/a3lign-lock/bin/pip install --quiet -r requirements.in
+	/tmp/a3lign-lock/bin/pip freeze --exclude-editable | grep -v "^a3lign-dfer" > requirements.lock
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,154 @@
+"""Thin command-line entry points; dvc.yaml stages (and Prefect flows) call these.
+
+Every subcommand reads params.yaml through the typed config and takes its paths
+as arguments, so dvc.yaml is the one place paths are named.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2))
+
+
+def cmd_prepare(args, params) -> None:
+    from a3lign_dfer.data.importers import prepare_manifest
+
+    prepare_manifest(params, Path(args.out))
+
+
+def cmd_face_crop(args, params) -> None:
+    from a3lign_dfer.data import manifest
+    from a3lign_dfer.data.face_crop import crop_dataset
+
+    classes = tuple(params.data.classes)
+    raw = manifest.read(Path(args.raw) / "manifest.parquet", classes)
+    out = Path(args.out)
+    crops, rejects, metrics = crop_dataset(raw, Path(params.data.root), out, params.face_crop, classes)
+    manifest.write(crops, out / "manifest.parquet")
+    manifest.write_rejects(rejects, out / "rejects.csv")
+    _write_json(Path(args.metrics), metrics)
+    print(json.dumps(metrics, indent=2))
+
+
+def cmd_pretrain_clip(args, params) -> None:
+    import pandas as pd
+
+    from a3lign_dfer.data import manifest
+    from a3lign_dfer.training import pretrain_clip
+
+    out = Path(args.out)
+    if Path(params.clip.model) != out:
+        metrics = pretrain_clip.skip(out, params.clip.model)
+    else:
+        raw = Path(args.raw)
+        crops = manifest.read(Path(args.crops) / "manifest.parquet", tuple(params.data.classes))
+        captions_path = raw / "captions.parquet"
+        if not captions_path.exists():
+            raise FileNotFoundError(f"{captions_path} missing: the small CLIP is pretrained on the synthetic "
+                                    "benchmark's captions; for other data set clip.model to a pretrained CLIP")
+        prompts = json.loads((raw / "class_prompts.json").read_text())
+        metrics = pretrain_clip.pretrain_small_clip(crops, Path(args.crops), pd.read_parquet(captions_path), prompts,
+                                                    params.pretrain_clip, params.base.seed, out)
+    _write_json(Path(args.metrics), metrics)
+    print(json.dumps(metrics, indent=2))
+
+
+def cmd_features(args, params) -> None:
+    from a3lign_dfer.data import manifest
+    from a3lign_dfer.data.features import build_feature_cache
+    from a3lign_dfer.model.clip_backbone import FrozenCLIP
+
+    crops = manifest.read(Path(args.crops) / "manifest.parquet", tuple(params.data.classes))
+    clip = FrozenCLIP.load(params.clip.model, args.device)
+    metrics = build_feature_cache(crops, Path(args.crops), clip, params.features, params.base.seed, Path(args.out))
+    _write_json(Path(args.metrics), metrics)
+    print(json.dumps(metrics, indent=2))
+
+
+def cmd_train(args, params) -> None:
+    from a3lign_dfer.training.run_stage import run_stage
+
+    record = run_stage(args.stage, params, Path(args.features), Path(args.out), Path(args.live),
+                       Path(args.init) if args.init else None, args.device)
+    print(json.dumps(record, indent=2))
+
+
+def cmd_evaluate(args, params) -> None:
+    from a3lign_dfer.evaluation.evaluate import evaluate_checkpoints
+
+    result = evaluate_checkpoints([Path(c) for c in args.checkpoints], Path(args.features), params.evaluate,
+                                  Path(args.out), args.device)
+    print(json.dumps({k: result[k] for k in ("war", "uar", "shuffled", "stages")}, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="a3lign_dfer", description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="write the canonical manifest (generates the synthetic benchmark)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("face-crop", help="detect, track and crop faces in every raw video")
+    p.add_argument("--raw", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--metrics", required=True)
+    p.set_defaults(func=cmd_face_crop)
+
+    p = sub.add_parser("pretrain-clip", help="pretrain the small embedded CLIP (skipped for a real CLIP)")
+    p.add_argument("--crops", required=True)
+    p.add_argument("--raw", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--metrics", required=True)
+    p.set_defaults(func=cmd_pretrain_clip)
+
+    p = sub.add_parser("features", help="cache frozen CLIP image features of every frame")
+    p.add_argument("--crops", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--metrics", required=True)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("train", help="run one BAP stage")
+    p.add_argument("--stage", type=int, choices=(1, 2, 3), required=True)
+    p.add_argument("--features", required=True)
+    p.add_argument("--init", help="previous stage's checkpoint (stages 2 and 3)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--live", required=True, help="DVCLive directory for per-epoch metrics")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test-split WAR/UAR, shuffled frames, confusion matrix")
+    p.add_argument("--features", required=True)
+    p.add_argument("--checkpoints", nargs="+", required=True, help="stage checkpoints; the last is the final model")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from a3lign_dfer.config import load_params
+
+    args = build_parser().parse_args(argv)
+    if hasattr(args, "device") and args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.func(args, load_params(args.params))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Typed view of params.yaml.
+
+Every section becomes a frozen dataclass so a typo in params.yaml fails loudly at
+load time (unknown or missing key) instead of deep inside a stage.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "synthetic"
+    root: str = "data/raw"
+    csv: str = "labels.csv"
+    classes: tuple[str, ...] = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    num_identities: int = 80
+    clips_per_identity: int = 6
+    min_frames: int = 24
+    max_frames: int = 40
+    width: int = 320
+    height: int = 240
+    fps: int = 12
+    class_weights: tuple[float, ...] = (0.24, 0.19, 0.22, 0.17, 0.11, 0.03, 0.04)
+    label_noise: float = 0.03
+    split_fractions: dict[str, float] = field(
+        default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15}
+    )
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class FaceCropConfig:
+    detector: str = "haar"
+    size: int = 112
+    margin: float = 0.25
+    smooth_window: int = 5
+    min_face: int = 40
+    min_detection_rate: float = 0.2
+    jpeg_quality: int = 95
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    model: str = "models/clip_small"
+
+
+@dataclass(frozen=True)
+class PretrainClipConfig:
+    image_size: int = 64
+    patch_size: int = 8
+    width: int = 128
+    layers: int = 4
+    heads: int = 4
+    projection_dim: int = 128
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    num_frames: int = 16
+    augmented_views: int = 2
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    sentences: int = 16
+    tokens: int = 64
+    init: str = "text"
+    init_text: str = "a photo of a {} face"
+    temperature: float = 0.01
+    heads: int = 4
+    de_text_layers: int = 2
+    mlp_ratio: int = 4
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    schedule: str = "bap"
+    batch_size: int = 64
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    select_metric: str = "uar"
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    epochs: int = 12
+    lr: float = 2e-3
+
+
+@dataclass(frozen=True)
+class GrowingStageConfig:
+    """A stage whose temporal encoder grows: layers[i] layers for epochs[i] epochs."""
+
+    layers: tuple[int, ...] = (2, 4)
+    epochs: tuple[int, ...] = (8, 6)
+    lr: float = 2e-3
+
+
+@dataclass(frozen=True)
+class Stage3Config(GrowingStageConfig):
+    init_layers: int = 2
+
+
+@dataclass(frozen=True)
+class AllAtOnceConfig:
+    epochs: int = 38
+    layers: int = 4
+    lr: float = 2e-3
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    shuffle_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class Params:
+    base: BaseConfig = field(default_factory=BaseConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    face_crop: FaceCropConfig = field(default_factory=FaceCropConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    pretrain_clip: PretrainClipConfig = field(default_factory=PretrainClipConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: GrowingStageConfig = field(default_factory=GrowingStageConfig)
+    stage3: Stage3Config = field(default_factory=Stage3Config)
+    all_at_once: AllAtOnceConfig = field(default_factory=AllAtOnceConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ValueError(f"params.yaml: section '{where}' must be a mapping, got {raw!r}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ValueError(f"params.yaml: unknown key(s) {unknown} in '{where}'; known: {sorted(names)}")
+    kwargs = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, f"{where}.{key}" if where else key)
+        elif getattr(hint, "__origin__", None) is tuple:
+            kwargs[key] = tuple(value)
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _validate(p: Params) -> None:
+    if p.train.schedule not in ("bap", "all_at_once"):
+        raise ValueError(f"train.schedule must be 'bap' or 'all_at_once', got {p.train.schedule!r}")
+    if p.model.init not in ("text", "random"):
+        raise ValueError(f"model.init must be 'text' or 'random', got {p.model.init!r}")
+    if p.train.select_metric not in ("uar", "war"):
+        raise ValueError(f"train.select_metric must be 'uar' or 'war', got {p.train.select_metric!r}")
+    if p.data.dataset == "synthetic" and len(p.synthetic.class_weights) != len(p.data.classes):
+        raise ValueError("synthetic.class_weights needs one weight per entry of data.classes")
+    for name in ("stage2", "stage3"):
+        stage: GrowingStageConfig = getattr(p, name)
+        if len(stage.layers) != len(stage.epochs) or not stage.layers:
+            raise ValueError(f"{name}.layers and {name}.epochs must be non-empty lists of equal length")
+        if list(stage.layers) != sorted(stage.layers):
+            raise ValueError(f"{name}.layers must not shrink: {list(stage.layers)}")
+    if p.stage3.init_layers > p.stage2.layers[-1]:
+        raise ValueError("stage3.init_layers cannot exceed the final DE_video depth (stage2.layers[-1])")
+    if p.stage3.init_layers > p.stage3.layers[0]:
+        raise ValueError("stage3.layers[0] must be >= stage3.init_layers")
+
+
+def params_from_dict(raw: dict[str, Any]) -> Params:
+    return _build(Params, raw or {}, "")
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"params file not found: {path}")
+    return params_from_dict(yaml.safe_load(path.read_text()))
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Plain-JSON form, stored beside checkpoints so they never depend on params.yaml."""
+    return json_ready(dataclasses.asdict(obj))
+
+
+def json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value

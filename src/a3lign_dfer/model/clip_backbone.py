@@ -1,0 +1,90 @@
+"""The frozen CLIP both streams run through.
+
+Deliberately not an nn.Module: CLIP never trains here, so keeping it outside the
+A3lign module keeps its weights out of checkpoints, optimizers and `.train()`.
+A hub name and a local folder (the embedded small CLIP) load the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+from transformers.masking_utils import create_causal_mask
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What a frame must look like before CLIP's image encoder sees it."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+class FrozenCLIP:
+    def __init__(self, model: CLIPModel, tokenizer, image_spec: ImageSpec):
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.image_spec = image_spec
+        text_config = model.config.text_config
+        self.sos_id = tokenizer.bos_token_id
+        self.eos_id = tokenizer.eos_token_id
+        self.context_length = text_config.max_position_embeddings
+        self.text_width = text_config.hidden_size
+        self.embed_dim = model.config.projection_dim
+
+    @classmethod
+    def load(cls, name_or_path: str, device: str | torch.device = "cpu") -> "FrozenCLIP":
+        try:
+            model = CLIPModel.from_pretrained(name_or_path)
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+            processor = CLIPImageProcessor.from_pretrained(name_or_path)
+        except OSError as err:
+            raise OSError(
+                f"could not load CLIP from {name_or_path!r} (params clip.model). Use a local folder "
+                "written with save_pretrained, or a hub name with network/cache access."
+            ) from err
+        size = processor.crop_size["height"]
+        spec = ImageSpec(size=size, mean=tuple(processor.image_mean), std=tuple(processor.image_std))
+        return cls(model.to(device), tokenizer, spec)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def token_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.text_model.embeddings.token_embedding(ids.to(self.device))
+
+    def encode_token_embeddings(self, embeds: torch.Tensor) -> torch.Tensor:
+        """Text features for sequences given as token embeddings, pooled at the last position.
+
+        Callers put [EOS] last. Under CLIP's causal mask nothing after EOS can reach
+        it, so running only the T+2 real positions equals padding to the context length.
+        """
+        if embeds.shape[1] > self.context_length:
+            raise ValueError(f"sequence of {embeds.shape[1]} tokens exceeds CLIP's context {self.context_length}")
+        text = self.model.text_model
+        hidden = text.embeddings(inputs_embeds=embeds)
+        mask = create_causal_mask(config=text.config, inputs_embeds=hidden, attention_mask=None, past_key_values=None)
+        hidden = text.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True).last_hidden_state
+        hidden = text.final_layer_norm(hidden)
+        return self.model.text_projection(hidden[:, -1])
+
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        batch = self.tokenizer(texts, padding=True, return_tensors="pt").to(self.device)
+        return self.model.get_text_features(**batch).pooler_output
+
+    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, H, W, 3) RGB face crops -> normalized (N, 3, size, size) floats."""
+        x = frames.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        if x.shape[-1] != self.image_spec.size or x.shape[-2] != self.image_spec.size:
+            x = F.interpolate(x, size=(self.image_spec.size,) * 2, mode="bilinear", antialias=True, align_corners=False)
+        mean = torch.tensor(self.image_spec.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.image_spec.std, device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    @torch.no_grad()
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model.get_image_features(pixel_values=self.preprocess(frames)).pooler_output

@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny real CLIP saved with save_pretrained, tiny params, toy features."""
+from __future__ import annotations
+
+import os
+
+for key, value in {"DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                   "GX_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
+    os.environ[key] = value
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from a3lign_dfer.config import PretrainClipConfig, params_from_dict  # noqa: E402
+from a3lign_dfer.data.features import FeatureSet  # noqa: E402
+from a3lign_dfer.model.small_clip import build_small_clip, save_clip  # noqa: E402
+
+CLASSES = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
+TINY_CLIP = PretrainClipConfig(image_size=32, patch_size=8, width=32, layers=2, heads=2, projection_dim=16)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clip") / "tiny_clip"
+    save_clip(*build_small_clip(TINY_CLIP, seed=0), path)
+    return path
+
+
+@pytest.fixture
+def tiny_params(tiny_clip_dir):
+    """Params small enough for a CPU unit test, pointing at the tiny CLIP."""
+    def make(**sections):
+        raw = {
+            "clip": {"model": str(tiny_clip_dir)},
+            "features": {"num_frames": 8},
+            "model": {"sentences": 4, "tokens": 6, "heads": 2, "de_text_layers": 2},
+            "train": {"batch_size": 16},
+            "stage1": {"epochs": 2, "lr": 0.01},
+            "stage2": {"layers": [1, 2], "epochs": [1, 1], "lr": 0.01},
+            "stage3": {"init_layers": 1, "layers": [1, 2], "epochs": [1, 1], "lr": 0.01},
+            "all_at_once": {"epochs": 2, "layers": 2, "lr": 0.01},
+        }
+        for name, values in sections.items():
+            raw.setdefault(name, {}).update(values)
+        return params_from_dict(raw)
+    return make
+
+
+def toy_features(num_clips: int, dim: int = 16, frames: int = 12, views: int = 1, seed: int = 0) -> FeatureSet:
+    """Clips of random frame features whose class shows in a per-class direction."""
+    rng = np.random.default_rng(seed)
+    directions = rng.normal(size=(len(CLASSES), dim))
+    labels = rng.integers(0, len(CLASSES), size=num_clips)
+    lengths = rng.integers(frames // 2, frames + 1, size=num_clips)
+    feats = [rng.normal(size=(n, views, dim)) * 0.5 + directions[y] for y, n in zip(labels, lengths)]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    clips = pd.DataFrame({"clip_id": [f"c{i}" for i in range(num_clips)],
+                          "label_name": [CLASSES[y] for y in labels]})
+    return FeatureSet(torch.tensor(np.concatenate(feats), dtype=torch.float16), torch.tensor(offsets),
+                      torch.tensor(labels), clips)

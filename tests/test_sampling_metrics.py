@@ -1,0 +1,71 @@
+"""Segment sampling, UAR with an absent class, and the typed params."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from a3lign_dfer.config import load_params, params_from_dict
+from a3lign_dfer.data.sampling import segment_indices
+from a3lign_dfer.evaluation.metrics import recall_metrics
+from conftest import CLASSES, toy_features
+
+
+def test_eval_sampling_takes_segment_centres():
+    idx = segment_indices(32, 16, train=False)
+    assert idx.tolist() == list(range(1, 32, 2))
+    assert segment_indices(32, 16, train=False).tolist() == idx.tolist()  # deterministic
+
+
+def test_train_sampling_stays_in_its_segment_and_varies():
+    rng = np.random.default_rng(0)
+    draws = np.stack([segment_indices(48, 16, train=True, rng=rng) for _ in range(50)])
+    segment = np.arange(16)[None, :]
+    assert ((draws >= segment * 3) & (draws < segment * 3 + 3)).all()
+    assert len({tuple(d) for d in draws}) > 1
+
+
+@pytest.mark.parametrize("n", [1, 5, 15])
+def test_short_clips_repeat_frames_in_order(n):
+    for train in (False, True):
+        idx = segment_indices(n, 16, train=train, rng=np.random.default_rng(0))
+        assert len(idx) == 16
+        assert set(idx.tolist()) == set(range(n))          # every frame used
+        assert (np.diff(idx) >= 0).all()                   # never loops back: order kept
+
+
+def test_empty_clip_is_an_error():
+    with pytest.raises(ValueError):
+        segment_indices(0, 16, train=False)
+
+
+def test_gather_shapes_views_and_permutation():
+    data = toy_features(6, dim=16, frames=12, views=3)
+    rng = np.random.default_rng(0)
+    x = data.gather(np.arange(6), 16, train=True, rng=rng)
+    assert x.shape == (6, 16, 16)
+    plain = data.gather(np.arange(6), 16, train=False)
+    shuffled = data.gather(np.arange(6), 16, train=False, permute=np.random.default_rng(1))
+    assert not np.allclose(plain, shuffled)
+    assert np.allclose(np.sort(plain.numpy(), axis=1), np.sort(shuffled.numpy(), axis=1))  # same frames
+
+
+def test_uar_counts_an_absent_class():
+    y_true = np.array([0, 0, 1, 1, 2, 2])                  # classes 3..6 absent
+    y_pred = np.array([0, 0, 1, 0, 2, 2])
+    m = recall_metrics(y_true, y_pred, CLASSES)
+    assert m["war"] == pytest.approx(5 / 6)
+    assert m["uar"] == pytest.approx((1 + 0.5 + 1) / 7)   # divided by all 7 classes
+    assert m["absent_classes"] == list(CLASSES[3:])
+    assert m["per_class_recall"]["sad"] == 0.5
+
+
+def test_params_file_loads_and_typos_fail(tmp_path):
+    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    assert params.model.sentences == 16 and params.model.tokens == 64
+    assert params.stage2.layers == (2, 4) and params.data.classes == CLASSES
+    with pytest.raises(ValueError, match="unknown key"):
+        params_from_dict({"model": {"sentence": 3}})
+    with pytest.raises(ValueError, match="schedule"):
+        params_from_dict({"train": {"schedule": "sometimes"}})
+    with pytest.raises(ValueError, match="shrink"):
+        params_from_dict({"stage2": {"layers": [4, 2], "epochs": [1, 1]}})
