@@ -91,6 +91,13 @@ def cmd_evaluate(args, params) -> None:
     print(json.dumps({k: result[k] for k in ("war", "uar", "shuffled", "stages")}, indent=2))
 
 
+def cmd_results(args, params) -> None:
+    from a3lign_dfer.evaluation.results_table import update_readme
+
+    update_readme(Path(args.readme), Path(args.reports))
+    print(f"updated the results table in {args.readme}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="a3lign_dfer", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -135,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("results", help="rewrite the README results table from reports/")
+    p.add_argument("--readme", default="README.md")
+    p.add_argument("--reports", default="reports")
+    p.set_defaults(func=cmd_results)
     return parser
 
 

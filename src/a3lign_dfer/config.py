@@ -69,6 +69,7 @@ class PretrainClipConfig:
     heads: int = 4
     projection_dim: int = 128
     epochs: int = 6
+    frames_per_clip: int = 4
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.05

@@ -1,0 +1,132 @@
+"""Face crop stage: finds the synthetic face, rejects bad videos, fills missed frames."""
+from __future__ import annotations
+
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from a3lign_dfer.config import DataConfig, FaceCropConfig, SyntheticConfig
+from a3lign_dfer.data import manifest
+from a3lign_dfer.data.detectors import make_detector
+from a3lign_dfer.data.face_crop import crop_dataset, crop_square, face_track, select_boxes, smooth_and_fill
+from a3lign_dfer.data.synthetic import render_clip
+from a3lign_dfer.data.video_io import VideoDecodeError, read_video, write_video
+
+CLASSES = DataConfig().classes
+SYN = SyntheticConfig(min_frames=16, max_frames=20)
+CFG = FaceCropConfig(workers=1)
+FACES = {"face_a": ("happy", 1, 1), "face_b": ("surprise", 2, 5)}  # clip_id: (label, clip index, identity)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw")
+    rows, truth = [], {}
+    for clip_id, (label, index, identity) in FACES.items():
+        clip = render_clip(SYN, label, 0, index, identity)
+        write_video(clip.frames, root / f"{clip_id}.mp4", SYN.fps)
+        truth[clip_id] = clip
+        rows.append((clip_id, f"{clip_id}.mp4", CLASSES.index(label), label))
+    (root / "corrupt.mp4").write_bytes(np.random.default_rng(0).bytes(20_000))
+    rows.append(("corrupt", "corrupt.mp4", 0, CLASSES[0]))
+    rng = np.random.default_rng(1)
+    blobs = np.stack([cv2.resize(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8), (320, 240),
+                                 interpolation=cv2.INTER_CUBIC) for _ in range(12)])
+    write_video(blobs, root / "noface.mp4", 12)
+    rows.append(("noface", "noface.mp4", 2, CLASSES[2]))
+    df = pd.DataFrame(rows, columns=["clip_id", "path", "label_idx", "label_name"])
+    df = df.assign(dataset="test", fold=0, split="train", num_frames=0, identity=range(len(df)))
+    out = tmp_path_factory.mktemp("crops")
+    crops, rejects, metrics = crop_dataset(df, root, out, CFG, CLASSES)
+    return {"root": root, "out": out, "df": df, "crops": crops, "rejects": rejects, "metrics": metrics,
+            "truth": truth}
+
+
+def test_crops_manifest_and_frames_on_disk(dataset):
+    crops, out = dataset["crops"], dataset["out"]
+    manifest.validate(crops, CLASSES)
+    assert list(crops["clip_id"]) == list(FACES)
+    assert "identity" in crops.columns  # extra columns survive
+    for row in crops.itertuples():
+        assert row.path == f"frames/{row.clip_id}"
+        files = sorted((out / row.path).glob("*.jpg"))
+        n_in = len(dataset["truth"][row.clip_id].frames)
+        assert row.num_frames == len(files) == n_in
+        assert [f.name for f in files] == [f"{t:05d}.jpg" for t in range(n_in)]
+        assert cv2.imread(str(files[0])).shape == (CFG.size, CFG.size, 3)
+
+
+def test_bad_videos_are_rejected_with_reasons(dataset):
+    reasons = {r["clip_id"]: r for r in dataset["rejects"]}
+    assert set(reasons) == {"corrupt", "noface"}
+    assert "cannot decode" in reasons["corrupt"]["reason"] and "corrupt.mp4" in reasons["corrupt"]["reason"]
+    assert "noface.mp4" in reasons["noface"]["reason"] and "min_detection_rate" in reasons["noface"]["reason"]
+    assert not (dataset["out"] / "frames" / "corrupt").exists()
+    assert not (dataset["out"] / "frames" / "noface").exists()
+
+
+def test_metrics(dataset):
+    m = dataset["metrics"]
+    assert (m["videos"], m["accepted"], m["rejected"]) == (4, 2, 2)
+    assert m["frames"] == sum(len(c.frames) for c in dataset["truth"].values())
+    assert m["detection_rate"] >= 0.9
+    assert m["frames_per_second"] > 0 and m["seconds"] > 0
+
+
+def test_track_follows_the_ground_truth_face(dataset):
+    for clip_id, clip in dataset["truth"].items():
+        frames = read_video(dataset["root"] / f"{clip_id}.mp4")
+        track, found = face_track(frames, CFG)
+        assert found >= 0.8 * len(frames)
+        gt_centre = clip.boxes[:, :2] + clip.boxes[:, 2:] / 2
+        error = np.linalg.norm(track[:, :2] - gt_centre, axis=1) / clip.boxes[:, 3]
+        assert (error < 0.2).mean() >= 0.9, error
+        assert np.all((track[:, 2] > 0.4 * clip.boxes[:, 3]) & (track[:, 2] < 1.2 * clip.boxes[:, 3]))
+
+
+def test_smooth_and_fill_interpolates_missed_frames():
+    boxes = np.array([[10 * t, 0, 20, 20] for t in range(8)], np.float32)
+    boxes[[0, 3, 4, 7]] = np.nan
+    filled = smooth_and_fill(boxes, window=1)
+    np.testing.assert_allclose(filled[:, 0], [20, 20, 30, 40, 50, 60, 70, 70])  # ends held, gap interpolated
+    np.testing.assert_allclose(filled[:, 2], 20)
+    spiky = np.array([[0, 0, 20, 20]] * 5, np.float32)
+    spiky[2, 0] = 100  # one jittery detection
+    np.testing.assert_allclose(smooth_and_fill(spiky, window=5)[:, 0], 10)
+    with pytest.raises(ValueError):
+        smooth_and_fill(np.full((3, 4), np.nan, np.float32), 5)
+
+
+def test_select_boxes_ignores_clutter_and_marks_misses():
+    face = np.array([[100, 80, 60, 60]], np.float32)
+    clutter = np.array([[10, 10, 80, 80]], np.float32)
+    detections = [face, np.vstack([clutter, face + 2]), np.zeros((0, 4), np.float32), face + 4, clutter]
+    picked = select_boxes(detections)
+    np.testing.assert_array_equal(picked[[0, 1, 3], 0], [100, 102, 104])
+    assert np.isnan(picked[[2, 4]]).all()
+
+
+def test_crop_square_pads_outside_the_frame():
+    frame = np.full((100, 100, 3), 200, np.uint8)
+    crop = crop_square(frame, 0, 0, 40, 0.25, 32)
+    assert crop.shape == (32, 32, 3)
+    assert crop[0, 0].max() == 0 and crop[-1, -1].min() == 200
+
+
+def test_detector_registry():
+    assert len(make_detector("haar", 40)(np.zeros((120, 160, 3), np.uint8))) == 0
+    with pytest.raises(ValueError, match="haar"):
+        make_detector("retinaface-typo", 40)
+
+
+def test_video_roundtrip_and_decode_error(tmp_path):
+    frames = np.zeros((5, 48, 64, 3), np.uint8)
+    frames[:, 10:30, 20:40] = (200, 40, 40)
+    assert write_video(frames, tmp_path / "v.mp4", 12) == 5
+    back = read_video(tmp_path / "v.mp4")
+    assert back.shape == frames.shape
+    assert abs(int(back[0, 20, 30, 0]) - 200) < 15 and back[0, 20, 30, 2] < 80  # RGB order kept
+    with pytest.raises(VideoDecodeError, match="missing.mp4"):
+        read_video(tmp_path / "missing.mp4")
