@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from a3lign_dfer.config import DataConfig, SyntheticConfig
+from a3lign_dfer.config import DataConfig, SyntheticConfig, load_params
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.synthetic import CONTROLS, PROTOTYPES, caption_for, generate, plan, render_clip
 from a3lign_dfer.data.video_io import read_video
@@ -112,12 +112,12 @@ def test_render_gives_face_boxes_inside_the_frame():
 
 
 def test_default_plan_splits_imbalance_and_noise():
-    cfg = SyntheticConfig()
+    cfg = load_params(Path(__file__).parents[1] / "params.yaml").synthetic
     rows = plan(cfg, CLASSES, 0)
     assert len(rows) == cfg.num_identities * cfg.clips_per_identity
     ids = {s: set(rows.loc[rows["split"] == s, "identity"]) for s in manifest.SPLITS}
     assert not (ids["train"] & ids["val"]) and not (ids["train"] & ids["test"]) and not (ids["val"] & ids["test"])
-    assert [len(ids[s]) for s in manifest.SPLITS] == [56, 12, 12]
+    assert [len(ids[s]) for s in manifest.SPLITS] == [70, 15, 15]
     for s in manifest.SPLITS:  # every class in every split
         assert set(rows.loc[rows["split"] == s, "true_label_idx"]) == set(range(len(CLASSES)))
     counts = rows["true_label_idx"].value_counts()

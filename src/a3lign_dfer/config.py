@@ -13,6 +13,9 @@ from typing import Any, get_type_hints
 import yaml
 
 
+CLASS_WEIGHTS = ("none", "sqrt_inverse", "inverse")
+
+
 @dataclass(frozen=True)
 class BaseConfig:
     seed: int = 0
@@ -28,14 +31,14 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    num_identities: int = 80
+    num_identities: int = 100
     clips_per_identity: int = 6
     min_frames: int = 24
     max_frames: int = 40
     width: int = 320
     height: int = 240
     fps: int = 12
-    class_weights: tuple[float, ...] = (0.24, 0.19, 0.22, 0.17, 0.11, 0.03, 0.04)
+    class_weights: tuple[float, ...] = (0.23, 0.18, 0.22, 0.16, 0.10, 0.03, 0.08)
     label_noise: float = 0.03
     split_fractions: dict[str, float] = field(
         default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15}
@@ -64,13 +67,12 @@ class ClipConfig:
 class PretrainClipConfig:
     image_size: int = 64
     patch_size: int = 8
-    width: int = 128
-    layers: int = 4
+    width: int = 64
+    layers: int = 3
     heads: int = 4
-    projection_dim: int = 128
-    epochs: int = 6
-    frames_per_clip: int = 4
-    batch_size: int = 128
+    projection_dim: int = 64
+    epochs: int = 4
+    batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
 
@@ -101,6 +103,8 @@ class TrainConfig:
     batch_size: int = 64
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    class_weight: str = "none"
     select_metric: str = "uar"
 
 
@@ -182,6 +186,8 @@ def _validate(p: Params) -> None:
         raise ValueError(f"train.schedule must be 'bap' or 'all_at_once', got {p.train.schedule!r}")
     if p.model.init not in ("text", "random"):
         raise ValueError(f"model.init must be 'text' or 'random', got {p.model.init!r}")
+    if p.train.class_weight not in CLASS_WEIGHTS:
+        raise ValueError(f"train.class_weight must be one of {CLASS_WEIGHTS}, got {p.train.class_weight!r}")
     if p.train.select_metric not in ("uar", "war"):
         raise ValueError(f"train.select_metric must be 'uar' or 'war', got {p.train.select_metric!r}")
     if p.data.dataset == "synthetic" and len(p.synthetic.class_weights) != len(p.data.classes):

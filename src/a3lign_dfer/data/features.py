@@ -33,10 +33,10 @@ def load_frames(frame_dir: Path) -> np.ndarray:
 
 
 def augment_clip(frames: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """One random view of a clip: the same scale-jittered crop, flip and colour change on every
-    frame, so the augmentation never invents motion."""
+    """One random view of a clip: the same scale-jittered crop (as the paper's 120 -> 112),
+    flip and colour change on every frame, so the augmentation never invents motion."""
     n, h, w, _ = frames.shape
-    side = int(round(min(h, w) * rng.uniform(0.8, 1.0)))
+    side = int(round(min(h, w) * rng.uniform(0.9, 1.0)))
     y0, x0 = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
     x = frames[:, y0:y0 + side, x0:x0 + side].permute(0, 3, 1, 2).float()
     x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)

@@ -46,8 +46,10 @@ def results_markdown(reports: Path) -> str:
         "",
         f"Face crop: {crop['accepted']}/{crop['videos']} videos kept, detection rate "
         f"{_pct(crop['detection_rate'])}%, {crop['frames_per_second']:.0f} frames/s. "
-        f"Small CLIP zero-shot frame accuracy: {_pct(clip.get('zero_shot_frame_accuracy'))}% "
-        f"(before pretraining {_pct(clip.get('zero_shot_before'))}%, chance {_pct(clip.get('zero_shot_chance'))}%). "
+        f"Small CLIP zero-shot on val frames showing a class prompt: accuracy "
+        f"{_pct(clip.get('zero_shot_frame_accuracy'))}%, UAR {_pct(clip.get('zero_shot_frame_uar'))}% "
+        f"(UAR before pretraining {_pct(clip.get('zero_shot_frame_uar_before'))}%, "
+        f"chance {_pct(clip.get('zero_shot_chance'))}%). "
         f"Feature cache: {feats['images_per_second']:.0f} images/s.",
     ]
     return "\n".join(lines)

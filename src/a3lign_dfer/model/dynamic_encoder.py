@@ -1,9 +1,15 @@
 """Temporal transformer over a sequence of CLIP features (DE_text, DE_video, JAS).
 
-Built to grow: positional embeddings start at zero and every added layer starts
-as the identity (zeroed residual outputs), so an encoder with fresh layers
-computes exactly the mean of its inputs, the stage-1 video path, and growing a
-trained encoder does not change what it computes until the new layers learn.
+Built to grow: every added layer starts as the identity (zeroed residual
+outputs), so an encoder with fresh layers computes exactly the mean of its
+inputs, the stage-1 video path, and growing a trained encoder does not change
+what it computes until the new layers learn.
+
+Positional embeddings are random (ViT-style, std 0.02) and centred over the
+positions used. Centred, they carry order only, never an offset, so the fresh
+encoder is still exactly the mean. Random, not zero: zero-initialised rows get
+identical gradients through identity layers and stay identical, leaving the
+encoder blind to order forever (measured: no shuffled-frame drop at all).
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ class DynamicEncoder(nn.Module):
     def __init__(self, dim: int, max_len: int, heads: int, mlp_ratio: int, dropout: float, layers: int = 0):
         super().__init__()
         self.dim, self.heads, self.mlp_ratio, self.dropout = dim, heads, mlp_ratio, dropout
-        self.pos = nn.Parameter(torch.zeros(max_len, dim))
+        self.pos = nn.Parameter(torch.randn(max_len, dim) * 0.02)
         self.layers = nn.ModuleList()
         self.grow(layers)
 
@@ -61,7 +67,8 @@ class DynamicEncoder(nn.Module):
         """(B, L, D) sequence -> (B, D) vector."""
         if x.shape[1] > self.pos.shape[0]:
             raise ValueError(f"sequence length {x.shape[1]} exceeds the encoder's {self.pos.shape[0]} positions")
-        h = x + self.pos[: x.shape[1]]
+        pos = self.pos[: x.shape[1]]
+        h = x + (pos - pos.mean(dim=0))
         for layer in self.layers:
             h = layer(h)
         return h.mean(dim=1)

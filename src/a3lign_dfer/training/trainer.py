@@ -75,6 +75,16 @@ def evaluate(model: A3lignDFER, clip: FrozenCLIP, data: FeatureSet, **kwargs) ->
     return metrics
 
 
+def class_weights(labels: torch.Tensor, num_classes: int, scheme: str) -> torch.Tensor | None:
+    """Cross-entropy weights from the training labels, mean 1 over the classes present."""
+    if scheme == "none":
+        return None
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    power = {"sqrt_inverse": 0.5, "inverse": 1.0}[scheme]
+    weights = torch.where(counts > 0, counts.clamp(min=1) ** -power, torch.zeros_like(counts))
+    return weights * (counts > 0).sum() / weights.sum()
+
+
 def fit(model: A3lignDFER, clip: FrozenCLIP, train: FeatureSet, val: FeatureSet, plan: StagePlan,
         cfg: TrainConfig, seed: int, log: Callable[[dict], None]) -> tuple[A3lignDFER, dict]:
     """Train through the plan's phases; return the validation-best model and its record."""
@@ -82,6 +92,8 @@ def fit(model: A3lignDFER, clip: FrozenCLIP, train: FeatureSet, val: FeatureSet,
     torch.manual_seed(seed)
     device = clip.device
     best_model, best_key, record, epoch_no = None, (-math.inf, -math.inf), {}, 0
+    weights = class_weights(train.labels, len(model.spec.classes), cfg.class_weight)
+    weights = None if weights is None else weights.to(device)
     for phase_no, phase in enumerate(plan.phases):
         if best_model is not None:
             model = copy.deepcopy(best_model)
@@ -103,9 +115,10 @@ def fit(model: A3lignDFER, clip: FrozenCLIP, train: FeatureSet, val: FeatureSet,
                 idx = order[start:start + cfg.batch_size]
                 x = train.gather(idx, model.spec.frames, train=True, rng=rng).to(device)
                 vectors = fixed if fixed is not None else model.class_vectors(model.text_features(clip))
-                loss = F.cross_entropy(model(x, vectors), train.labels[idx].to(device))
+                loss = F.cross_entropy(model(x, vectors), train.labels[idx].to(device), weight=weights)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()
                 sched.step()
                 losses.append(loss.item())

@@ -146,12 +146,12 @@ def _hair_cap(ident: Identity) -> np.ndarray:
 
 def _brow(ident: Identity, brow: float, inner: float) -> np.ndarray:
     """Right-hand brow (x > 0) as a tapered band; lowering also pulls it inward and slants it."""
-    up = 0.08 * max(brow, 0) - 0.07 * max(-brow, 0)
-    x_in = 0.1 - 0.03 * max(-brow, 0)
+    up = 0.15 * max(brow, 0) - 0.11 * max(-brow, 0)
+    x_in = 0.1 - 0.04 * max(-brow, 0)
     x_out = ident.eye_dx + ident.eye_rx + 0.06
     y_base = ident.eye_y - ident.brow_gap - up
-    y_in = y_base + 0.07 * max(-brow, 0) - 0.1 * inner
-    y_out = y_base + 0.02 * inner
+    y_in = y_base + 0.12 * max(-brow, 0) - 0.18 * inner
+    y_out = y_base + 0.04 * inner
     t = _T9
     x = x_in + (x_out - x_in) * t
     y = y_in + (y_out - y_in) * t - ident.brow_arch * 4 * t * (1 - t)
@@ -161,8 +161,8 @@ def _brow(ident: Identity, brow: float, inner: float) -> np.ndarray:
 
 def _eye(ident: Identity, eyes: float, cheek: float) -> tuple[np.ndarray, float, float]:
     """Right eye outline plus its upper and lower opening (face units)."""
-    open_up = ident.eye_ry * np.clip(1 + 0.5 * eyes, 0.3, 1.6)
-    open_lo = ident.eye_ry * (0.8 + 0.3 * max(eyes, 0)) * (1 - 0.5 * cheek) * (1 - 0.35 * max(-eyes, 0))
+    open_up = ident.eye_ry * np.clip(1 + 0.9 * eyes, 0.2, 2.0)
+    open_lo = ident.eye_ry * (0.8 + 0.6 * max(eyes, 0)) * (1 - 0.6 * cheek) * (1 - 0.5 * max(-eyes, 0))
     cx = ident.eye_dx
     upper = np.stack([cx + ident.eye_rx * _ARC12_COS, ident.eye_y - open_up * _ARC12_SIN], 1)
     lower = np.stack([cx - ident.eye_rx * _ARC12_COS, ident.eye_y + open_lo * _ARC12_SIN], 1)
@@ -172,17 +172,17 @@ def _eye(ident: Identity, eyes: float, cheek: float) -> tuple[np.ndarray, float,
 def _mouth(ident: Identity, c: np.ndarray) -> tuple[np.ndarray, ...]:
     """Upper lip, lower lip, cavity and upper-teeth polygons plus the closed-mouth line."""
     corner, opening, stretch = c[_C["lip_corner"]], max(c[_C["mouth_open"]], 0), max(c[_C["lip_stretch"]], 0)
-    w = ident.mouth_w * (1 + 0.3 * stretch + 0.15 * max(corner, 0) - 0.1 * max(-corner, 0))
-    gap = 0.22 * opening
+    w = ident.mouth_w * (1 + 0.45 * stretch + 0.4 * max(corner, 0) - 0.15 * max(-corner, 0))
+    gap = 0.36 * opening
     r = _SPAN17
     xs = w * r
     f = _SPAN17_PROFILE
-    base = ident.mouth_y + 0.3 * gap - 0.04 * max(c[_C["nose_wrinkle"]], 0) - 0.14 * corner * r ** 2
+    base = ident.mouth_y + 0.3 * gap - 0.06 * max(c[_C["nose_wrinkle"]], 0) - 0.26 * corner * r ** 2
     up_in, lo_in = base - gap / 2 * f, base + gap / 2 * f
     thin = 1 - 0.55 * stretch
     up_out = up_in - ident.lip_up * thin * f
     lo_out = lo_in + ident.lip_lo * thin * f
-    teeth = up_in + min(0.35 * gap, 0.05) * f
+    teeth = up_in + min(0.35 * gap, 0.06) * f
 
     def band(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
         return np.vstack([np.stack([xs, top], 1), np.stack([xs, bottom], 1)[::-1]])
@@ -195,7 +195,7 @@ def _draw_eyes(cv: _Canvas, ident: Identity, c: np.ndarray, gaze: float) -> None
     skin, cheek = ident.skin, max(c[_C["cheek"]], 0)
     eye, open_up, open_lo = _eye(ident, c[_C["eyes"]], cheek)
     brow = _brow(ident, c[_C["brow"]], c[_C["brow_inner"]])
-    lift = 0.08 * max(c[_C["brow"]], 0)  # the shadowed socket follows a raised brow up
+    lift = 0.15 * max(c[_C["brow"]], 0)  # the shadowed socket follows a raised brow up
     socket = _ellipse(ident.eye_dx, ident.eye_y - 0.03 - lift / 2, ident.eye_rx * 1.5,
                       ident.eye_ry * 1.6 + 0.05 + lift / 2)
     cheek_pts = _ellipse(ident.eye_dx + 0.02, ident.eye_y + 0.3 - 0.07 * cheek, 0.16, 0.09)
@@ -250,7 +250,7 @@ def draw_face(img: np.ndarray, ident: Identity, c: np.ndarray, m: np.ndarray, ga
         cv.fill(teeth, _mix(ident.skin, np.array([235, 232, 222.0]), 0.6))
     cv.fill(upper, ident.lip_color)
     cv.fill(lower, ident.lip_color * 1.05)
-    cv.line(line, ident.lip_color * 0.45, 0.02)
+    cv.line(line, ident.lip_color * 0.35, 0.03)
     if ident.hair_style:
         cv.fill(_hair_cap(ident), ident.hair)
     px = cv.px(head)
