@@ -49,6 +49,9 @@ def test_dvc_repro_end_to_end_and_incremental(tmp_path):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], repo)
     _run([sys.executable, "-m", "dvc", "init", "-q"], repo)
+    # DVCLive needs a commit to exist (it reads HEAD), as in any real clone.
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "init"], repo)
 
     first = _run([sys.executable, "-m", "dvc", "repro"], repo)
     assert _stages_run(first) == ["prepare", "face_crop", "pretrain_clip", "features", "train_stage1",
