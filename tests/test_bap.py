@@ -101,3 +101,17 @@ def test_checkpoint_round_trip_rebuilds_from_meta(tiny_clip_dir, tiny_params, tm
         torch.testing.assert_close(loaded(x, vectors), m2(x, vectors))
         torch.testing.assert_close(loaded.class_vectors(loaded.text_features(clip)), vectors)
     assert loaded.spec == m2.current_spec()
+
+
+def test_encoder_sees_order_once_layers_learn():
+    """Centred random positions: still exactly the mean when fresh, order-aware after training."""
+    torch.manual_seed(0)
+    enc = DynamicEncoder(dim=16, max_len=16, heads=2, mlp_ratio=2, dropout=0.0, layers=1).eval()
+    x = torch.randn(2, 12, 16)                          # shorter than max_len
+    shuffled = x[:, torch.randperm(12)]
+    torch.testing.assert_close(enc(x), x.mean(1))
+    torch.testing.assert_close(enc(shuffled), enc(x))   # a fresh encoder ignores order
+    with torch.no_grad():
+        for p in enc.layers.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    assert not torch.allclose(enc(shuffled), enc(x), atol=1e-4)

@@ -69,3 +69,17 @@ def test_params_file_loads_and_typos_fail(tmp_path):
         params_from_dict({"train": {"schedule": "sometimes"}})
     with pytest.raises(ValueError, match="shrink"):
         params_from_dict({"stage2": {"layers": [4, 2], "epochs": [1, 1]}})
+
+
+def test_class_weights_favour_rare_classes_and_skip_absent_ones():
+    import torch
+
+    from a3lign_dfer.training.trainer import class_weights
+
+    labels = torch.tensor([0] * 8 + [1] * 2)          # class 2 absent
+    assert class_weights(labels, 3, "none") is None
+    inverse = class_weights(labels, 3, "inverse")
+    assert inverse[2] == 0 and inverse[:2].mean().item() == pytest.approx(1.0)
+    assert inverse[1] / inverse[0] == pytest.approx(4.0)
+    assert class_weights(labels, 3, "sqrt_inverse")[1] / class_weights(labels, 3, "sqrt_inverse")[0] == \
+        pytest.approx(2.0)
