@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a3lign_dfer.config import load_params, params_from_dict
+from a3lign_dfer.config import Params, load_params, params_from_dict
 from a3lign_dfer.data.sampling import segment_indices
 from a3lign_dfer.evaluation.metrics import recall_metrics
 from conftest import CLASSES, toy_features
@@ -61,6 +61,7 @@ def test_uar_counts_an_absent_class():
 
 def test_params_file_loads_and_typos_fail(tmp_path):
     params = load_params(Path(__file__).parents[1] / "params.yaml")
+    assert params == Params(), "config.py defaults drifted from params.yaml"
     assert params.model.sentences == 16 and params.model.tokens == 64
     assert params.stage2.layers == (2, 4) and params.data.classes == CLASSES
     with pytest.raises(ValueError, match="unknown key"):

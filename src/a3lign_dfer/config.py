@@ -104,14 +104,14 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
-    class_weight: str = "none"
+    class_weight: str = "inverse"
     select_metric: str = "uar"
 
 
 @dataclass(frozen=True)
 class Stage1Config:
-    epochs: int = 12
-    lr: float = 2e-3
+    epochs: int = 20
+    lr: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -119,20 +119,21 @@ class GrowingStageConfig:
     """A stage whose temporal encoder grows: layers[i] layers for epochs[i] epochs."""
 
     layers: tuple[int, ...] = (2, 4)
-    epochs: tuple[int, ...] = (8, 6)
-    lr: float = 2e-3
+    epochs: tuple[int, ...] = (30, 30)
+    lr: float = 0.1
 
 
 @dataclass(frozen=True)
 class Stage3Config(GrowingStageConfig):
+    epochs: tuple[int, ...] = (20, 20)
     init_layers: int = 2
 
 
 @dataclass(frozen=True)
 class AllAtOnceConfig:
-    epochs: int = 38
+    epochs: int = 60
     layers: int = 4
-    lr: float = 2e-3
+    lr: float = 0.01
 
 
 @dataclass(frozen=True)
