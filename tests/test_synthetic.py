@@ -38,6 +38,7 @@ def test_same_seed_same_output_whatever_the_worker_count(runs):
     pd.testing.assert_frame_equal(pd.read_parquet(a / "captions.parquet"), pd.read_parquet(b / "captions.parquet"))
     assert (a / "class_prompts.json").read_text() == (b / "class_prompts.json").read_text()
     assert _digests(a) == _digests(b)  # libx264 with one thread is bit-exact
+    assert (a / "generate.json").read_bytes() == (b / "generate.json").read_bytes()
 
 
 def test_different_seed_different_output(runs):
@@ -59,7 +60,7 @@ def test_outputs_layout_and_manifest(runs):
         frames = read_video(out / row.path)
         assert frames.shape == (row.num_frames, SMALL.height, SMALL.width, 3)
     summary = json.loads((out / "generate.json").read_text())
-    assert summary["clips"] == len(df) and summary["seconds"] > 0
+    assert summary["clips"] == len(df) and "seconds" not in summary  # timings would break DVC's hash
     assert sum(sum(c.values()) for c in summary["clips_per_split_and_class"].values()) == len(df)
 
 

@@ -11,6 +11,7 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
 from dvclive import Live
 
 from a3lign_dfer.config import Params, to_dict
@@ -32,6 +33,7 @@ def _check_compatible(meta: dict, params: Params, init_dir: Path) -> None:
 
 def run_stage(stage: int, params: Params, features_dir: Path, out_dir: Path, live_dir: Path,
               init_dir: Path | None = None, device: str = "cpu") -> dict:
+    torch.manual_seed(params.base.seed + stage)  # new layers and positions draw from it: same seed, same model
     classes = tuple(params.data.classes)
     clip = FrozenCLIP.load(params.clip.model, device)
     train = load_feature_set(features_dir, "train", classes)

@@ -116,7 +116,8 @@ def generate(cfg: SyntheticConfig, classes: tuple[str, ...], seed: int, out_dir:
         "clips_per_split_and_class": {s: df.loc[df["split"] == s, "label_name"].value_counts()
                                       .reindex(classes, fill_value=0).astype(int).to_dict()
                                       for s in manifest.SPLITS},
-        "seconds": round(time.time() - start, 2),
     }
+    # No timings in here: data/raw must hash the same on every run of the same seed.
     (out_dir / "generate.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"generated {len(df)} clips in {time.time() - start:.1f} s")
     return df
