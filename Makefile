@@ -11,7 +11,7 @@ export GX_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check --no-warn-script-location
 
-.PHONY: install repro test lock clean-venv
+.PHONY: install repro seeds test lock clean-venv
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 repro: install
 	dvc repro
+
+# One DVC experiment per training seed (after `make repro`); mean +- std to reports/seeds,
+# then the README results block is rewritten from it.
+seeds: install
+	$(PY) -m a3lign_dfer seeds --seeds 0 1 2 3 4
+	$(PY) -m a3lign_dfer results
 
 test: install
 	$(PY) -m pytest -q

@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from a3lign_dfer.config import PretrainClipConfig, params_from_dict  # noqa: E402
-from a3lign_dfer.data.features import FeatureSet  # noqa: E402
+from a3lign_dfer.data.features import FeatureSet, save_feature_set  # noqa: E402
 from a3lign_dfer.model.small_clip import build_small_clip, save_clip  # noqa: E402
 
 CLASSES = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
@@ -34,12 +34,14 @@ def tiny_params(tiny_clip_dir):
         raw = {
             "clip": {"model": str(tiny_clip_dir)},
             "features": {"num_frames": 8},
-            "model": {"sentences": 4, "tokens": 6, "heads": 2, "de_text_layers": 2},
+            "model": {"sentences": 4, "tokens": 6, "heads": 2, "de_text_layers": 1},
             "train": {"batch_size": 16},
-            "stage1": {"epochs": 2, "lr": 0.01},
-            "stage2": {"layers": [1, 2], "epochs": [1, 1], "lr": 0.01},
-            "stage3": {"init_layers": 1, "layers": [1, 2], "epochs": [1, 1], "lr": 0.01},
-            "all_at_once": {"epochs": 2, "layers": 2, "lr": 0.01},
+            "evaluate": {"shuffle_seeds": [0, 1]},
+            "stage1": {"epochs": 2},
+            "stage2": {"layers": [1, 2], "epochs": [1, 1]},
+            "stage2_text": {"layers": [2], "epochs": [1]},
+            "stage3": {"init_layers": 1, "layers": [1, 2], "epochs": [1, 1]},
+            "all_at_once": {"epochs": 2, "layers": 2},
         }
         for name, values in sections.items():
             raw.setdefault(name, {}).update(values)
@@ -59,3 +61,10 @@ def toy_features(num_clips: int, dim: int = 16, frames: int = 12, views: int = 1
                           "label_name": [CLASSES[y] for y in labels]})
     return FeatureSet(torch.tensor(np.concatenate(feats), dtype=torch.float16), torch.tensor(offsets),
                       torch.tensor(labels), clips)
+
+
+def write_toy_cache(cache_dir, dim: int, sizes: dict[str, int]) -> None:
+    """A feature cache in the real on-disk format, from toy features."""
+    for i, (split, n) in enumerate(sizes.items()):
+        data = toy_features(n, dim=dim, seed=i)
+        save_feature_set(data.feats, data.offsets, data.clips, cache_dir, split)

@@ -8,7 +8,7 @@ from a3lign_dfer.training import bap
 
 def test_eos_pooling_at_t_plus_2_equals_padding_to_context(tiny_clip_dir, tiny_params):
     clip = FrozenCLIP.load(str(tiny_clip_dir))
-    model, _ = bap.stage1(tiny_params(), clip)
+    model, _ = bap.stage1(tiny_params(), clip, None)
     short = model.text_features(clip)                      # (C, S, D) from T+2 tokens
 
     c, s, t, w = model.mat.shape
@@ -56,7 +56,7 @@ def test_clip_tokenizer_matches_open_clip():
 def test_mat_shape_and_text_init(tiny_clip_dir, tiny_params):
     clip = FrozenCLIP.load(str(tiny_clip_dir))
     params = tiny_params(model={"init": "text", "init_text": "a photo of a {} face"})
-    model, _ = bap.stage1(params, clip)
+    model, _ = bap.stage1(params, clip, None)
     assert isinstance(model, A3lignDFER)
     assert model.mat.shape == (7, 4, 6, clip.text_width)
     std = clip.token_embeddings(torch.arange(100)).std().item()
@@ -67,5 +67,5 @@ def test_mat_shape_and_text_init(tiny_clip_dir, tiny_params):
             torch.testing.assert_close(model.mat[ci, si, : len(ids)].detach(), expected, atol=0.5 * std, rtol=0)
     # the sentences are not clones, even when the description fills all T tokens
     assert not torch.allclose(model.mat[0, 0], model.mat[0, 1])
-    random_model, _ = bap.stage1(tiny_params(model={"init": "random"}), clip)
+    random_model, _ = bap.stage1(tiny_params(model={"init": "random"}), clip, None)
     assert not torch.allclose(random_model.mat[0, 0, :3], model.mat[0, 0, :3])

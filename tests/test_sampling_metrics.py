@@ -66,8 +66,10 @@ def test_params_file_loads_and_typos_fail(tmp_path):
     assert params.stage2.layers == (2, 4) and params.data.classes == CLASSES
     with pytest.raises(ValueError, match="unknown key"):
         params_from_dict({"model": {"sentence": 3}})
-    with pytest.raises(ValueError, match="schedule"):
-        params_from_dict({"train": {"schedule": "sometimes"}})
+    with pytest.raises(ValueError, match="stage2 freezes MAT"):
+        params_from_dict({"stage2": {"lr": {"mat": 0.01, "encoder": 0.1}}})
+    with pytest.raises(ValueError, match="stage3 trains MAT"):
+        params_from_dict({"stage3": {"lr": {"encoder": 0.1, "mat": None}}})
     with pytest.raises(ValueError, match="shrink"):
         params_from_dict({"stage2": {"layers": [4, 2], "epochs": [1, 1]}})
 

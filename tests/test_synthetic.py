@@ -15,7 +15,8 @@ from a3lign_dfer.data.synthetic import CONTROLS, PROTOTYPES, caption_for, genera
 from a3lign_dfer.data.video_io import read_video
 
 CLASSES = DataConfig().classes
-SMALL = SyntheticConfig(num_identities=6, clips_per_identity=2, min_frames=12, max_frames=16, workers=1)
+SMALL = SyntheticConfig(identities={"train": 3, "val": 2, "test": 1}, clips_per_identity=2, min_frames=12,
+                        max_frames=16, workers=1)
 
 
 def _digests(out: Path) -> dict[str, str]:
@@ -52,7 +53,7 @@ def test_outputs_layout_and_manifest(runs):
     out = runs["a"]
     df = manifest.read(out / "manifest.parquet", CLASSES)
     assert list(df.columns) == manifest.COLUMNS + ["identity", "true_label_idx"]
-    assert len(df) == SMALL.num_identities * SMALL.clips_per_identity
+    assert len(df) == 6 * SMALL.clips_per_identity
     assert (df["dataset"] == "synthetic").all() and (df["fold"] == 0).all()
     assert df["path"].str.fullmatch(r"videos/syn_\d{5}\.mp4").all()
     assert df["num_frames"].between(SMALL.min_frames, SMALL.max_frames).all()
@@ -114,11 +115,12 @@ def test_render_gives_face_boxes_inside_the_frame():
 
 def test_default_plan_splits_imbalance_and_noise():
     cfg = load_params(Path(__file__).parents[1] / "params.yaml").synthetic
-    rows = plan(cfg, CLASSES, 0)
-    assert len(rows) == cfg.num_identities * cfg.clips_per_identity
+    rows = plan(cfg, CLASSES, 1)
+    assert len(rows) == 170 * cfg.clips_per_identity
     ids = {s: set(rows.loc[rows["split"] == s, "identity"]) for s in manifest.SPLITS}
     assert not (ids["train"] & ids["val"]) and not (ids["train"] & ids["test"]) and not (ids["val"] & ids["test"])
-    assert [len(ids[s]) for s in manifest.SPLITS] == [70, 15, 15]
+    assert [len(ids[s]) for s in manifest.SPLITS] == [70, 40, 60]
+    assert (rows["split"] == "test").sum() >= 300
     for s in manifest.SPLITS:  # every class in every split
         assert set(rows.loc[rows["split"] == s, "true_label_idx"]) == set(range(len(CLASSES)))
     counts = rows["true_label_idx"].value_counts()

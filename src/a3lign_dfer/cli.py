@@ -58,7 +58,7 @@ def cmd_pretrain_clip(args, params) -> None:
                                     "benchmark's captions; for other data set clip.model to a pretrained CLIP")
         prompts = json.loads((raw / "class_prompts.json").read_text())
         metrics = pretrain_clip.pretrain_small_clip(crops, Path(args.crops), pd.read_parquet(captions_path), prompts,
-                                                    params.pretrain_clip, params.base.seed, out)
+                                                    params.pretrain_clip, params.data.seed, out, args.device)
     _write_json(Path(args.metrics), metrics)
     print(json.dumps(metrics, indent=2))
 
@@ -70,7 +70,7 @@ def cmd_features(args, params) -> None:
 
     crops = manifest.read(Path(args.crops) / "manifest.parquet", tuple(params.data.classes))
     clip = FrozenCLIP.load(params.clip.model, args.device)
-    metrics = build_feature_cache(crops, Path(args.crops), clip, params.features, params.base.seed, Path(args.out))
+    metrics = build_feature_cache(crops, Path(args.crops), clip, params.features, params.data.seed, Path(args.out))
     _write_json(Path(args.metrics), metrics)
     print(json.dumps(metrics, indent=2))
 
@@ -78,17 +78,19 @@ def cmd_features(args, params) -> None:
 def cmd_train(args, params) -> None:
     from a3lign_dfer.training.run_stage import run_stage
 
-    record = run_stage(args.stage, params, Path(args.features), Path(args.out), Path(args.live),
+    summary = run_stage(args.stage, params, Path(args.features), Path(args.out), Path(args.live),
                        Path(args.init) if args.init else None, args.device)
-    print(json.dumps(record, indent=2))
+    print(json.dumps({k: summary[k] for k in ("stage", "selected", "layers", "seconds")}, indent=2))
+    print(json.dumps({k: summary["val"][k] for k in ("war", "uar", "per_class_recall")}
+                     | {"shuffled_uar_drop": summary["val"]["shuffled"]["uar_drop"]}, indent=2))
 
 
 def cmd_evaluate(args, params) -> None:
     from a3lign_dfer.evaluation.evaluate import evaluate_checkpoints
 
-    result = evaluate_checkpoints([Path(c) for c in args.checkpoints], Path(args.features), params.evaluate,
-                                  Path(args.out), args.device)
-    print(json.dumps({k: result[k] for k in ("war", "uar", "shuffled", "stages")}, indent=2))
+    result = evaluate_checkpoints([Path(c) for c in args.ladder], [Path(c) for c in args.all_at_once],
+                                  Path(args.features), params.evaluate, Path(args.out), args.device)
+    print(json.dumps({k: result[k] for k in ("war", "uar", "shuffled", "table4")}, indent=2))
 
 
 def cmd_results(args, params) -> None:
@@ -96,6 +98,14 @@ def cmd_results(args, params) -> None:
 
     update_readme(Path(args.readme), Path(args.reports))
     print(f"updated the results table in {args.readme}")
+
+
+def cmd_seeds(args, params) -> None:
+    from a3lign_dfer.evaluation.multi_seed import run_seeds
+
+    summary = run_seeds(args.seeds, args.set, Path("."), Path(args.out), args.prefix)
+    print((Path(args.out) / "summary.md").read_text())
+    print(f"experiments: {summary['experiments']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--metrics", required=True)
+    p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_pretrain_clip)
 
     p = sub.add_parser("features", help="cache frozen CLIP image features of every frame")
@@ -127,21 +138,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_features)
 
-    p = sub.add_parser("train", help="run one BAP stage")
-    p.add_argument("--stage", type=int, choices=(1, 2, 3), required=True)
+    p = sub.add_parser("train", help="run one training stage (a BAP stage or an all-at-once ablation)")
+    p.add_argument("--stage", required=True, help="stage1, stage2, stage2_text, stage3, all_at_once_separate "
+                                                   "or all_at_once_joint")
     p.add_argument("--features", required=True)
-    p.add_argument("--init", help="previous stage's checkpoint (stages 2 and 3)")
+    p.add_argument("--init", help="the checkpoint the stage starts from (stage2, stage2_text, stage3)")
     p.add_argument("--out", required=True)
     p.add_argument("--live", required=True, help="DVCLive directory for per-epoch metrics")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="test-split WAR/UAR, shuffled frames, confusion matrix")
+    p = sub.add_parser("evaluate", help="test split: Table 4 rows, shuffled frames, confusion matrix")
     p.add_argument("--features", required=True)
-    p.add_argument("--checkpoints", nargs="+", required=True, help="stage checkpoints; the last is the final model")
+    p.add_argument("--ladder", nargs="+", required=True,
+                   help="BAP checkpoints in ladder order (Table 4 rows); the last is the final model")
+    p.add_argument("--all-at-once", nargs="*", default=[], help="all-at-once ablation checkpoints (Table 4 rows)")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("seeds", help="one DVC experiment per training seed; mean +- std to reports/seeds")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="params override for every seed (dvc exp run -S), e.g. --set stage3.lr.mat=0.003")
+    p.add_argument("--out", default="reports/seeds")
+    p.add_argument("--prefix", default="seed", help="experiment names are <prefix>-<seed>")
+    p.set_defaults(func=cmd_seeds)
 
     p = sub.add_parser("results", help="rewrite the README results table from reports/")
     p.add_argument("--readme", default="README.md")

@@ -17,32 +17,25 @@ CLASS_WEIGHTS = ("none", "sqrt_inverse", "inverse")
 
 
 @dataclass(frozen=True)
-class BaseConfig:
-    seed: int = 0
-
-
-@dataclass(frozen=True)
 class DataConfig:
     dataset: str = "synthetic"
     root: str = "data/raw"
     csv: str = "labels.csv"
     classes: tuple[str, ...] = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
+    seed: int = 1
 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    num_identities: int = 100
+    identities: dict[str, int] = field(default_factory=lambda: {"train": 70, "val": 40, "test": 60})
     clips_per_identity: int = 6
-    min_frames: int = 24
-    max_frames: int = 40
+    min_frames: int = 20
+    max_frames: int = 32
     width: int = 320
     height: int = 240
     fps: int = 12
     class_weights: tuple[float, ...] = (0.23, 0.18, 0.22, 0.16, 0.10, 0.03, 0.08)
     label_noise: float = 0.03
-    split_fractions: dict[str, float] = field(
-        default_factory=lambda: {"train": 0.7, "val": 0.15, "test": 0.15}
-    )
     workers: int = 2
 
 
@@ -99,7 +92,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    schedule: str = "bap"
+    seed: int = 0
     batch_size: int = 64
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -109,9 +102,18 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class LearningRates:
+    """One lr per parameter group: MAT and the temporal encoders learn at different speeds.
+    `mat` is absent (None) exactly where MAT is frozen (BAP stage 2)."""
+
+    mat: float | None = 0.01
+    encoder: float = 0.1
+
+
+@dataclass(frozen=True)
 class Stage1Config:
     epochs: int = 20
-    lr: float = 0.01
+    lr: LearningRates = field(default_factory=lambda: LearningRates(mat=0.01, encoder=0.01))
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,18 @@ class GrowingStageConfig:
 
     layers: tuple[int, ...] = (2, 4)
     epochs: tuple[int, ...] = (30, 30)
-    lr: float = 0.1
+    lr: LearningRates = field(default_factory=LearningRates)
+
+
+@dataclass(frozen=True)
+class Stage2Config(GrowingStageConfig):
+    lr: LearningRates = field(default_factory=lambda: LearningRates(mat=None))
+
+
+@dataclass(frozen=True)
+class TextGrowthConfig(GrowingStageConfig):
+    layers: tuple[int, ...] = (4,)
+    epochs: tuple[int, ...] = (10,)
 
 
 @dataclass(frozen=True)
@@ -133,7 +146,7 @@ class Stage3Config(GrowingStageConfig):
 class AllAtOnceConfig:
     epochs: int = 60
     layers: int = 4
-    lr: float = 0.01
+    lr: LearningRates = field(default_factory=LearningRates)
 
 
 @dataclass(frozen=True)
@@ -143,7 +156,6 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class Params:
-    base: BaseConfig = field(default_factory=BaseConfig)
     data: DataConfig = field(default_factory=DataConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     face_crop: FaceCropConfig = field(default_factory=FaceCropConfig)
@@ -153,7 +165,8 @@ class Params:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
-    stage2: GrowingStageConfig = field(default_factory=GrowingStageConfig)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    stage2_text: TextGrowthConfig = field(default_factory=TextGrowthConfig)
     stage3: Stage3Config = field(default_factory=Stage3Config)
     all_at_once: AllAtOnceConfig = field(default_factory=AllAtOnceConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
@@ -183,8 +196,6 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
 
 
 def _validate(p: Params) -> None:
-    if p.train.schedule not in ("bap", "all_at_once"):
-        raise ValueError(f"train.schedule must be 'bap' or 'all_at_once', got {p.train.schedule!r}")
     if p.model.init not in ("text", "random"):
         raise ValueError(f"model.init must be 'text' or 'random', got {p.model.init!r}")
     if p.train.class_weight not in CLASS_WEIGHTS:
@@ -193,14 +204,21 @@ def _validate(p: Params) -> None:
         raise ValueError(f"train.select_metric must be 'uar' or 'war', got {p.train.select_metric!r}")
     if p.data.dataset == "synthetic" and len(p.synthetic.class_weights) != len(p.data.classes):
         raise ValueError("synthetic.class_weights needs one weight per entry of data.classes")
-    for name in ("stage2", "stage3"):
+    for name in ("stage2", "stage2_text", "stage3"):
         stage: GrowingStageConfig = getattr(p, name)
         if len(stage.layers) != len(stage.epochs) or not stage.layers:
             raise ValueError(f"{name}.layers and {name}.epochs must be non-empty lists of equal length")
         if list(stage.layers) != sorted(stage.layers):
             raise ValueError(f"{name}.layers must not shrink: {list(stage.layers)}")
+    for name in ("stage1", "stage2_text", "stage3", "all_at_once"):
+        if getattr(p, name).lr.mat is None:
+            raise ValueError(f"{name} trains MAT: give {name}.lr.mat")
+    if p.stage2.lr.mat is not None:
+        raise ValueError("stage2 freezes MAT (BAP): leave stage2.lr.mat out (or null)")
     if p.stage3.init_layers > p.stage2.layers[-1]:
         raise ValueError("stage3.init_layers cannot exceed the final DE_video depth (stage2.layers[-1])")
+    if p.stage2_text.layers[0] < p.model.de_text_layers:
+        raise ValueError("stage2_text.layers must not be shallower than model.de_text_layers (DE_text only grows)")
     if p.stage3.init_layers > p.stage3.layers[0]:
         raise ValueError("stage3.layers[0] must be >= stage3.init_layers")
 

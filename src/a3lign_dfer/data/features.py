@@ -66,9 +66,7 @@ def build_feature_cache(crops: pd.DataFrame, crops_root: Path, clip: FrozenCLIP,
             offsets.append(offsets[-1] + len(frames))
             total_frames += len(batch)
         tensor = torch.cat(feats) if feats else torch.zeros(0, views, clip.embed_dim, dtype=torch.float16)
-        save_file({"feats": tensor.contiguous(), "offsets": torch.tensor(offsets, dtype=torch.int64)},
-                  out_dir / f"{split}.safetensors")
-        rows.to_parquet(out_dir / f"{split}.parquet", index=False)
+        save_feature_set(tensor, torch.tensor(offsets, dtype=torch.int64), rows, out_dir, split)
         metrics[f"{split}_clips"] = len(rows)
         metrics[f"{split}_views"] = views
     seconds = time.perf_counter() - start
@@ -107,6 +105,14 @@ class FeatureSet:
             view = int(rng.integers(self.feats.shape[1])) if train else 0
             rows.append(self.feats[frames, view])
         return torch.stack(rows).float()
+
+
+def save_feature_set(feats: torch.Tensor, offsets: torch.Tensor, clips: pd.DataFrame, cache_dir: Path,
+                     split: str) -> None:
+    """One split of the cache: (frames, views, D) float16 features, clip offsets, the clips' manifest rows."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    save_file({"feats": feats.half().contiguous(), "offsets": offsets.to(torch.int64)}, cache_dir / f"{split}.safetensors")
+    clips.to_parquet(cache_dir / f"{split}.parquet", index=False)
 
 
 def load_feature_set(cache_dir: Path, split: str, classes: tuple[str, ...]) -> FeatureSet:

@@ -24,7 +24,7 @@ def prepare_manifest(params: Params, out_dir: Path) -> pd.DataFrame:
         if Path(params.data.root) != out_dir:
             raise ValueError(f"data.dataset is synthetic, so data.root ({params.data.root}) must be the prepare "
                              f"stage's output folder ({out_dir})")
-        return generate(params.synthetic, classes, params.base.seed, out_dir)
+        return generate(params.synthetic, classes, params.data.seed, out_dir)
     if params.data.dataset == "csv":
         df, rejects = import_csv(Path(params.data.root), params.data.csv, classes)
         manifest.write(df, out_dir / "manifest.parquet")

@@ -1,12 +1,16 @@
-"""Regenerate the README results table from the metrics files `dvc repro` wrote.
+"""Regenerate the README results block from what the pipeline and the seeds command wrote.
 
-The table lives between two marker comments so the numbers in the README are
-always the ones on disk: `python -m a3lign_dfer results --readme README.md`.
+The block lives between two marker comments so the numbers in the README are
+always the ones on disk: `python -m a3lign_dfer results --readme README.md`. Model
+numbers come from reports/seeds/summary.json (mean +- std over training seeds),
+never from a single run.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from a3lign_dfer.evaluation.multi_seed import summary_markdown
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -16,43 +20,21 @@ def _pct(x: float | None) -> str:
 
 
 def results_markdown(reports: Path) -> str:
-    ev = json.loads((reports / "eval/metrics.json").read_text())
+    seeds = reports / "seeds/summary.json"
+    if not seeds.exists():
+        raise FileNotFoundError(f"{seeds} missing: run `python -m a3lign_dfer seeds` first")
     crop = json.loads((reports / "face_crop.json").read_text())
     clip = json.loads((reports / "pretrain_clip.json").read_text())
     feats = json.loads((reports / "features.json").read_text())
-    shuffled = ev["shuffled"]
-    lines = [
-        f"Test split, {ev['num_test_clips']} clips, 7 classes (chance UAR {_pct(ev['chance_uar'])}%); "
-        f"CLIP `{ev['clip_model']}`, schedule `{ev['schedule']}`. Checkpoints chosen on val.",
-        "",
-        "| BAP stage | video path | WAR % | UAR % |",
-        "|---|---|---|---|",
-    ]
-    names = {"stage1": "1: MAT + DE_text, video = mean", "stage2": "2: + DE_video (grown)",
-             "stage3": "3: JAS (shared, grown) + MAT"}
-    for stage, m in ev["stages"].items():
-        lines.append(f"| {names.get(stage, stage)} | {m['video_encoder']} | {_pct(m['war'])} | {_pct(m['uar'])} |")
-    lines += [
-        "",
-        "| Test frame order (final model) | WAR % | UAR % |",
-        "|---|---|---|",
-        f"| normal | {_pct(ev['war'])} | {_pct(ev['uar'])} |",
-        f"| shuffled (mean of {len(shuffled['runs'])} seeds) | {_pct(shuffled['war'])} "
-        f"(-{_pct(shuffled['war_drop'])}) | {_pct(shuffled['uar'])} (-{_pct(shuffled['uar_drop'])}) |",
-        "",
-        "| Per-class test recall % | " + " | ".join(ev["per_class_recall"]) + " |",
-        "|---" * (len(ev["per_class_recall"]) + 1) + "|",
-        "| final model | " + " | ".join(_pct(v) for v in ev["per_class_recall"].values()) + " |",
-        "",
-        f"Face crop: {crop['accepted']}/{crop['videos']} videos kept, detection rate "
-        f"{_pct(crop['detection_rate'])}%, {crop['frames_per_second']:.0f} frames/s. "
-        f"Small CLIP zero-shot on val frames showing a class prompt: accuracy "
-        f"{_pct(clip.get('zero_shot_frame_accuracy'))}%, UAR {_pct(clip.get('zero_shot_frame_uar'))}% "
-        f"(UAR before pretraining {_pct(clip.get('zero_shot_frame_uar_before'))}%, "
-        f"chance {_pct(clip.get('zero_shot_chance'))}%). "
-        f"Feature cache: {feats['images_per_second']:.0f} images/s.",
-    ]
-    return "\n".join(lines)
+    data = (f"Face crop: {crop['accepted']}/{crop['videos']} videos kept, detection rate "
+            f"{_pct(crop['detection_rate'])}%, {crop['frames_per_second']:.0f} frames/s. ")
+    if not clip.get("skipped"):
+        data += (f"Small CLIP zero-shot on val frames showing a class prompt: accuracy "
+                 f"{_pct(clip.get('zero_shot_frame_accuracy'))}%, UAR {_pct(clip.get('zero_shot_frame_uar'))}% "
+                 f"(UAR before pretraining {_pct(clip.get('zero_shot_frame_uar_before'))}%, "
+                 f"chance {_pct(clip.get('zero_shot_chance'))}%). ")
+    data += f"Feature cache: {feats['images_per_second']:.0f} images/s."
+    return summary_markdown(json.loads(seeds.read_text())) + "\n\n" + data
 
 
 def update_readme(readme: Path, reports: Path) -> None:

@@ -1,13 +1,22 @@
-"""Bidirectional Alignment training Paradigm (paper 3.4, Table 4) as three stage runs.
+"""Bidirectional Alignment training Paradigm (paper 3.4) as the rows of Table 4.
 
-  1. MAT + DE_text train; the video vector is the mean of frame features.
-  2. MAT + DE_text frozen (class vectors computed once); DE_video grows layer by layer.
-  3. JAS = DE_video's first layers, shared by both streams, grown and trained with MAT.
+  stage1       Average|2    MAT + DE_text train; the video vector is the mean of frame features.
+  stage2       2|2 -> 4|2   MAT + DE_text frozen (class vectors computed once); DE_video grows.
+  stage2_text  4|4          DE_text grows to 4 and trains with MAT against the frozen DE_video.
+  stage3       4 (JAS)|4    JAS = DE_video's first layers, shared by both streams, grown, with MAT.
 
-`all_at_once` (the ablation) trains MAT + a full-depth JAS from scratch in stage 1
-(params all_at_once); stages 2 and 3 then hand the checkpoint on.
+The 4|4 row is in Table 4 but not in the paper's text, so what trains in it is our
+reading: the text side (MAT + DE_text) re-aligns to the now order-aware video side,
+the second direction of bidirectional alignment, mirroring stage 2. MAT carries
+into stage 3; this DE_text does not, since JAS is built from DE_video (paper 3.3).
+
+The two "All at once" rows train everything from scratch together, under the
+same lr groups as BAP: `all_at_once_separate` (MAT + DE_text + DE_video, 4|4) and
+`all_at_once_joint` (MAT + JAS, 4 (Joint)).
 """
 from __future__ import annotations
+
+from typing import Callable
 
 from a3lign_dfer.config import Params
 from a3lign_dfer.model.a3lign import A3lignDFER, ModelSpec
@@ -15,14 +24,12 @@ from a3lign_dfer.model.clip_backbone import FrozenCLIP
 from a3lign_dfer.training.trainer import Phase, StagePlan
 
 
-def initial_spec(params: Params, clip: FrozenCLIP, joint: bool) -> ModelSpec:
+def initial_spec(params: Params, clip: FrozenCLIP, **encoders) -> ModelSpec:
     m = params.model
     return ModelSpec(
         classes=tuple(params.data.classes), sentences=m.sentences, tokens=m.tokens,
         text_width=clip.text_width, embed_dim=clip.embed_dim, frames=params.features.num_frames,
-        heads=m.heads, mlp_ratio=m.mlp_ratio, dropout=m.dropout, temperature=m.temperature,
-        text_encoder="jas" if joint else "de_text", video_encoder="jas" if joint else "mean",
-        de_text_layers=0 if joint else m.de_text_layers,
+        heads=m.heads, mlp_ratio=m.mlp_ratio, dropout=m.dropout, temperature=m.temperature, **encoders,
     )
 
 
@@ -34,35 +41,67 @@ def rebuilt(model: A3lignDFER, spec: ModelSpec) -> A3lignDFER:
     return new
 
 
-def _grow(name: str):
-    return lambda model, depth: getattr(model, name).grow(depth)
+def _phases(layers: tuple[int, ...], epochs: tuple[int, ...]) -> list[Phase]:
+    return [Phase(e, d) for d, e in zip(layers, epochs)]
 
 
-def stage1(params: Params, clip: FrozenCLIP) -> tuple[A3lignDFER, StagePlan]:
-    joint = params.train.schedule == "all_at_once"
-    model = A3lignDFER(initial_spec(params, clip, joint))
-    model.init_mat(clip, params.model.init, params.model.init_text, params.base.seed)
-    if joint:
-        cfg = params.all_at_once
-        plan = StagePlan({"mat", "jas"}, cfg.lr, [Phase(cfg.epochs, cfg.layers)], _grow("jas"))
-    else:
-        plan = StagePlan({"mat", "de_text"}, params.stage1.lr, [Phase(params.stage1.epochs)])
-    return model, plan
+def _fresh(params: Params, clip: FrozenCLIP, **encoders) -> A3lignDFER:
+    model = A3lignDFER(initial_spec(params, clip, **encoders))
+    model.init_mat(clip, params.model.init, params.model.init_text, params.train.seed)
+    return model
 
 
-def stage2(params: Params, previous: A3lignDFER) -> tuple[A3lignDFER, StagePlan]:
+def stage1(params: Params, clip: FrozenCLIP, previous: A3lignDFER | None) -> tuple[A3lignDFER, StagePlan]:
+    model = _fresh(params, clip, de_text_layers=params.model.de_text_layers)
+    return model, StagePlan({"mat", "de_text"}, params.stage1.lr, [Phase(params.stage1.epochs)])
+
+
+def stage2(params: Params, clip: FrozenCLIP, previous: A3lignDFER) -> tuple[A3lignDFER, StagePlan]:
+    if previous.spec.video_encoder != "mean":
+        raise ValueError("stage 2 starts from a stage-1 checkpoint (video vector = mean of frames)")
     model = rebuilt(previous, previous.current_spec().evolve(video_encoder="de_video", de_video_layers=0))
-    phases = [Phase(e, d) for d, e in zip(params.stage2.layers, params.stage2.epochs)]
-    return model, StagePlan({"de_video"}, params.stage2.lr, phases, _grow("de_video"))
+    cfg = params.stage2
+    return model, StagePlan({"de_video"}, cfg.lr, _phases(cfg.layers, cfg.epochs), grows="de_video")
 
 
-def stage3(params: Params, previous: A3lignDFER) -> tuple[A3lignDFER, StagePlan]:
-    if previous.de_video is None:
-        raise ValueError("stage 3 builds JAS from DE_video: start it from a stage-2 checkpoint")
-    jas = previous.de_video.truncated(params.stage3.init_layers)
+def stage2_text(params: Params, clip: FrozenCLIP, previous: A3lignDFER) -> tuple[A3lignDFER, StagePlan]:
+    if previous.de_video is None or previous.de_text is None:
+        raise ValueError("stage2_text grows DE_text against a trained DE_video: start it from a stage-2 checkpoint")
+    cfg = params.stage2_text
+    return rebuilt(previous, previous.current_spec()), StagePlan({"mat", "de_text"}, cfg.lr,
+                                                                  _phases(cfg.layers, cfg.epochs), grows="de_text")
+
+
+def stage3(params: Params, clip: FrozenCLIP, previous: A3lignDFER) -> tuple[A3lignDFER, StagePlan]:
+    cfg = params.stage3
+    depth = previous.de_video.depth if previous.de_video is not None else 0
+    if depth < cfg.init_layers:
+        raise ValueError(f"stage 3 builds JAS from the first stage3.init_layers={cfg.init_layers} layers of DE_video, "
+                         f"but the checkpoint it starts from has a DE_video of {depth} layer(s): start it from a "
+                         "stage-2 (or stage2_text) checkpoint whose DE_video is at least that deep")
+    jas = previous.de_video.truncated(cfg.init_layers)
     spec = previous.current_spec().evolve(text_encoder="jas", video_encoder="jas", de_text_layers=0,
                                           de_video_layers=0, jas_layers=jas.depth)
     model = rebuilt(previous, spec)
     model.jas.load_state_dict(jas.state_dict())
-    phases = [Phase(e, d) for d, e in zip(params.stage3.layers, params.stage3.epochs)]
-    return model, StagePlan({"mat", "jas"}, params.stage3.lr, phases, _grow("jas"))
+    return model, StagePlan({"mat", "jas"}, cfg.lr, _phases(cfg.layers, cfg.epochs), grows="jas")
+
+
+def all_at_once_separate(params: Params, clip: FrozenCLIP, previous: None) -> tuple[A3lignDFER, StagePlan]:
+    cfg = params.all_at_once
+    model = _fresh(params, clip, video_encoder="de_video", de_text_layers=cfg.layers, de_video_layers=cfg.layers)
+    return model, StagePlan({"mat", "de_text", "de_video"}, cfg.lr, [Phase(cfg.epochs)])
+
+
+def all_at_once_joint(params: Params, clip: FrozenCLIP, previous: None) -> tuple[A3lignDFER, StagePlan]:
+    cfg = params.all_at_once
+    model = _fresh(params, clip, text_encoder="jas", video_encoder="jas", jas_layers=cfg.layers)
+    return model, StagePlan({"mat", "jas"}, cfg.lr, [Phase(cfg.epochs)])
+
+
+Builder = Callable[[Params, FrozenCLIP, "A3lignDFER | None"], tuple[A3lignDFER, StagePlan]]
+STAGES: dict[str, Builder] = {
+    "stage1": stage1, "stage2": stage2, "stage2_text": stage2_text, "stage3": stage3,
+    "all_at_once_separate": all_at_once_separate, "all_at_once_joint": all_at_once_joint,
+}
+STARTS_FROM = {"stage2": "stage1", "stage2_text": "stage2", "stage3": "stage2_text"}

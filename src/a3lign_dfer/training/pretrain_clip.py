@@ -69,9 +69,10 @@ def zero_shot_accuracy(clip: FrozenCLIP, images: torch.Tensor, texts: list[str],
 
 
 def pretrain_small_clip(crops: pd.DataFrame, crops_root: Path, captions: pd.DataFrame, prompts: dict[str, str],
-                        cfg: PretrainClipConfig, seed: int, out_dir: Path) -> dict:
+                        cfg: PretrainClipConfig, seed: int, out_dir: Path, device: str = "cpu") -> dict:
     start = time.perf_counter()
     model, tokenizer, processor = build_small_clip(cfg, seed)
+    model.to(device)
     clip = FrozenCLIP(model, tokenizer, ImageSpec(cfg.image_size, tuple(processor.image_mean),
                                                   tuple(processor.image_std)))
     images, texts = captioned_frames(crops, crops_root, captions, "train", cfg.image_size)
@@ -79,8 +80,8 @@ def pretrain_small_clip(crops: pd.DataFrame, crops_root: Path, captions: pd.Data
     before = zero_shot_accuracy(clip, val_images, val_texts, prompts)
 
     unique = sorted(set(texts))
-    caption_id = torch.tensor([unique.index(t) for t in texts])
-    tokens = tokenizer(unique, padding=True, return_tensors="pt")
+    caption_id = torch.tensor([unique.index(t) for t in texts], device=device)
+    tokens = tokenizer(unique, padding=True, return_tensors="pt").to(device)
     model.train().requires_grad_(True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
@@ -102,11 +103,11 @@ def pretrain_small_clip(crops: pd.DataFrame, crops_root: Path, captions: pd.Data
             bar.set_postfix(loss=f"{loss.item():.3f}")
     clip = FrozenCLIP(model, tokenizer, clip.image_spec)
     after = zero_shot_accuracy(clip, val_images, val_texts, prompts)
-    save_clip(model, tokenizer, processor, out_dir)
+    save_clip(model.cpu(), tokenizer, processor, out_dir)
     return {"skipped": False, "train_frames": len(images), "distinct_captions": len(unique),
             "final_loss": float(np.mean(losses[-20:])) if losses else None,
             "zero_shot_frame_uar_before": before["zero_shot_frame_uar"], **after,
-            "seconds": round(time.perf_counter() - start, 2)}
+            "device": str(device), "seconds": round(time.perf_counter() - start, 2)}
 
 
 def skip(out_dir: Path, clip_model: str) -> dict:

@@ -1,9 +1,10 @@
 """The epoch loop every BAP stage shares.
 
-A stage is a list of phases (train for N epochs, growing an encoder first); the
-model kept is the best one on the validation split, and each growth starts from
-that validated best, never from a late, overfit epoch. The test split is never
-read here.
+A stage is a list of phases (grow an encoder, then train for N epochs). Each
+phase keeps its own validation-best epoch and the next phase grows that one, so
+the model a stage ends with always has the depth its params name: a deeper
+phase that validates worse is reported, never silently replaced by a shallower
+one. The test split is never read here.
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from a3lign_dfer.config import TrainConfig
+from a3lign_dfer.config import LearningRates, TrainConfig
 from a3lign_dfer.data.features import FeatureSet
 from a3lign_dfer.evaluation.metrics import recall_metrics
+from a3lign_dfer.inference.predict import class_matrix, predict_logits
 from a3lign_dfer.model.a3lign import A3lignDFER
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
 
@@ -33,9 +35,15 @@ class Phase:
 @dataclass
 class StagePlan:
     trainable: set[str]
-    lr: float
+    lr: LearningRates
     phases: list[Phase]
-    grow: Callable[[A3lignDFER, int], None] | None = None
+    grows: str | None = None   # which encoder the phases grow: de_text, de_video or jas
+
+
+@dataclass
+class PhaseResult:
+    model: A3lignDFER
+    record: dict               # the selected epoch's row
 
 
 def text_side_trains(model: A3lignDFER) -> bool:
@@ -43,33 +51,34 @@ def text_side_trains(model: A3lignDFER) -> bool:
     return model.mat.requires_grad or any(p.requires_grad for p in encoder.parameters())
 
 
-@torch.no_grad()
-def class_matrix(model: A3lignDFER, clip: FrozenCLIP) -> torch.Tensor:
-    """(C, D) class vectors; depends on MAT only, so serving computes it once."""
-    was_training = model.training
-    model.eval()
-    vectors = model.class_vectors(model.text_features(clip))
-    model.train(was_training)
-    return vectors
+def param_groups(model: A3lignDFER, lr: LearningRates, weight_decay: float) -> list[dict]:
+    """MAT at lr.mat, encoders at lr.encoder; weight decay only on encoder weight matrices.
+
+    MAT is a set of input embeddings and the positional table is one too: decaying
+    them pulls them toward zero, a direction that means nothing to the frozen CLIP.
+    Biases and LayerNorm gains are not decayed either (standard transformer practice).
+    """
+    mat, decay, no_decay = [], [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name == "mat":
+            mat.append(p)
+        elif p.ndim >= 2 and not name.endswith(".pos"):
+            decay.append(p)
+        else:
+            no_decay.append(p)
+    if mat and lr.mat is None:
+        raise ValueError("this stage trains MAT but its params give no lr.mat")
+    groups = [{"params": mat, "lr": lr.mat, "weight_decay": 0.0, "name": "mat"},
+              {"params": decay, "lr": lr.encoder, "weight_decay": weight_decay, "name": "encoder"},
+              {"params": no_decay, "lr": lr.encoder, "weight_decay": 0.0, "name": "encoder_no_decay"}]
+    return [g for g in groups if g["params"]]
 
 
-@torch.no_grad()
-def predict(model: A3lignDFER, clip: FrozenCLIP, data: FeatureSet, batch_size: int = 256,
-            permute_seed: int | None = None, class_vectors: torch.Tensor | None = None) -> torch.Tensor:
-    """(N, C) logits with centre sampling; `permute_seed` shuffles each clip's frames."""
-    model.eval()
-    vectors = class_matrix(model, clip) if class_vectors is None else class_vectors
-    permute = np.random.default_rng(permute_seed) if permute_seed is not None else None
-    out = []
-    for start in range(0, len(data), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(data)))
-        x = data.gather(idx, model.spec.frames, train=False, permute=permute).to(vectors.device)
-        out.append(model(x, vectors).cpu())
-    return torch.cat(out) if out else torch.zeros(0, len(model.spec.classes))
-
-
-def evaluate(model: A3lignDFER, clip: FrozenCLIP, data: FeatureSet, **kwargs) -> dict:
-    logits = predict(model, clip, data, **kwargs)
+def evaluate(model: A3lignDFER, clip: FrozenCLIP, data: FeatureSet,
+             class_vectors: torch.Tensor | None = None) -> dict:
+    logits = predict_logits(model, clip, data, class_vectors=class_vectors)
     metrics = recall_metrics(data.labels.numpy(), logits.argmax(1).numpy(), model.spec.classes)
     metrics["loss"] = float(F.cross_entropy(logits, data.labels)) if len(data) else float("nan")
     return metrics
@@ -86,25 +95,30 @@ def class_weights(labels: torch.Tensor, num_classes: int, scheme: str) -> torch.
 
 
 def fit(model: A3lignDFER, clip: FrozenCLIP, train: FeatureSet, val: FeatureSet, plan: StagePlan,
-        cfg: TrainConfig, seed: int, log: Callable[[dict], None]) -> tuple[A3lignDFER, dict]:
-    """Train through the plan's phases; return the validation-best model and its record."""
+        cfg: TrainConfig, seed: int, log: Callable[[dict], None]) -> list[PhaseResult]:
+    """Train through the plan's phases; one validation-best model per phase, the last is the stage's."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     device = clip.device
-    best_model, best_key, record, epoch_no = None, (-math.inf, -math.inf), {}, 0
     weights = class_weights(train.labels, len(model.spec.classes), cfg.class_weight)
     weights = None if weights is None else weights.to(device)
+    results: list[PhaseResult] = []
+    epoch_no = 0
     for phase_no, phase in enumerate(plan.phases):
-        if best_model is not None:
-            model = copy.deepcopy(best_model)
-        if phase.depth is not None and plan.grow is not None:
-            plan.grow(model, phase.depth)
+        if results:
+            model = copy.deepcopy(results[-1].model)
+        if phase.depth is not None:
+            getattr(model, plan.grows).grow(phase.depth)
         model.to(device).set_trainable(plan.trainable)
-        params = [p for p in model.parameters() if p.requires_grad]
+        groups = param_groups(model, plan.lr, cfg.weight_decay)
+        params = [p for g in groups for p in g["params"]]
         steps = phase.epochs * math.ceil(len(train) / cfg.batch_size)
-        opt = torch.optim.SGD(params, lr=plan.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        opt = torch.optim.SGD(groups, momentum=cfg.momentum)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+        # Frozen text side (stage 2): the class vectors are computed once for the phase.
         fixed = None if text_side_trains(model) else class_matrix(model, clip)
+        best: PhaseResult | None = None
+        best_key = (-math.inf, -math.inf)
         for _ in range(phase.epochs):
             epoch_no += 1
             model.train()
@@ -123,13 +137,13 @@ def fit(model: A3lignDFER, clip: FrozenCLIP, train: FeatureSet, val: FeatureSet,
                 sched.step()
                 losses.append(loss.item())
                 bar.set_postfix(loss=f"{loss.item():.3f}")
-            val_metrics = evaluate(model, clip, val)
+            val_metrics = evaluate(model, clip, val, class_vectors=fixed)
             row = {"epoch": epoch_no, "phase": phase_no, "depth": phase.depth, "train_loss": float(np.mean(losses)),
                    "val_loss": val_metrics["loss"], "val_war": val_metrics["war"], "val_uar": val_metrics["uar"]}
             log(row)
             key = (val_metrics[cfg.select_metric], -val_metrics["loss"])
             if key > best_key:
-                best_key, best_model, record = key, copy.deepcopy(model), row
-    if best_model is None:
-        return model, {"epoch": 0, "note": "no training epochs in this plan"}
-    return best_model, record
+                best_key, best = key, PhaseResult(copy.deepcopy(model), row)
+        results.append(best if best is not None else PhaseResult(model, {"epoch": epoch_no, "phase": phase_no,
+                                                                          "note": "no training epochs"}))
+    return results

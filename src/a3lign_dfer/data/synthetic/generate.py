@@ -8,7 +8,7 @@ Design choices that matter downstream:
   temporal order tells them apart, so a frame-averaging model cannot separate them.
 - Labels are DFEW-like imbalanced (class_weights) with label_noise flips; the clean
   label is kept in `true_label_idx`.
-- Splits are identity-disjoint; class quotas are drawn per split with at least one
+- Splits are identity-disjoint, with a fixed number of identities each; class quotas are drawn per split with at least one
   clip of every class whenever the split has enough clips.
 - Every clip draws from its own generator seeded by (seed, clip index), so output is
   identical whatever the worker count.
@@ -52,15 +52,14 @@ def plan(cfg: SyntheticConfig, classes: tuple[str, ...], seed: int) -> pd.DataFr
         raise ValueError(f"synthetic data has no prototype for {unknown}; known: {sorted(PROTOTYPES)}")
     if len(cfg.class_weights) != len(classes):
         raise ValueError(f"synthetic.class_weights has {len(cfg.class_weights)} entries for {len(classes)} classes")
-    bad = sorted(set(cfg.split_fractions) - set(manifest.SPLITS))
+    bad = sorted(set(cfg.identities) - set(manifest.SPLITS))
     if bad:
-        raise ValueError(f"synthetic.split_fractions: unknown split(s) {bad}; known: {list(manifest.SPLITS)}")
+        raise ValueError(f"synthetic.identities: unknown split(s) {bad}; known: {list(manifest.SPLITS)}")
     rng = np.random.default_rng([seed, 2])
-    names = list(cfg.split_fractions)
-    id_counts = _quota(cfg.num_identities, np.array([cfg.split_fractions[s] for s in names]))
-    id_split = rng.permutation(np.repeat(names, id_counts))
+    names = list(cfg.identities)
+    id_split = rng.permutation(np.repeat(names, [cfg.identities[s] for s in names]))
 
-    n = cfg.num_identities * cfg.clips_per_identity
+    n = sum(cfg.identities.values()) * cfg.clips_per_identity
     identity = np.arange(n) // cfg.clips_per_identity
     split = id_split[identity]
     true_label = np.zeros(n, int)
@@ -111,7 +110,8 @@ def generate(cfg: SyntheticConfig, classes: tuple[str, ...], seed: int, out_dir:
     summary = {
         "clips": len(df),
         "frames": int(df["num_frames"].sum()),
-        "identities": cfg.num_identities,
+        "seed": seed,
+        "identities": dict(cfg.identities),
         "noisy_labels": int((df["label_idx"] != df["true_label_idx"]).sum()),
         "clips_per_split_and_class": {s: df.loc[df["split"] == s, "label_name"].value_counts()
                                       .reindex(classes, fill_value=0).astype(int).to_dict()

@@ -37,3 +37,13 @@ def load_checkpoint(ckpt_dir: str | Path, device: str = "cpu") -> tuple[A3lignDF
     model = A3lignDFER(ModelSpec(**spec))
     model.load_state_dict(load_file(ckpt_dir / WEIGHTS, device=device))
     return model.to(device), meta
+
+
+def check_compatible(meta: dict, classes: tuple[str, ...], clip_model: str, where: Path) -> None:
+    """Refuse to continue from a checkpoint built for other classes or another CLIP."""
+    if tuple(meta["spec"]["classes"]) != tuple(classes):
+        raise ValueError(f"class set mismatch: {where} has {meta['spec']['classes']}, "
+                         f"params data.classes is {list(classes)}; re-run from stage 1")
+    if meta["clip_model"] != clip_model:
+        raise ValueError(f"{where} was trained on CLIP {meta['clip_model']!r}, params clip.model is "
+                         f"{clip_model!r}; re-run from stage 1")

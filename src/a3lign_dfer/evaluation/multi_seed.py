@@ -1,0 +1,145 @@
+"""Results as mean +- std over training seeds, each seed a DVC experiment.
+
+`python -m a3lign_dfer seeds --seeds 0 1 2 3 4` runs `dvc exp run --temp -S
+train.seed=<k>` per seed: only the training stages and `evaluate` re-run (data,
+crops, the small CLIP and the feature cache depend on `data.seed`, not on the
+training seed, and come from DVC's cache), the workspace and params.yaml are left
+untouched, and every seed stays inspectable with `dvc exp show`. The metrics of
+each experiment are read back from its git commit and summarised into
+reports/seeds/summary.json and summary.md, which the README's results come from.
+
+Extra `--set key=value` overrides apply to every seed, so a hyperparameter
+comparison is two seed runs whose val numbers (`val` in the summary) decide.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+TRAIN_STAGES = ("stage1", "stage2", "stage2_text", "stage3")
+
+
+def _git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def run_seed(seed: int, overrides: list[str], repo: Path, name: str) -> str:
+    """One training seed as a DVC experiment in a temporary copy; returns the experiment's commit."""
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "exp", "remove", name], cwd=repo, capture_output=True)   # re-running replaces it
+    cmd = [*dvc, "exp", "run", "--temp", "--name", name, "-S", f"train.seed={seed}"]
+    for item in overrides:
+        cmd += ["-S", item]
+    # dvc.yaml's cmds say `python`: make it this interpreter, as `make` does with the venv.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    refs = [r for r in _git("for-each-ref", "--format=%(refname)", "refs/exps", cwd=repo).split()
+            if r.endswith(f"/{name}")]
+    if len(refs) != 1:
+        raise RuntimeError(f"expected one experiment ref named {name}, found {refs}")
+    return _git("rev-parse", refs[0], cwd=repo).strip()
+
+
+def read_seed(rev: str, repo: Path) -> dict:
+    """The metrics `evaluate` and each training stage wrote, as committed in the experiment."""
+    show = lambda path: json.loads(_git("show", f"{rev}:{path}", cwd=repo))  # noqa: E731
+    return {"test": show("reports/eval/metrics.json"),
+            "val": {s: show(f"reports/train/{s}/metrics.json")["val"] for s in TRAIN_STAGES}}
+
+
+def _stats(values: list[float]) -> dict:
+    arr = np.asarray(values, dtype=float)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+            "min": float(arr.min()), "max": float(arr.max()), "values": arr.tolist()}
+
+
+def summarize(per_seed: dict[int, dict]) -> dict:
+    """Mean +- std (sample std, ddof=1) of every Table 4 row, the shuffled drop, per-class recall."""
+    seeds = sorted(per_seed)
+    tests = [per_seed[s]["test"] for s in seeds]
+    classes = tests[0]["classes"]
+    rows = []
+    for i, row in enumerate(tests[0]["table4"]):
+        keyed = [t["table4"][i] for t in tests]
+        if any((r["paradigm"], r["image_layers"], r["text_layers"]) !=
+               (row["paradigm"], row["image_layers"], row["text_layers"]) for r in keyed):
+            raise ValueError("seeds disagree on the Table 4 rows: were they run with different ladders?")
+        rows.append({k: row[k] for k in ("paradigm", "image_layers", "text_layers", "stage")}
+                    | {m: _stats([r[m] for r in keyed]) for m in ("war", "uar", "shuffled_uar_drop")})
+    return {
+        "seeds": seeds, "num_test_clips": tests[0]["num_test_clips"], "classes": classes,
+        "chance_uar": tests[0]["chance_uar"], "clip_model": tests[0]["clip_model"],
+        "table4": rows,
+        "final": {
+            "war": _stats([t["war"] for t in tests]), "uar": _stats([t["uar"] for t in tests]),
+            "shuffled_uar": _stats([t["shuffled"]["uar"] for t in tests]),
+            "shuffled_uar_drop": _stats([t["shuffled"]["uar_drop"] for t in tests]),
+            "per_class_recall": {c: _stats([t["per_class_recall"][c] for t in tests]) for c in classes},
+            "shuffled_per_class_recall": {c: _stats([t["shuffled"]["per_class_recall"][c] for t in tests])
+                                          for c in classes},
+        },
+        "val": {stage: {"uar": _stats([per_seed[s]["val"][stage]["uar"] for s in seeds]),
+                        "shuffled_uar_drop": _stats([per_seed[s]["val"][stage]["shuffled"]["uar_drop"]
+                                                     for s in seeds])}
+                for stage in TRAIN_STAGES},
+    }
+
+
+def _pm(stat: dict) -> str:
+    return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
+
+
+def summary_markdown(summary: dict) -> str:
+    n = len(summary["seeds"])
+    lines = [f"Test split: {summary['num_test_clips']} clips, {len(summary['classes'])} classes "
+             f"(chance UAR {100 * summary['chance_uar']:.1f}%), CLIP `{summary['clip_model']}`. "
+             f"Mean ± std over {n} training seeds ({', '.join(map(str, summary['seeds']))}); "
+             "checkpoints and hyperparameters chosen on val.",
+             "",
+             "| Training paradigm | Image layers | Text layers | WAR % | UAR % | shuffled-frame UAR drop (points) |",
+             "|---|---|---|---|---|---|"]
+    for r in summary["table4"]:
+        lines.append(f"| {r['paradigm']} | {r['image_layers']} | {r['text_layers']} | {_pm(r['war'])} | "
+                     f"{_pm(r['uar'])} | {_pm(r['shuffled_uar_drop'])} |")
+    final = summary["final"]
+    classes = summary["classes"]
+    lines += ["",
+              "| Test frame order (final model) | WAR % | UAR % |",
+              "|---|---|---|",
+              f"| normal | {_pm(final['war'])} | {_pm(final['uar'])} |",
+              f"| shuffled | | {_pm(final['shuffled_uar'])} (drop {_pm(final['shuffled_uar_drop'])}; "
+              f"smallest seed {100 * final['shuffled_uar_drop']['min']:.1f}) |",
+              "",
+              "| Per-class test recall % | " + " | ".join(classes) + " |",
+              "|---" * (len(classes) + 1) + "|",
+              "| normal order | " + " | ".join(_pm(final["per_class_recall"][c]) for c in classes) + " |",
+              "| shuffled frames | " + " | ".join(_pm(final["shuffled_per_class_recall"][c]) for c in classes) + " |",
+              "",
+              "| Validation (selection split), end of stage | UAR % | shuffled UAR drop |",
+              "|---|---|---|"]
+    for stage, v in summary["val"].items():
+        lines.append(f"| {stage} | {_pm(v['uar'])} | {_pm(v['shuffled_uar_drop'])} |")
+    return "\n".join(lines)
+
+
+def run_seeds(seeds: list[int], overrides: list[str], repo: Path, out_dir: Path, prefix: str = "seed") -> dict:
+    per_seed, revs = {}, {}
+    for seed in seeds:
+        name = f"{prefix}-{seed}"
+        print(f"[seeds] {name}: dvc exp run --temp -S train.seed={seed} {' '.join(overrides)}", flush=True)
+        revs[seed] = run_seed(seed, overrides, repo, name)
+        per_seed[seed] = read_seed(revs[seed], repo)
+        print(f"[seeds] {name}: test UAR {100 * per_seed[seed]['test']['uar']:.1f}, "
+              f"val UAR {100 * per_seed[seed]['val']['stage3']['uar']:.1f}", flush=True)
+    summary = summarize(per_seed) | {"overrides": overrides, "experiments": {s: revs[s] for s in seeds}}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "summary.md").write_text(summary_markdown(summary) + "\n")
+    return summary
