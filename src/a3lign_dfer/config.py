@@ -106,7 +106,7 @@ class LearningRates:
     """One lr per parameter group: MAT and the temporal encoders learn at different speeds.
     `mat` is absent (None) exactly where MAT is frozen (BAP stage 2)."""
 
-    mat: float | None = 0.01
+    mat: float | None = None
     encoder: float = 0.1
 
 
@@ -121,13 +121,13 @@ class GrowingStageConfig:
     """A stage whose temporal encoder grows: layers[i] layers for epochs[i] epochs."""
 
     layers: tuple[int, ...] = (2, 4)
-    epochs: tuple[int, ...] = (30, 30)
-    lr: LearningRates = field(default_factory=LearningRates)
+    epochs: tuple[int, ...] = (90, 90)
+    lr: LearningRates = field(default_factory=lambda: LearningRates(mat=0.01))
 
 
 @dataclass(frozen=True)
 class Stage2Config(GrowingStageConfig):
-    lr: LearningRates = field(default_factory=lambda: LearningRates(mat=None))
+    lr: LearningRates = field(default_factory=LearningRates)
 
 
 @dataclass(frozen=True)
@@ -144,9 +144,9 @@ class Stage3Config(GrowingStageConfig):
 
 @dataclass(frozen=True)
 class AllAtOnceConfig:
-    epochs: int = 60
+    epochs: int = 40
     layers: int = 4
-    lr: LearningRates = field(default_factory=LearningRates)
+    lr: LearningRates = field(default_factory=lambda: LearningRates(mat=0.01))
 
 
 @dataclass(frozen=True)
