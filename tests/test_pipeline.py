@@ -1,4 +1,5 @@
-"""The real pipeline: `dvc repro` in a fresh DVC repo on a tiny params override."""
+"""The real pipeline: `dvc repro` in a fresh DVC repo on a tiny params override, then what uses its outputs:
+export, predict, the model registry, the multi-seed command, incremental re-runs."""
 import json
 import os
 import re
@@ -29,6 +30,7 @@ TINY = {
 }
 TRAINING = ["train_stage1", "train_stage2", "train_stage2_text", "train_stage3"]
 ABLATIONS = ["train_all_at_once@separate", "train_all_at_once@joint"]
+pytestmark = pytest.mark.slow
 
 
 def _run(cmd: list[str], cwd: Path) -> str:
@@ -42,9 +44,10 @@ def _stages_run(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
-@pytest.mark.slow
-def test_dvc_repro_end_to_end_and_incremental(tmp_path):
-    repo = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """A fresh git + DVC repo with this project's dvc.yaml and src on tiny params, after one `dvc repro`."""
+    repo = tmp_path_factory.mktemp("pipeline") / "repo"
     repo.mkdir()
     shutil.copy(ROOT / "dvc.yaml", repo)
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
@@ -53,14 +56,22 @@ def test_dvc_repro_end_to_end_and_incremental(tmp_path):
         params[section].update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], repo)
+    _run(["git", "config", "user.name", "test"], repo)
+    _run(["git", "config", "user.email", "test@example.com"], repo)
     _run([sys.executable, "-m", "dvc", "init", "-q"], repo)
     # DVCLive needs a commit to exist (it reads HEAD), as in any real clone.
     _run(["git", "add", "-A"], repo)
-    _run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "init"], repo)
-
+    _run(["git", "commit", "-qm", "init"], repo)
     first = _stages_run(_run([sys.executable, "-m", "dvc", "repro"], repo))
-    assert first[:4] == ["prepare", "face_crop", "pretrain_clip", "features"] and first[-1] == "evaluate"
-    assert sorted(first[4:-1]) == sorted(TRAINING + ABLATIONS)
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "commit", "-qm", "pipeline outputs"], repo)
+    return repo, params, first
+
+
+def test_dvc_repro_runs_every_stage_and_writes_consistent_metrics(pipeline):
+    repo, params, first = pipeline
+    assert first[:4] == ["prepare", "face_crop", "pretrain_clip", "features"] and first[-2:] == ["evaluate", "export"]
+    assert sorted(first[4:-2]) == sorted(TRAINING + ABLATIONS)
     assert [s for s in first if s in TRAINING] == TRAINING
 
     crop = json.loads((repo / "reports/face_crop.json").read_text())
@@ -92,11 +103,95 @@ def test_dvc_repro_end_to_end_and_incremental(tmp_path):
 
     assert _stages_run(_run([sys.executable, "-m", "dvc", "repro"], repo)) == []
 
-    params["stage3"]["lr"]["encoder"] = params["stage3"]["lr"]["encoder"] / 2
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert _stages_run(_run([sys.executable, "-m", "dvc", "repro"], repo)) == ["train_stage3", "evaluate"]
 
-    # The multi-seed command: one DVC experiment per training seed, workspace untouched.
+def test_export_bundle_matches_its_manifest_graph_and_triton_config(pipeline):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from a3lign_dfer.export.bundle import sha256
+
+    repo, params, _ = pipeline
+    deploy = repo / "models/deploy"
+    manifest = json.loads((deploy / "manifest.json").read_text())
+    on_disk = {str(p.relative_to(deploy)) for p in deploy.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert set(manifest["files"]) == on_disk
+    assert all(sha256(deploy / name) == digest for name, digest in manifest["files"].items())
+    assert manifest["parity_onnxruntime_vs_torch"]["passed"] and manifest["opset"] == 17
+    metrics = json.loads((repo / "reports/export.json").read_text())
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        assert metrics["tensorrt"]["status"] == "skipped" and "not installed" in metrics["tensorrt"]["reason"]
+        assert not (deploy / "model.plan").exists()
+    assert json.loads((deploy / "labels.json").read_text())["classes"] == params["data"]["classes"]
+
+    config = text_format.Parse((deploy / "triton/a3lign_dfer/config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    io = manifest["io"]
+    assert config.max_batch_size == params["export"]["max_batch"] and config.platform == "onnxruntime_onnx"
+    assert {t.name: list(t.dims) for t in config.input} == {n: s[1:] for n, s in io["inputs"].items()}
+    assert {t.name: list(t.dims) for t in config.output} == {n: s[1:] for n, s in io["outputs"].items()}
+    assert io["inputs"]["frames"][0] is None and None not in io["inputs"]["frames"][1:]   # only batch is dynamic
+    assert (deploy / "triton/a3lign_dfer/1/model.onnx").read_bytes() == (deploy / "model.onnx").read_bytes()
+
+
+def test_predict_same_label_with_torch_and_onnxruntime_and_clear_errors(pipeline, tmp_path):
+    import numpy as np
+
+    from a3lign_dfer.data.video_io import write_video
+
+    repo, _, _ = pipeline
+    test_video = pd.read_parquet(repo / "data/raw/manifest.parquet").query("split == 'test'")["path"].iloc[0]
+    video = str(repo / "data/raw" / test_video)
+    answers = {}
+    for backend in ("torch", "onnxruntime"):
+        out = _run([sys.executable, "-m", "a3lign_dfer", "predict", video, "--deploy", str(repo / "models/deploy"),
+                    "--backend", backend, "--json"], repo)
+        answers[backend] = json.loads([line for line in out.splitlines() if line.startswith("{")][0])
+    assert answers["torch"]["label"] == answers["onnxruntime"]["label"]
+    for c, p in answers["torch"]["probabilities"].items():
+        assert abs(p - answers["onnxruntime"]["probabilities"][c]) < 1e-4
+
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.mp4").write_text("not a video")
+    (tmp_path / "truncated.mp4").write_bytes(Path(video).read_bytes()[:2000])
+    write_video(np.full((20, 96, 128, 3), 90, np.uint8), tmp_path / "noface.mp4", 12)
+    write_video(np.full((2, 96, 128, 3), 90, np.uint8), tmp_path / "short.mp4", 12)
+    bad = {"missing.mp4": "file not found", "empty.mp4": "empty file", "text.mp4": "cannot open",
+           "truncated.mp4": "cannot open", "noface.mp4": "no face found", "short.mp4": "fewer than the 4 needed"}
+    cmd = [sys.executable, "-m", "a3lign_dfer", "predict", *[str(tmp_path / n) for n in bad], video,
+           "--deploy", str(repo / "models/deploy"), "--out", str(tmp_path / "table.csv")]
+    done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == len(bad)
+    for (name, reason), line in zip(bad.items(), errors):
+        assert name in line and reason in line, line
+    table = pd.read_csv(tmp_path / "table.csv")                  # the good video is still predicted
+    assert table["path"].tolist() == [video] and table["label"].iloc[0] == answers["onnxruntime"]["label"]
+
+
+def test_registry_round_trip_register_promote_fetch(pipeline, tmp_path):
+    repo, _, _ = pipeline
+    dvc = [sys.executable, "-m", "dvc"]
+    _run([*dvc, "remote", "add", "-d", "store", str(tmp_path / "remote")], repo)
+    _run(["git", "commit", "-qam", "remote"], repo)
+    _run([*dvc, "push", "-q"], repo)
+    gto = [str(Path(sys.executable).parent / "gto")]
+    _run([*gto, "register", "a3lign-dfer", "--version", "v0.1.0"], repo)
+    _run([*gto, "assign", "a3lign-dfer", "--version", "v0.1.0", "--stage", "prod"], repo)
+    assert "v0.1.0" in _run([*gto, "show", "a3lign-dfer@prod"], repo)
+    _run([*dvc, "artifacts", "get", str(repo), "a3lign-dfer", "--stage", "prod", "-o", str(tmp_path / "fetched")],
+         tmp_path)
+    deploy = repo / "models/deploy"
+    originals = {p.relative_to(deploy): p.read_bytes() for p in deploy.rglob("*") if p.is_file()}
+    fetched = {p.relative_to(tmp_path / "fetched"): p.read_bytes() for p in (tmp_path / "fetched").rglob("*")
+               if p.is_file()}
+    assert fetched == originals
+
+
+def test_multi_seed_command(pipeline):
+    repo, params, _ = pipeline
+    metrics = json.loads((repo / "reports/eval/metrics.json").read_text())
     before = (repo / "params.yaml").read_text()
     out = _run([sys.executable, "-m", "a3lign_dfer", "seeds", "--seeds", "0", "1"], repo)
     assert (repo / "params.yaml").read_text() == before
@@ -110,3 +205,11 @@ def test_dvc_repro_end_to_end_and_incremental(tmp_path):
     exps = _run([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--csv"], repo)
     assert "seed-0" in exps and "seed-1" in exps
     assert "±" in (repo / "reports/seeds/summary.md").read_text()
+
+
+def test_changing_a_stage_param_reruns_only_that_stage_and_what_follows(pipeline):
+    repo, params, _ = pipeline
+    params["stage3"]["lr"]["encoder"] = params["stage3"]["lr"]["encoder"] / 2
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _stages_run(_run([sys.executable, "-m", "dvc", "repro"], repo)) == ["train_stage3", "evaluate", "export"]
+

@@ -93,6 +93,20 @@ def cmd_evaluate(args, params) -> None:
     print(json.dumps({k: result[k] for k in ("war", "uar", "shuffled", "table4")}, indent=2))
 
 
+def cmd_export(args, params) -> None:
+    from a3lign_dfer.export.bundle import export_deploy
+
+    metrics = export_deploy(Path(args.checkpoint), Path(args.crops), Path(args.eval), params, Path(args.out))
+    _write_json(Path(args.metrics), metrics)
+    print(json.dumps(metrics, indent=2))
+
+
+def cmd_predict(args, params) -> int:
+    from a3lign_dfer.inference.predict_videos import predict_videos
+
+    return predict_videos(args.videos, Path(args.deploy), args.backend, args.device, args.json, args.out)
+
+
 def cmd_results(args, params) -> None:
     from a3lign_dfer.evaluation.results_table import update_readme
 
@@ -165,6 +179,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="seed", help="experiment names are <prefix>-<seed>")
     p.set_defaults(func=cmd_seeds)
 
+    p = sub.add_parser("export", help="models/deploy: ONNX graph, parity check, Triton repo, TensorRT where possible")
+    p.add_argument("--checkpoint", required=True, help="the final model's checkpoint")
+    p.add_argument("--crops", required=True, help="face-crop folder (test clips for the parity check)")
+    p.add_argument("--eval", required=True, help="evaluate's metrics.json (copied into the manifest)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--metrics", required=True)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="label and class probabilities of video files, from models/deploy only")
+    p.add_argument("videos", nargs="+", help="video files, folders of videos, or CSV files with a `path` column")
+    p.add_argument("--deploy", default="models/deploy")
+    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--json", action="store_true", help="one JSON object per video instead of text")
+    p.add_argument("--out", help="also write the predictions table (CSV) here")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_predict)
+
     p = sub.add_parser("results", help="rewrite the README results table from reports/")
     p.add_argument("--readme", default="README.md")
     p.add_argument("--reports", default="reports")
@@ -180,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    args.func(args, load_params(args.params))
-    return 0
+    params = None if args.command == "predict" else load_params(args.params)   # serving needs no params.yaml
+    return args.func(args, params) or 0
 
 
 if __name__ == "__main__":

@@ -155,6 +155,14 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    max_batch: int = 16
+    parity_clips: int = 4
+    parity_atol: float = 1e-4
+    min_frames: int = 4
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig = field(default_factory=DataConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -170,6 +178,7 @@ class Params:
     stage3: Stage3Config = field(default_factory=Stage3Config)
     all_at_once: AllAtOnceConfig = field(default_factory=AllAtOnceConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     def __post_init__(self) -> None:
         _validate(self)

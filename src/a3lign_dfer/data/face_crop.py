@@ -111,6 +111,23 @@ def face_track(frames: np.ndarray, cfg: FaceCropConfig) -> tuple[np.ndarray | No
     return (smooth_and_fill(boxes, cfg.smooth_window) if found else None), found
 
 
+class NoFaceError(ValueError):
+    """Too few frames with a face to crop the video."""
+
+
+def crop_faces(frames: np.ndarray, cfg: FaceCropConfig, source: str | Path) -> tuple[list[np.ndarray], int]:
+    """RGB face crops of every frame and the number of frames with a tracked detection.
+
+    Raises NoFaceError (naming `source`) when the face is found too rarely to trust the track.
+    Training (`face_crop` stage) and serving (`predict`) both crop through here.
+    """
+    track, found = face_track(frames, cfg)
+    if track is None or found / len(frames) < cfg.min_detection_rate:
+        raise NoFaceError(f"{source}: face found in {found}/{len(frames)} frames, below "
+                          f"face_crop.min_detection_rate={cfg.min_detection_rate}")
+    return [crop_square(frame, cx, cy, side, cfg.margin, cfg.size) for frame, (cx, cy, side) in zip(frames, track)], found
+
+
 def _crop_video(task: tuple) -> dict:
     """Worker: one video -> JPEG crops, or a reject reason. Never raises on bad input."""
     clip_id, src, dst, cfg = task
@@ -119,14 +136,12 @@ def _crop_video(task: tuple) -> dict:
         frames = read_video(src)
     except VideoDecodeError as err:
         return {"clip_id": clip_id, "reject": str(err), "decoded": 0}
-    track, found = face_track(frames, cfg)
-    if track is None or found / len(frames) < cfg.min_detection_rate:
-        reason = (f"{src}: face found in {found}/{len(frames)} frames, below "
-                  f"face_crop.min_detection_rate={cfg.min_detection_rate}")
-        return {"clip_id": clip_id, "reject": reason, "decoded": len(frames)}
+    try:
+        crops, found = crop_faces(frames, cfg, src)
+    except NoFaceError as err:
+        return {"clip_id": clip_id, "reject": str(err), "decoded": len(frames)}
     dst.mkdir(parents=True)
-    for t, (frame, (cx, cy, side)) in enumerate(zip(frames, track)):
-        crop = crop_square(frame, cx, cy, side, cfg.margin, cfg.size)
+    for t, crop in enumerate(crops):
         cv2.imwrite(str(dst / f"{t:05d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
                     [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
     return {"clip_id": clip_id, "num_frames": len(list(dst.glob("*.jpg"))), "found": found,

@@ -1,0 +1,112 @@
+"""The `export` stage: models/deploy, the artifact a serving team takes.
+
+model.onnx (frames -> logits, probabilities; class matrix inside as a constant),
+class_features.safetensors + labels.json (for a separately served image encoder),
+preprocess.json (raw video -> graph input), torch/ (checkpoint + CLIP, the PyTorch
+twin), a Triton model repository, model.plan where TensorRT runs, and
+manifest.json with every file's sha256, versions, metrics and parity. The stage
+fails when ONNX Runtime and PyTorch disagree on real test clips.
+
+Example: python -m a3lign_dfer export --checkpoint models/stage3 --crops data/crops \
+    --eval reports/eval/metrics.json --out models/deploy --metrics reports/export.json
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers import CLIPImageProcessor
+
+from a3lign_dfer.config import Params
+from a3lign_dfer.data import manifest
+from a3lign_dfer.data.features import load_frames
+from a3lign_dfer.data.sampling import segment_indices
+from a3lign_dfer.export.onnx_graph import OPSET, export_onnx, graph_io, parity
+from a3lign_dfer.export.tensorrt_engine import build_engine
+from a3lign_dfer.export.triton import write_triton_repository
+from a3lign_dfer.inference.backends import onnx_session, tensorrt_unavailable
+from a3lign_dfer.inference.deploy_model import DeployModel
+from a3lign_dfer.inference.video_input import PreprocessSpec
+from a3lign_dfer.model.checkpoint import WEIGHTS, load_checkpoint
+from a3lign_dfer.model.clip_backbone import FrozenCLIP, normalize_frames
+
+PACKAGES = ("torch", "transformers", "onnx", "onnxruntime", "a3lign-dfer")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def parity_inputs(crops_dir: Path, classes: tuple[str, ...], spec: PreprocessSpec, clips: int) -> torch.Tensor:
+    """The first test clips' stored crops, sampled and normalised as serving does: (clips, F, 3, S, S)."""
+    crops = manifest.read(crops_dir / "manifest.parquet", classes)
+    rows = crops[crops["split"] == "test"].head(clips)
+    if rows.empty:
+        raise ValueError(f"{crops_dir}: no test clips to check parity on")
+    batch = []
+    for row in rows.itertuples():
+        frames = load_frames(crops_dir / row.path)
+        picked = torch.from_numpy(frames[segment_indices(len(frames), spec.frames, train=False)])
+        batch.append(normalize_frames(picked, spec.image))
+    return torch.stack(batch)
+
+
+def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, params: Params, out_dir: Path) -> dict:
+    cfg = params.export
+    model, meta = load_checkpoint(checkpoint_dir)
+    clip = FrozenCLIP.load(meta["clip_model"])
+    deploy = DeployModel(clip, model)
+    spec = PreprocessSpec(params.face_crop, clip.image_spec, model.spec.frames, cfg.min_frames)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+
+    onnx_path = out_dir / "model.onnx"
+    io = graph_io(export_onnx(deploy, onnx_path, spec.frames, spec.image.size))
+    frames = parity_inputs(crops_dir, model.spec.classes, spec, cfg.parity_clips)
+    checked = parity(deploy, onnx_session(onnx_path), frames, cfg.parity_atol)
+    if not checked["passed"]:
+        raise RuntimeError(f"ONNX Runtime and PyTorch disagree on {checked['batch']} test clips: {checked}")
+
+    save_file({"class_features": deploy.class_vectors.contiguous()}, out_dir / "class_features.safetensors")
+    (out_dir / "labels.json").write_text(json.dumps({"classes": list(model.spec.classes)}, indent=2))
+    (out_dir / "preprocess.json").write_text(json.dumps(spec.to_json(), indent=2))
+    shutil.copytree(checkpoint_dir, out_dir / "torch" / "checkpoint", ignore=shutil.ignore_patterns("phase*"))
+    clip.model.save_pretrained(out_dir / "torch" / "clip")
+    clip.tokenizer.save_pretrained(out_dir / "torch" / "clip")
+    CLIPImageProcessor.from_pretrained(meta["clip_model"]).save_pretrained(out_dir / "torch" / "clip")
+
+    reason = tensorrt_unavailable()
+    if reason is None:
+        tensorrt = build_engine(onnx_path, out_dir / "model.plan", spec.frames, spec.image.size, cfg.max_batch,
+                                out_dir / "timing.cache")
+    else:
+        tensorrt = {"status": "skipped", "reason": reason}
+    write_triton_repository(onnx_path, io, cfg.max_batch, out_dir / "triton",
+                            out_dir / "model.plan" if reason is None else None)
+
+    evaluation = json.loads(eval_metrics.read_text())
+    record = {
+        "clip_model": meta["clip_model"], "classes": list(model.spec.classes),
+        "source_checkpoint": {"path": str(checkpoint_dir), "sha256": sha256(checkpoint_dir / WEIGHTS),
+                              "stage": meta["stage"], "train_seed": meta.get("train_seed")},
+        "opset": OPSET, "io": io, "max_batch": cfg.max_batch,
+        "test_metrics": {"war": evaluation["war"], "uar": evaluation["uar"],
+                         "shuffled_uar_drop": evaluation["shuffled"]["uar_drop"],
+                         "num_test_clips": evaluation["num_test_clips"]},
+        "parity_onnxruntime_vs_torch": checked, "tensorrt": tensorrt,
+        "versions": {p: version(p) for p in PACKAGES},
+    }
+    record["files"] = {str(p.relative_to(out_dir)): sha256(p) for p in sorted(out_dir.rglob("*")) if p.is_file()}
+    (out_dir / "manifest.json").write_text(json.dumps(record, indent=2))
+    return {"parity": checked, "tensorrt": tensorrt, "onnx_megabytes": round(onnx_path.stat().st_size / 2**20, 2),
+            "opset": OPSET, "files": len(record["files"]) + 1}

@@ -1,0 +1,79 @@
+"""A raw video file -> the serving graph's input, exactly as training saw its clips.
+
+Decode, crop the face with the training detector and params, store-and-reload each
+crop as JPEG at the training quality (the feature cache was computed from JPEG
+crops), take the segment centres (short clips repeat frames in order) and normalise
+for CLIP. Everything comes from preprocess.json, so serving needs no params.yaml.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from a3lign_dfer.config import FaceCropConfig
+from a3lign_dfer.data.face_crop import NoFaceError, crop_faces
+from a3lign_dfer.data.sampling import segment_indices
+from a3lign_dfer.data.video_io import VideoDecodeError, read_video
+from a3lign_dfer.model.clip_backbone import ImageSpec, normalize_frames
+
+
+class InputError(ValueError):
+    """A video that cannot be predicted; the message names the file and why."""
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    face_crop: FaceCropConfig
+    image: ImageSpec
+    frames: int
+    min_frames: int
+
+    def to_json(self) -> dict:
+        return {"face_crop": dataclasses.asdict(self.face_crop), "image": dataclasses.asdict(self.image),
+                "frames": self.frames, "min_frames": self.min_frames,
+                "sampling": "segment centres: the clip cut into `frames` equal segments, the centre frame of each",
+                "padding": "clips shorter than `frames` repeat frames in order (index i*n//frames), never loop",
+                "crop_storage": f"each crop JPEG-encoded at quality {self.face_crop.jpeg_quality} and decoded, "
+                                "as the training crops were stored",
+                "layout": "float32 (batch, frames, 3, size, size), RGB, (x/255 - mean) / std"}
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "PreprocessSpec":
+        image = raw["image"]
+        return cls(FaceCropConfig(**raw["face_crop"]), ImageSpec(image["size"], tuple(image["mean"]),
+                                                                 tuple(image["std"])), raw["frames"], raw["min_frames"])
+
+    @classmethod
+    def load(cls, path: Path) -> "PreprocessSpec":
+        return cls.from_json(json.loads(path.read_text()))
+
+
+def _jpeg_roundtrip(crop_rgb: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def video_input(path: str | Path, spec: PreprocessSpec) -> torch.Tensor:
+    """(frames, 3, size, size) float32 for one video; InputError naming the file otherwise."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file")
+    try:
+        frames = read_video(path)
+    except VideoDecodeError as err:
+        raise InputError(str(err)) from err
+    if len(frames) < spec.min_frames:
+        raise InputError(f"{path}: {len(frames)} decodable frame(s), fewer than the {spec.min_frames} needed")
+    try:
+        crops, _ = crop_faces(frames, spec.face_crop, path)
+    except NoFaceError as err:
+        raise InputError(f"no face found: {err}") from err
+    picked = segment_indices(len(crops), spec.frames, train=False)
+    stored = np.stack([_jpeg_roundtrip(crops[i], spec.face_crop.jpeg_quality) for i in picked])
+    return normalize_frames(torch.from_numpy(stored), spec.image)

@@ -1,0 +1,84 @@
+"""The serving graph: ONNX export, its shape and ops, parity with PyTorch, Triton config, TensorRT gating."""
+import numpy as np
+import onnx
+import pytest
+import torch
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from a3lign_dfer.export.onnx_graph import OPSET, export_onnx, graph_io, parity
+from a3lign_dfer.export.triton import write_triton_repository
+from a3lign_dfer.inference.backends import load_backend, onnx_session, tensorrt_unavailable
+from a3lign_dfer.inference.deploy_model import DeployModel
+from a3lign_dfer.inference.predict import class_matrix
+from a3lign_dfer.model.clip_backbone import FrozenCLIP
+from a3lign_dfer.training import bap
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_clip_dir, tmp_path_factory):
+    from a3lign_dfer.config import params_from_dict
+
+    clip = FrozenCLIP.load(str(tiny_clip_dir))
+    params = params_from_dict({"clip": {"model": str(tiny_clip_dir)}, "features": {"num_frames": 8},
+                               "model": {"sentences": 4, "tokens": 6, "heads": 2, "de_text_layers": 1},
+                               "all_at_once": {"layers": 2}})
+    torch.manual_seed(0)
+    model, _ = bap.all_at_once_joint(params, clip, None)
+    with torch.no_grad():                                  # a JAS that is not the identity
+        for p in model.jas.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    deploy = DeployModel(clip, model)
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    graph = export_onnx(deploy, path, model.spec.frames, clip.image_spec.size)
+    return clip, model, deploy, path, graph
+
+
+def test_graph_is_opset17_with_native_layernorm_and_only_a_dynamic_batch(exported):
+    clip, model, deploy, path, graph = exported
+    assert graph.opset_import[0].version == OPSET
+    ops = [n.op_type for n in graph.graph.node]
+    layer_norms = sum(isinstance(m, torch.nn.LayerNorm) for m in deploy.modules())
+    assert ops.count("LayerNormalization") == layer_norms     # no norm decomposed into ReduceMean/Pow/Sqrt
+    io = graph_io(graph)
+    size = clip.image_spec.size
+    assert io["inputs"] == {"frames": [None, model.spec.frames, 3, size, size]}
+    assert io["outputs"] == {"logits": [None, 7], "probabilities": [None, 7]}
+    assert not any(init.name.startswith("model.mat") for init in graph.graph.initializer)   # no text branch
+
+
+@pytest.mark.parametrize("batch", [1, 3, 5])
+def test_onnxruntime_matches_pytorch_at_batches_it_was_not_traced_with(exported, batch):
+    clip, model, deploy, path, _ = exported
+    frames = torch.randn(batch, model.spec.frames, 3, clip.image_spec.size, clip.image_spec.size)
+    result = parity(deploy, onnx_session(path), frames, atol=1e-5)
+    assert result["passed"] and result["batch"] == batch, result
+
+
+def test_class_matrix_is_a_constant_of_the_graph(exported):
+    _, model, deploy, path, graph = exported
+    vectors = class_matrix(model, exported[0]).numpy()
+    constants = [onnx.numpy_helper.to_array(i) for i in graph.graph.initializer]
+    assert any(c.shape == vectors.shape and np.allclose(c, vectors) for c in constants)
+    torch.testing.assert_close(deploy.class_vectors, torch.from_numpy(vectors))
+
+
+def test_triton_config_parses_with_tritons_schema_and_matches_the_graph(exported, tmp_path):
+    _, _, _, path, graph = exported
+    io = graph_io(graph)
+    model_dir = write_triton_repository(path, io, 16, tmp_path / "triton")
+    config = text_format.Parse((model_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert config.name == "a3lign_dfer" and config.max_batch_size == 16
+    assert [(t.name, list(t.dims)) for t in config.input] == [("frames", io["inputs"]["frames"][1:])]
+    assert [(t.name, list(t.dims)) for t in config.output] == [(n, s[1:]) for n, s in io["outputs"].items()]
+    assert config.dynamic_batching.max_queue_delay_microseconds > 0
+    assert (model_dir / "1" / "model.onnx").read_bytes() == path.read_bytes()
+
+
+def test_tensorrt_backend_says_why_it_cannot_run(tmp_path):
+    reason = tensorrt_unavailable()
+    if reason is None:
+        pytest.skip("TensorRT and a GPU are present: the engine itself is checked by tests/test_gpu.py")
+    assert "TensorRT" in reason or "CUDA" in reason
+    with pytest.raises(RuntimeError, match="tensorrt cannot run here"):
+        load_backend(tmp_path, "tensorrt")
