@@ -1,0 +1,146 @@
+"""Serving cost, measured side by side in one run on the same inputs (not a test).
+
+For a CLIP at ViT-B/32 size (the default CLIPConfig, random weights: timing does
+not depend on them) and at the embedded small size, batch 1 and 16 clips of 16
+frames, it times:
+  (a) naive PyTorch: the text branch (MAT -> text encoder -> JAS) recomputed per request,
+  (b) PyTorch with the cached class matrix (inference.DeployModel),
+  (c) ONNX Runtime on the exported graph,
+  (d) TensorRT, only where it runs (otherwise the reason is recorded, never a number),
+and the share of (b)'s time spent beyond the CLIP image encoder. Ratios against the
+targets are printed and written to reports/benchmarks/serving.json.
+
+Example (CPU, ~5 minutes on 2 cores): python benchmarks/serving.py
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import CLIPConfig, CLIPModel
+
+from a3lign_dfer.config import PretrainClipConfig
+from a3lign_dfer.export.onnx_graph import export_onnx
+from a3lign_dfer.export.tensorrt_engine import build_engine
+from a3lign_dfer.inference.backends import TensorRTRunner, onnx_session, tensorrt_unavailable
+from a3lign_dfer.inference.deploy_model import DeployModel
+from a3lign_dfer.model.a3lign import A3lignDFER, ModelSpec
+from a3lign_dfer.model.clip_backbone import FrozenCLIP, ImageSpec
+from a3lign_dfer.model.small_clip import CLIP_MEAN, CLIP_STD, build_small_clip
+from a3lign_dfer.model.tokenizer import build_clip_tokenizer
+
+FRAMES, CLASSES = 16, ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
+
+
+def vit_b32() -> FrozenCLIP:
+    torch.manual_seed(0)
+    model = CLIPModel(CLIPConfig(projection_dim=512))       # ViT-B/32 text and vision towers
+    return FrozenCLIP(model, build_clip_tokenizer(), ImageSpec(224, CLIP_MEAN, CLIP_STD))
+
+
+def embedded() -> FrozenCLIP:
+    model, tokenizer, processor = build_small_clip(PretrainClipConfig(), seed=0)
+    return FrozenCLIP(model, tokenizer, ImageSpec(processor.crop_size["height"], CLIP_MEAN, CLIP_STD))
+
+
+def final_model(clip: FrozenCLIP) -> A3lignDFER:
+    """The architecture stage 3 ends with: MAT (7, 16, 64, W) and a 4-layer JAS."""
+    spec = ModelSpec(classes=CLASSES, sentences=16, tokens=64, text_width=clip.text_width, embed_dim=clip.embed_dim,
+                     frames=FRAMES, heads=4, mlp_ratio=4, dropout=0.1, temperature=0.01, text_encoder="jas",
+                     video_encoder="jas", jas_layers=4)
+    torch.manual_seed(0)
+    model = A3lignDFER(spec).eval()
+    with torch.no_grad():
+        model.mat.normal_(std=0.02)
+    return model
+
+
+def timed(fn, repeats: int) -> dict:
+    fn()                                                     # warm-up
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(seconds), "runs": len(seconds)}
+
+
+def measure(name: str, clip: FrozenCLIP, batches: tuple[int, ...], repeats: int, workdir: Path) -> dict:
+    model = final_model(clip)
+    deploy = DeployModel(clip, model)
+    onnx_path = workdir / f"{name}.onnx"
+    export_onnx(deploy, onnx_path, FRAMES, clip.image_spec.size)
+    session = onnx_session(onnx_path)
+    reason = tensorrt_unavailable()
+    if reason is None:
+        plan = workdir / f"{name}.plan"
+        build_engine(onnx_path, plan, FRAMES, clip.image_spec.size, max(batches), workdir / "timing.cache")
+        engine = TensorRTRunner(plan)
+    out = {}
+    for batch in batches:
+        frames = torch.randn(batch, FRAMES, 3, clip.image_spec.size, clip.image_spec.size)
+        with torch.no_grad():
+            runs = {
+                "a_naive_torch": timed(lambda: model(deploy.image_features(frames),
+                                                     model.class_vectors(model.text_features(clip))), repeats),
+                "b_cached_torch": timed(lambda: deploy(frames), repeats),
+                "c_onnxruntime": timed(lambda: session.run(None, {"frames": frames.numpy()}), repeats),
+                "image_encoder_only": timed(lambda: deploy.image_features(frames), repeats),
+            }
+        runs["d_tensorrt"] = {"skipped": reason} if reason else timed(lambda: engine(frames.numpy()), repeats)
+        for r in runs.values():
+            if "median_s" in r:
+                r["clips_per_s"] = batch / r["median_s"]
+        b, image = runs["b_cached_torch"]["median_s"], runs["image_encoder_only"]["median_s"]
+        out[f"batch_{batch}"] = {
+            **runs,
+            "speedup_b_over_a": runs["a_naive_torch"]["median_s"] / b,
+            "speedup_c_over_b": b / runs["c_onnxruntime"]["median_s"],
+            "beyond_image_encoder_share": max(0.0, (b - image) / b),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="reports/benchmarks/serving.json")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    args = parser.parse_args(argv)
+    torch.backends.mha.set_fastpath_enabled(True)
+    result = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                          "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+              "targets": {"b_over_a_batch1": 5.0, "c_over_b": 1.3, "beyond_image_encoder_share": 0.05}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, make in (("vit_b32", vit_b32), ("embedded", embedded)):
+            result[name] = measure(name, make(), tuple(args.batches), args.repeats, Path(tmp))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(table(result))
+    return result
+
+
+def _trt(run: dict) -> str:
+    return f"{run['clips_per_s']:.2f}" if "clips_per_s" in run else "not run (no TensorRT here)"
+
+
+def table(result: dict) -> str:
+    lines = ["| CLIP | batch | (a) naive torch clips/s | (b) cached torch clips/s | (c) ONNX Runtime clips/s | "
+             "(d) TensorRT | b/a | c/b | beyond image encoder |", "|---" * 9 + "|"]
+    for name in ("vit_b32", "embedded"):
+        for batch, r in result[name].items():
+            lines.append(f"| {name} | {batch.split('_')[1]} | {r['a_naive_torch']['clips_per_s']:.2f} | "
+                         f"{r['b_cached_torch']['clips_per_s']:.2f} | {r['c_onnxruntime']['clips_per_s']:.2f} | "
+                         f"{_trt(r['d_tensorrt'])} | {r['speedup_b_over_a']:.1f}x | {r['speedup_c_over_b']:.2f}x | "
+                         f"{100 * r['beyond_image_encoder_share']:.1f}% |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
