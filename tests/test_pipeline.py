@@ -179,7 +179,7 @@ def test_registry_round_trip_register_promote_fetch(pipeline, tmp_path):
     gto = [str(Path(sys.executable).parent / "gto")]
     _run([*gto, "register", "a3lign-dfer", "--version", "v0.1.0"], repo)
     _run([*gto, "assign", "a3lign-dfer", "--version", "v0.1.0", "--stage", "prod"], repo)
-    assert "v0.1.0" in _run([*gto, "show", "a3lign-dfer@prod"], repo)
+    assert json.loads(_run([*gto, "show", "--json"], repo))["a3lign-dfer"]["stage"] == {"prod": "v0.1.0"}
     _run([*dvc, "artifacts", "get", str(repo), "a3lign-dfer", "--stage", "prod", "-o", str(tmp_path / "fetched")],
          tmp_path)
     deploy = repo / "models/deploy"
