@@ -6,7 +6,7 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from a3lign_dfer.export.onnx_graph import OPSET, export_onnx, graph_io, parity
+from a3lign_dfer.export.onnx_graph import OPSET, export_onnx, graph_io, onnx_runner, parity, torch_runner
 from a3lign_dfer.export.triton import write_triton_repository
 from a3lign_dfer.inference.backends import load_backend, onnx_session, tensorrt_unavailable
 from a3lign_dfer.inference.deploy_model import DeployModel
@@ -51,8 +51,17 @@ def test_graph_is_opset17_with_native_layernorm_and_only_a_dynamic_batch(exporte
 def test_onnxruntime_matches_pytorch_at_batches_it_was_not_traced_with(exported, batch):
     clip, model, deploy, path, _ = exported
     frames = torch.randn(batch, model.spec.frames, 3, clip.image_spec.size, clip.image_spec.size)
-    result = parity(deploy, onnx_session(path), frames, atol=1e-5)
-    assert result["passed"] and result["batch"] == batch, result
+    result = parity(torch_runner(deploy), onnx_runner(onnx_session(path)), frames, batch=2, logit_atol=1e-3)
+    assert result["passed"] and result["clips"] == batch and result["top1_agreement"] == 1.0, result
+
+
+def test_parity_fails_on_a_graph_that_computes_something_else(exported):
+    clip, model, deploy, path, _ = exported
+    frames = torch.randn(4, model.spec.frames, 3, clip.image_spec.size, clip.image_spec.size)
+    reference = torch_runner(deploy)
+    shifted = lambda x: tuple(a + 0.01 for a in reference(x))            # noqa: E731  a tiny, uniform drift
+    result = parity(reference, shifted, frames, batch=2, logit_atol=1e-3)
+    assert not result["passed"] and result["top1_agreement"] == 1.0 and result["max_abs_logit_difference"] > 1e-3
 
 
 def test_class_matrix_is_a_constant_of_the_graph(exported):

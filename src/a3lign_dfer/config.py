@@ -157,8 +157,8 @@ class EvaluateConfig:
 @dataclass(frozen=True)
 class ExportConfig:
     max_batch: int = 16
-    parity_clips: int = 4
-    parity_atol: float = 1e-4
+    parity_clips: int = 1000
+    parity_atol: float = 1e-3
     min_frames: int = 4
 
 

@@ -26,10 +26,10 @@ from a3lign_dfer.config import Params
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.features import load_frames
 from a3lign_dfer.data.sampling import segment_indices
-from a3lign_dfer.export.onnx_graph import OPSET, export_onnx, graph_io, parity
-from a3lign_dfer.export.tensorrt_engine import build_engine
+from a3lign_dfer.export.onnx_graph import OPSET, export_onnx, graph_io, onnx_runner, parity, torch_runner
+from a3lign_dfer.export.tensorrt_engine import FP16_LOGIT_ATOL, build_engine
 from a3lign_dfer.export.triton import write_triton_repository
-from a3lign_dfer.inference.backends import onnx_session, tensorrt_unavailable
+from a3lign_dfer.inference.backends import TensorRTRunner, onnx_session, tensorrt_unavailable
 from a3lign_dfer.inference.deploy_model import DeployModel
 from a3lign_dfer.inference.video_input import PreprocessSpec
 from a3lign_dfer.model.checkpoint import WEIGHTS, load_checkpoint
@@ -47,7 +47,7 @@ def sha256(path: Path) -> str:
 
 
 def parity_inputs(crops_dir: Path, classes: tuple[str, ...], spec: PreprocessSpec, clips: int) -> torch.Tensor:
-    """The first test clips' stored crops, sampled and normalised as serving does: (clips, F, 3, S, S)."""
+    """Up to `clips` test clips' stored crops, sampled and normalised as serving does: (clips, F, 3, S, S)."""
     crops = manifest.read(crops_dir / "manifest.parquet", classes)
     rows = crops[crops["split"] == "test"].head(clips)
     if rows.empty:
@@ -73,9 +73,11 @@ def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, par
     onnx_path = out_dir / "model.onnx"
     io = graph_io(export_onnx(deploy, onnx_path, spec.frames, spec.image.size))
     frames = parity_inputs(crops_dir, model.spec.classes, spec, cfg.parity_clips)
-    checked = parity(deploy, onnx_session(onnx_path), frames, cfg.parity_atol)
+    onnx_run = onnx_runner(onnx_session(onnx_path))
+    checked = parity(torch_runner(deploy), onnx_run, frames, cfg.max_batch, cfg.parity_atol)
     if not checked["passed"]:
-        raise RuntimeError(f"ONNX Runtime and PyTorch disagree on {checked['batch']} test clips: {checked}")
+        raise RuntimeError(f"ONNX Runtime and PyTorch disagree on the test clips (top-1 must agree on every clip, "
+                           f"logits within {cfg.parity_atol}): {checked}")
 
     save_file({"class_features": deploy.class_vectors.contiguous()}, out_dir / "class_features.safetensors")
     (out_dir / "labels.json").write_text(json.dumps({"classes": list(model.spec.classes)}, indent=2))
@@ -89,6 +91,10 @@ def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, par
     if reason is None:
         tensorrt = build_engine(onnx_path, out_dir / "model.plan", spec.frames, spec.image.size, cfg.max_batch,
                                 out_dir / "timing.cache")
+        tensorrt["parity_fp16_vs_onnxruntime"] = parity(onnx_run, TensorRTRunner(out_dir / "model.plan"), frames,
+                                                        cfg.max_batch, FP16_LOGIT_ATOL)
+        if not tensorrt["parity_fp16_vs_onnxruntime"]["passed"]:
+            raise RuntimeError(f"TensorRT FP16 and ONNX Runtime disagree: {tensorrt['parity_fp16_vs_onnxruntime']}")
     else:
         tensorrt = {"status": "skipped", "reason": reason}
     write_triton_repository(onnx_path, io, cfg.max_batch, out_dir / "triton",

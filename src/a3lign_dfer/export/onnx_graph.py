@@ -44,13 +44,31 @@ def graph_io(graph: onnx.ModelProto) -> dict:
             "outputs": {v.name: shape(v) for v in graph.graph.output}}
 
 
-def parity(model: DeployModel, session, frames: torch.Tensor, atol: float) -> dict:
-    """Max abs difference of ONNX Runtime vs PyTorch on real frames, and whether the labels agree."""
-    with torch.no_grad():
-        logits, probs = (t.numpy() for t in model.cpu()(frames))
-    onnx_logits, onnx_probs = session.run(list(OUTPUTS), {INPUT: frames.numpy()})
-    result = {"batch": int(frames.shape[0]), "max_abs_logits": float(np.abs(onnx_logits - logits).max()),
-              "max_abs_probabilities": float(np.abs(onnx_probs - probs).max()),
-              "labels_agree": bool((onnx_logits.argmax(1) == logits.argmax(1)).all()), "atol_probabilities": atol}
-    result["passed"] = result["labels_agree"] and result["max_abs_probabilities"] <= atol
+def parity(reference, candidate, frames: torch.Tensor, batch: int, logit_atol: float) -> dict:
+    """Max |logit difference| and top-1 agreement of two backends on the same clips, `batch` clips at a time.
+
+    Each backend maps float32 frames (B, F, 3, H, W) to (logits, probabilities) as numpy.
+    Passes only if top-1 agrees on every clip and no logit differs by more than `logit_atol`.
+    """
+    worst, agree = 0.0, 0
+    for start in range(0, len(frames), batch):
+        chunk = np.ascontiguousarray(frames[start:start + batch].numpy(), dtype=np.float32)
+        ref, cand = reference(chunk)[0], candidate(chunk)[0]
+        worst = max(worst, float(np.abs(ref - cand).max()))
+        agree += int((ref.argmax(1) == cand.argmax(1)).sum())
+    result = {"clips": int(len(frames)), "max_abs_logit_difference": worst, "top1_agreement": agree / len(frames),
+              "logit_atol": logit_atol}
+    result["passed"] = agree == len(frames) and worst <= logit_atol
     return result
+
+
+def torch_runner(model: DeployModel):
+    def run(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            logits, probs = model.cpu()(torch.from_numpy(frames))
+        return logits.numpy(), probs.numpy()
+    return run
+
+
+def onnx_runner(session):
+    return lambda frames: tuple(session.run(list(OUTPUTS), {INPUT: frames}))
