@@ -6,9 +6,10 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from a3lign_dfer.export.onnx_graph import OPSET, export_onnx, graph_io, onnx_runner, parity, torch_runner
+from a3lign_dfer.export.onnx_graph import OPSET, export_onnx, graph_io, parity
 from a3lign_dfer.export.triton import write_triton_repository
-from a3lign_dfer.inference.backends import load_backend, onnx_session, tensorrt_unavailable
+from a3lign_dfer.inference.backends import (load_backend, onnx_runner, onnx_session, tensorrt_unavailable,
+                                            torch_runner)
 from a3lign_dfer.inference.deploy_model import DeployModel
 from a3lign_dfer.inference.predict import class_matrix
 from a3lign_dfer.model.clip_backbone import FrozenCLIP

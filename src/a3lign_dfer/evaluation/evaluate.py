@@ -45,20 +45,20 @@ def evaluate_checkpoints(ladder: list[Path], all_at_once: list[Path], features_d
     classes = final_model.spec.classes
     test = load_feature_set(features_dir, "test", classes)
 
-    rows = []
+    rows, reports = [], {}
     for paradigm, paths in (("BAP", ladder), ("All at once", all_at_once)):
         for path in paths:
             model, meta = load_checkpoint(path, device)
             if model.spec.classes != classes or meta["clip_model"] != final_meta["clip_model"]:
                 raise ValueError(f"{path} was trained for other classes or another CLIP than {ladder[-1]}")
             image, text = table4_layers(model.spec, joint_from_scratch=paradigm == "All at once")
-            report = split_report(model, clip, test, cfg.shuffle_seeds)
+            report = reports[path] = split_report(model, clip, test, cfg.shuffle_seeds)
             rows.append({"paradigm": paradigm, "image_layers": image, "text_layers": text,
                          "checkpoint": str(path), "stage": meta["stage"], "war": report["war"],
                          "uar": report["uar"], "shuffled_uar_drop": report["shuffled"]["uar_drop"],
                          "val_selected_epoch": meta["selected"].get("epoch")})
 
-    final = split_report(final_model, clip, test, cfg.shuffle_seeds)
+    final = reports[ladder[-1]]                     # the final model is the ladder's last row
     pred = predict_logits(final_model, clip, test).argmax(1).numpy()
     labels = test.labels.numpy()
     result = {
@@ -99,8 +99,9 @@ def plot_recall(recall: dict[str, float], shuffled: dict[str, float], path: Path
     x = np.arange(len(recall))
     ax.bar(x - 0.2, list(recall.values()), width=0.4, label="normal order", color="tab:blue")
     ax.bar(x + 0.2, [shuffled[c] for c in recall], width=0.4, label="shuffled frames", color="tab:orange")
-    ax.set(ylim=(0, 1), ylabel="recall", title="Test recall per class", xticks=x, xticklabels=list(recall))
+    ax.set(ylim=(0, 1.15), yticks=np.linspace(0, 1, 6), ylabel="recall", title="Test recall per class", xticks=x,
+           xticklabels=list(recall))
     ax.tick_params(axis="x", labelrotation=45)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", ncol=2, fontsize=8, frameon=False)   # above the bars, never over them
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -26,10 +26,11 @@ from a3lign_dfer.config import Params
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.features import load_frames
 from a3lign_dfer.data.sampling import segment_indices
-from a3lign_dfer.export.onnx_graph import OPSET, export_onnx, graph_io, onnx_runner, parity, torch_runner
+from a3lign_dfer.export.onnx_graph import OPSET, export_onnx, graph_io, parity
 from a3lign_dfer.export.tensorrt_engine import FP16_LOGIT_ATOL, build_engine
 from a3lign_dfer.export.triton import write_triton_repository
-from a3lign_dfer.inference.backends import TensorRTRunner, onnx_session, tensorrt_unavailable
+from a3lign_dfer.inference.backends import (TensorRTRunner, onnx_runner, onnx_session, tensorrt_unavailable,
+                                            torch_runner)
 from a3lign_dfer.inference.deploy_model import DeployModel
 from a3lign_dfer.inference.video_input import PreprocessSpec
 from a3lign_dfer.model.checkpoint import WEIGHTS, load_checkpoint
@@ -74,7 +75,7 @@ def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, par
     io = graph_io(export_onnx(deploy, onnx_path, spec.frames, spec.image.size))
     frames = parity_inputs(crops_dir, model.spec.classes, spec, cfg.parity_clips)
     onnx_run = onnx_runner(onnx_session(onnx_path))
-    checked = parity(torch_runner(deploy), onnx_run, frames, cfg.max_batch, cfg.parity_atol)
+    checked = parity(torch_runner(deploy.cpu()), onnx_run, frames, cfg.max_batch, cfg.parity_atol)
     if not checked["passed"]:
         raise RuntimeError(f"ONNX Runtime and PyTorch disagree on the test clips (top-1 must agree on every clip, "
                            f"logits within {cfg.parity_atol}): {checked}")

@@ -61,14 +61,3 @@ def parity(reference, candidate, frames: torch.Tensor, batch: int, logit_atol: f
     result["passed"] = agree == len(frames) and worst <= logit_atol
     return result
 
-
-def torch_runner(model: DeployModel):
-    def run(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with torch.no_grad():
-            logits, probs = model.cpu()(torch.from_numpy(frames))
-        return logits.numpy(), probs.numpy()
-    return run
-
-
-def onnx_runner(session):
-    return lambda frames: tuple(session.run(list(OUTPUTS), {INPUT: frames}))

@@ -45,18 +45,25 @@ def torch_deploy_model(deploy_dir: Path, device: str = "cpu") -> DeployModel:
     return DeployModel(clip, model).to(device)
 
 
+def torch_runner(model: DeployModel) -> Backend:
+    device = model.class_vectors.device
+
+    def run(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            logits, probs = model(torch.from_numpy(frames).to(device))
+        return logits.cpu().numpy(), probs.cpu().numpy()
+    return run
+
+
+def onnx_runner(session) -> Backend:
+    return lambda frames: tuple(session.run(["logits", "probabilities"], {"frames": frames}))
+
+
 def load_backend(deploy_dir: Path, name: str, device: str = "cpu") -> Backend:
     if name == "torch":
-        model = torch_deploy_model(deploy_dir, device)
-
-        def run(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            with torch.no_grad():
-                logits, probs = model(torch.from_numpy(frames).to(device))
-            return logits.cpu().numpy(), probs.cpu().numpy()
-        return run
+        return torch_runner(torch_deploy_model(deploy_dir, device))
     if name == "onnxruntime":
-        session = onnx_session(deploy_dir / "model.onnx", device)
-        return lambda frames: tuple(session.run(["logits", "probabilities"], {"frames": frames}))
+        return onnx_runner(onnx_session(deploy_dir / "model.onnx", device))
     if name == "tensorrt":
         reason = tensorrt_unavailable()
         if reason is not None:
