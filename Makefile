@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine: `make repro` (the whole pipeline on the
 # embedded default) and `make test`. Both create .venv and install from the lock.
+# `make server` + `make serve` run the pipeline under Prefect (flows/, README "Orchestration").
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,9 +10,13 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
+# Prefect's state (database, logs) stays in this workspace; the UI is local and offline.
+PREFECT_PORT ?= 4200
+server serve: export PREFECT_HOME ?= $(abspath .prefect)
+serve: export PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check --no-warn-script-location
 
-.PHONY: install repro seeds test lock clean-venv
+.PHONY: install repro seeds test server serve ui-check lock clean-venv
 
 install: $(VENV)/.installed
 
@@ -33,6 +38,18 @@ seeds: install
 
 test: install
 	$(PY) -m pytest -q
+
+# A local Prefect server (API + UI at http://127.0.0.1:$(PREFECT_PORT)), bound to 127.0.0.1.
+server: install
+	$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+# Serve the deployments (pipeline weekly, release on demand) against PREFECT_API_URL; keeps running.
+serve: install
+	$(PY) -m flows.deployments
+
+# Headless Chromium on the deployments page of a throwaway server; screenshot to reports/prefect_ui/.
+ui-check: install
+	$(PY) -m flows.ui_check
 
 # Re-resolve requirements.in and pin the result (run after changing a direct dependency).
 lock:

@@ -7,10 +7,16 @@ for key, value in {"DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER
                    "GX_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
     os.environ[key] = value
 
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 from a3lign_dfer.config import PretrainClipConfig, params_from_dict  # noqa: E402
 from a3lign_dfer.data.features import FeatureSet, save_feature_set  # noqa: E402
@@ -36,7 +42,7 @@ def tiny_params(tiny_clip_dir):
             "features": {"num_frames": 8},
             "model": {"sentences": 4, "tokens": 6, "heads": 2, "de_text_layers": 1},
             "train": {"batch_size": 16},
-            "evaluate": {"shuffle_seeds": [0, 1]},
+            "shuffle_check": {"seeds": [0, 1]},
             "stage1": {"epochs": 2},
             "stage2": {"layers": [1, 2], "epochs": [1, 1]},
             "stage2_text": {"layers": [2], "epochs": [1]},
@@ -68,3 +74,48 @@ def write_toy_cache(cache_dir, dim: int, sizes: dict[str, int]) -> None:
     for i, (split, n) in enumerate(sizes.items()):
         data = toy_features(n, dim=dim, seed=i)
         save_feature_set(data.feats, data.offsets, data.clips, cache_dir, split)
+
+
+ROOT = Path(__file__).parents[1]
+# The whole pipeline in about a minute on one core: every stage runs, nothing is meaningful.
+TINY_PIPELINE = {
+    "synthetic": {"identities": {"train": 6, "val": 3, "test": 3}, "clips_per_identity": 3, "min_frames": 12,
+                  "max_frames": 18, "workers": 1},
+    "face_crop": {"size": 48, "workers": 1},
+    "pretrain_clip": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 1, "heads": 2,
+                      "projection_dim": 16, "epochs": 1, "batch_size": 64},
+    "features": {"num_frames": 8, "augmented_views": 1},
+    "model": {"sentences": 4, "tokens": 6, "heads": 2, "de_text_layers": 1},
+    "stage1": {"epochs": 2},
+    "stage2": {"layers": [1, 2], "epochs": [1, 1]},
+    "stage2_text": {"layers": [2], "epochs": [1]},
+    "stage3": {"init_layers": 1, "layers": [1, 2], "epochs": [1, 1]},
+    "all_at_once": {"epochs": 1, "layers": 2},
+    "shuffle_check": {"seeds": [0, 1]},
+}
+
+
+def run_cmd(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout + done.stderr
+
+
+def make_tiny_repo(repo: Path) -> dict:
+    """A fresh git + DVC repo with this project's dvc.yaml and src on tiny params, one commit, nothing run."""
+    repo.mkdir(parents=True)
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in TINY_PIPELINE.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_cmd(["git", "init", "-q"], repo)
+    run_cmd(["git", "config", "user.name", "test"], repo)
+    run_cmd(["git", "config", "user.email", "test@example.com"], repo)
+    run_cmd([sys.executable, "-m", "dvc", "init", "-q"], repo)
+    # DVCLive needs a commit to exist (it reads HEAD), as in any real clone.
+    run_cmd(["git", "add", "-A"], repo)
+    run_cmd(["git", "commit", "-qm", "init"], repo)
+    return params

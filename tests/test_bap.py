@@ -226,5 +226,5 @@ def test_a_stage_run_writes_its_val_report_and_every_phase(clip, tiny_params, tm
     assert load_checkpoint(tmp_path / "s2")[0].de_video.depth == 2
     val = summary["val"]
     assert val["num_samples"] == 14 and set(val["per_class_recall"]) == set(CLASSES)
-    assert val["shuffled"]["seeds"] == list(params.evaluate.shuffle_seeds)
+    assert val["shuffled"]["seeds"] == list(params.shuffle_check.seeds)
     assert val["uar"] == pytest.approx(sum(val["per_class_recall"].values()) / len(CLASSES))

@@ -1,9 +1,7 @@
 """The real pipeline: `dvc repro` in a fresh DVC repo on a tiny params override, then what uses its outputs:
 export, predict, the model registry, the multi-seed command, incremental re-runs."""
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,33 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import make_tiny_repo, run_cmd as _run
 
-ROOT = Path(__file__).parents[1]
-TINY = {
-    "synthetic": {"identities": {"train": 6, "val": 3, "test": 3}, "clips_per_identity": 3, "min_frames": 12,
-                  "max_frames": 18, "workers": 1},
-    "face_crop": {"size": 48, "workers": 1},
-    "pretrain_clip": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 1, "heads": 2,
-                      "projection_dim": 16, "epochs": 1, "batch_size": 64},
-    "features": {"num_frames": 8, "augmented_views": 1},
-    "model": {"sentences": 4, "tokens": 6, "heads": 2, "de_text_layers": 1},
-    "stage1": {"epochs": 2},
-    "stage2": {"layers": [1, 2], "epochs": [1, 1]},
-    "stage2_text": {"layers": [2], "epochs": [1]},
-    "stage3": {"init_layers": 1, "layers": [1, 2], "epochs": [1, 1]},
-    "all_at_once": {"epochs": 1, "layers": 2},
-    "evaluate": {"shuffle_seeds": [0, 1]},
-}
 TRAINING = ["train_stage1", "train_stage2", "train_stage2_text", "train_stage3"]
 ABLATIONS = ["train_all_at_once@separate", "train_all_at_once@joint"]
 pytestmark = pytest.mark.slow
-
-
-def _run(cmd: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout + done.stderr
 
 
 def _stages_run(output: str) -> list[str]:
@@ -48,20 +24,7 @@ def _stages_run(output: str) -> list[str]:
 def pipeline(tmp_path_factory):
     """A fresh git + DVC repo with this project's dvc.yaml and src on tiny params, after one `dvc repro`."""
     repo = tmp_path_factory.mktemp("pipeline") / "repo"
-    repo.mkdir()
-    shutil.copy(ROOT / "dvc.yaml", repo)
-    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["git", "init", "-q"], repo)
-    _run(["git", "config", "user.name", "test"], repo)
-    _run(["git", "config", "user.email", "test@example.com"], repo)
-    _run([sys.executable, "-m", "dvc", "init", "-q"], repo)
-    # DVCLive needs a commit to exist (it reads HEAD), as in any real clone.
-    _run(["git", "add", "-A"], repo)
-    _run(["git", "commit", "-qm", "init"], repo)
+    params = make_tiny_repo(repo)
     first = _stages_run(_run([sys.executable, "-m", "dvc", "repro"], repo))
     _run(["git", "add", "-A"], repo)
     _run(["git", "commit", "-qm", "pipeline outputs"], repo)
@@ -70,8 +33,9 @@ def pipeline(tmp_path_factory):
 
 def test_dvc_repro_runs_every_stage_and_writes_consistent_metrics(pipeline):
     repo, params, first = pipeline
-    assert first[:4] == ["prepare", "face_crop", "pretrain_clip", "features"] and first[-2:] == ["evaluate", "export"]
-    assert sorted(first[4:-2]) == sorted(TRAINING + ABLATIONS)
+    assert first[:4] == ["prepare", "face_crop", "pretrain_clip", "features"]
+    assert first[-3:] == ["evaluate", "shuffle_check", "export"]
+    assert sorted(first[4:-3]) == sorted(TRAINING + ABLATIONS)
     assert [s for s in first if s in TRAINING] == TRAINING
 
     crop = json.loads((repo / "reports/face_crop.json").read_text())
@@ -90,9 +54,16 @@ def test_dvc_repro_runs_every_stage_and_writes_consistent_metrics(pipeline):
     rows = [(r["paradigm"], r["image_layers"], r["text_layers"]) for r in metrics["table4"]]
     assert rows == [("BAP", "Average", "1"), ("BAP", "1", "1"), ("BAP", "2", "1"), ("BAP", "2", "2"),
                     ("BAP", "2 (JAS)", "2"), ("All at once", "2", "2"), ("All at once", "2 (Joint)", "")]
-    assert metrics["table4"][0]["shuffled_uar_drop"] == 0            # the frame-mean model ignores order
     assert metrics["table4"][-3]["uar"] == metrics["uar"]            # the last BAP row is the final model
-    assert set(metrics["shuffled"]["per_class_recall"]) == set(classes)
+    # The shuffled-frame check: the same rows, the same unshuffled numbers, its own metrics file.
+    shuffle = json.loads((repo / "reports/shuffle/metrics.json").read_text())
+    assert [(r["paradigm"], r["image_layers"], r["uar"]) for r in shuffle["table5"]] == \
+        [(r["paradigm"], r["image_layers"], r["uar"]) for r in metrics["table4"]]
+    assert shuffle["table5"][0]["shuffled_uar_drop"] == 0            # the frame-mean model ignores order
+    assert shuffle["uar"] == metrics["uar"] and shuffle["seeds"] == params["shuffle_check"]["seeds"]
+    assert set(shuffle["shuffled"]["per_class_recall"]) == set(classes)
+    assert shuffle["shuffled"]["uar_drop"] == pytest.approx(shuffle["uar"] - shuffle["shuffled"]["uar"])
+    assert (repo / "reports/shuffle/per_class_recall.png").stat().st_size > 1000
     assert (repo / "reports/eval/confusion.png").stat().st_size > 1000
     for stage in ("stage1", "stage2", "stage2_text", "stage3"):
         meta = json.loads((repo / f"models/{stage}/meta.json").read_text())
@@ -211,5 +182,6 @@ def test_changing_a_stage_param_reruns_only_that_stage_and_what_follows(pipeline
     repo, params, _ = pipeline
     params["stage3"]["lr"]["encoder"] = params["stage3"]["lr"]["encoder"] / 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert _stages_run(_run([sys.executable, "-m", "dvc", "repro"], repo)) == ["train_stage3", "evaluate", "export"]
+    rerun = _stages_run(_run([sys.executable, "-m", "dvc", "repro"], repo))
+    assert rerun == ["train_stage3", "evaluate", "shuffle_check", "export"]
 

@@ -68,6 +68,15 @@ def test_params_file_loads_and_typos_fail(tmp_path):
         params_from_dict({"model": {"sentence": 3}})
     with pytest.raises(ValueError, match="stage2 freezes MAT"):
         params_from_dict({"stage2": {"lr": {"mat": 0.01, "encoder": 0.1}}})
+    # Wrong types fail at load with their key; ints pass where floats are asked, bools never pass as numbers.
+    with pytest.raises(ValueError, match=r"stage3.lr.mat must be float, got 'abc'"):
+        params_from_dict({"stage3": {"lr": {"mat": "abc", "encoder": 0.1}}})
+    with pytest.raises(ValueError, match=r"train.batch_size must be int, got True"):
+        params_from_dict({"train": {"batch_size": True}})
+    with pytest.raises(ValueError, match=r"release.min_test_uar must be float"):
+        params_from_dict({"release": {"min_test_uar": "0.7"}})
+    assert params_from_dict({"stage3": {"lr": {"mat": 1, "encoder": 0.1}}}).stage3.lr.mat == 1
+    assert params_from_dict({"stage2": {"lr": {"mat": None}}}).stage2.lr.mat is None
     with pytest.raises(ValueError, match="stage3 trains MAT"):
         params_from_dict({"stage3": {"lr": {"encoder": 0.1, "mat": None}}})
     with pytest.raises(ValueError, match="shrink"):

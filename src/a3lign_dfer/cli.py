@@ -89,14 +89,23 @@ def cmd_evaluate(args, params) -> None:
     from a3lign_dfer.evaluation.evaluate import evaluate_checkpoints
 
     result = evaluate_checkpoints([Path(c) for c in args.ladder], [Path(c) for c in args.all_at_once],
-                                  Path(args.features), params.evaluate, Path(args.out), args.device)
-    print(json.dumps({k: result[k] for k in ("war", "uar", "shuffled", "table4")}, indent=2))
+                                  Path(args.features), Path(args.out), args.device)
+    print(json.dumps({k: result[k] for k in ("war", "uar", "table4")}, indent=2))
+
+
+def cmd_shuffle_check(args, params) -> None:
+    from a3lign_dfer.evaluation.shuffle_check import shuffle_check
+
+    result = shuffle_check([Path(c) for c in args.ladder], [Path(c) for c in args.all_at_once], Path(args.features),
+                           params.shuffle_check, Path(args.out), args.device)
+    print(json.dumps({k: result[k] for k in ("uar", "shuffled", "table5")}, indent=2))
 
 
 def cmd_export(args, params) -> None:
     from a3lign_dfer.export.bundle import export_deploy
 
-    metrics = export_deploy(Path(args.checkpoint), Path(args.crops), Path(args.eval), params, Path(args.out))
+    metrics = export_deploy(Path(args.checkpoint), Path(args.crops), Path(args.eval), Path(args.shuffle), params,
+                            Path(args.out))
     _write_json(Path(args.metrics), metrics)
     print(json.dumps(metrics, indent=2))
 
@@ -120,6 +129,15 @@ def cmd_seeds(args, params) -> None:
     summary = run_seeds(args.seeds, args.set, Path("."), Path(args.out), args.prefix)
     print((Path(args.out) / "summary.md").read_text())
     print(f"experiments: {summary['experiments']}")
+
+
+def cmd_release(args, params) -> None:
+    from a3lign_dfer.registry.release import release
+
+    stages = ["staging", "prod"] if args.prod else ["staging"]
+    result = release(Path("."), params.release, stages, "release command")
+    print(result["gate"])
+    print(f"{result['artifact']} {result['version']} (commit {result['commit'][:10]}): {result['stages']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,14 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="test split: Table 4 rows, shuffled frames, confusion matrix")
-    p.add_argument("--features", required=True)
-    p.add_argument("--ladder", nargs="+", required=True,
-                   help="BAP checkpoints in ladder order (Table 4 rows); the last is the final model")
-    p.add_argument("--all-at-once", nargs="*", default=[], help="all-at-once ablation checkpoints (Table 4 rows)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--device", default=None)
-    p.set_defaults(func=cmd_evaluate)
+    for name, func, help_ in (("evaluate", cmd_evaluate, "test split: Table 4 rows, confusion matrix"),
+                              ("shuffle-check", cmd_shuffle_check, "test split in shuffled frame order (Table 5)")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--features", required=True)
+        p.add_argument("--ladder", nargs="+", required=True,
+                       help="BAP checkpoints in ladder order (Table 4 rows); the last is the final model")
+        p.add_argument("--all-at-once", nargs="*", default=[], help="all-at-once ablation checkpoints (Table 4 rows)")
+        p.add_argument("--out", required=True)
+        p.add_argument("--device", default=None)
+        p.set_defaults(func=func)
 
     p = sub.add_parser("seeds", help="one DVC experiment per training seed; mean +- std to reports/seeds")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -183,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="the final model's checkpoint")
     p.add_argument("--crops", required=True, help="face-crop folder (test clips for the parity check)")
     p.add_argument("--eval", required=True, help="evaluate's metrics.json (copied into the manifest)")
+    p.add_argument("--shuffle", required=True, help="shuffle-check's metrics.json (copied into the manifest)")
     p.add_argument("--out", required=True)
     p.add_argument("--metrics", required=True)
     p.set_defaults(func=cmd_export)
@@ -195,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the predictions table (CSV) here")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("release", help="quality gate on the built model; a pass registers a GTO version (staging)")
+    p.add_argument("--prod", action="store_true", help="also assign prod")
+    p.set_defaults(func=cmd_release)
 
     p = sub.add_parser("results", help="rewrite the README results table from reports/")
     p.add_argument("--readme", default="README.md")

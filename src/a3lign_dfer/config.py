@@ -6,6 +6,8 @@ load time (unknown or missing key) instead of deep inside a stage.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -150,8 +152,17 @@ class AllAtOnceConfig:
 
 
 @dataclass(frozen=True)
-class EvaluateConfig:
-    shuffle_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+class ShuffleCheckConfig:
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    """The quality gate a model passes before the registry gives it a stage."""
+
+    artifact: str = "a3lign-dfer"
+    min_test_uar: float = 0.7
+    min_shuffled_uar_drop: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -177,8 +188,9 @@ class Params:
     stage2_text: TextGrowthConfig = field(default_factory=TextGrowthConfig)
     stage3: Stage3Config = field(default_factory=Stage3Config)
     all_at_once: AllAtOnceConfig = field(default_factory=AllAtOnceConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    shuffle_check: ShuffleCheckConfig = field(default_factory=ShuffleCheckConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    release: ReleaseConfig = field(default_factory=ReleaseConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -200,8 +212,23 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
         elif getattr(hint, "__origin__", None) is tuple:
             kwargs[key] = tuple(value)
         else:
-            kwargs[key] = value
+            kwargs[key] = _scalar(hint, value, f"{where}.{key}" if where else key)
     return cls(**kwargs)
+
+
+def _scalar(hint: Any, value: Any, where: str) -> Any:
+    """A wrong type in params.yaml (`lr: abc`) fails here with its key, not deep inside a stage."""
+    allowed = set(typing.get_args(hint)) if isinstance(hint, types.UnionType) else {hint}
+    if value is None and type(None) in allowed:
+        return value
+    ok = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str), bool: lambda v: isinstance(v, bool)}
+    checks = [ok[t] for t in allowed if t in ok]
+    if checks and not any(check(value) for check in checks):
+        names = " or ".join(t.__name__ for t in allowed if t is not type(None))
+        raise ValueError(f"params.yaml: {where} must be {names}, got {value!r}")
+    return value
 
 
 def _validate(p: Params) -> None:

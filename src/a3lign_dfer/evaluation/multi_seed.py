@@ -1,7 +1,7 @@
 """Results as mean +- std over training seeds, each seed a DVC experiment.
 
 `python -m a3lign_dfer seeds --seeds 0 1 2 3 4` runs `dvc exp run --temp -S
-train.seed=<k>` per seed: only the training stages and `evaluate` re-run (data,
+train.seed=<k>` per seed: only the training stages, `evaluate` and `shuffle_check` re-run (data,
 crops, the small CLIP and the feature cache depend on `data.seed`, not on the
 training seed, and come from DVC's cache), the workspace and params.yaml are left
 untouched, and every seed stays inspectable with `dvc exp show`. The metrics of
@@ -48,9 +48,9 @@ def run_seed(seed: int, overrides: list[str], repo: Path, name: str) -> str:
 
 
 def read_seed(rev: str, repo: Path) -> dict:
-    """The metrics `evaluate` and each training stage wrote, as committed in the experiment."""
+    """The metrics `evaluate`, `shuffle_check` and each training stage wrote, as committed in the experiment."""
     show = lambda path: json.loads(_git("show", f"{rev}:{path}", cwd=repo))  # noqa: E731
-    return {"test": show("reports/eval/metrics.json"),
+    return {"test": show("reports/eval/metrics.json"), "shuffle": show("reports/shuffle/metrics.json"),
             "val": {s: show(f"reports/train/{s}/metrics.json")["val"] for s in TRAIN_STAGES}}
 
 
@@ -64,25 +64,28 @@ def summarize(per_seed: dict[int, dict]) -> dict:
     """Mean +- std (sample std, ddof=1) of every Table 4 row, the shuffled drop, per-class recall."""
     seeds = sorted(per_seed)
     tests = [per_seed[s]["test"] for s in seeds]
+    shuffles = [per_seed[s]["shuffle"] for s in seeds]
     classes = tests[0]["classes"]
     rows = []
     for i, row in enumerate(tests[0]["table4"]):
         keyed = [t["table4"][i] for t in tests]
+        shuffled = [sh["table5"][i] for sh in shuffles]
         if any((r["paradigm"], r["image_layers"], r["text_layers"]) !=
-               (row["paradigm"], row["image_layers"], row["text_layers"]) for r in keyed):
+               (row["paradigm"], row["image_layers"], row["text_layers"]) for r in keyed + shuffled):
             raise ValueError("seeds disagree on the Table 4 rows: were they run with different ladders?")
         rows.append({k: row[k] for k in ("paradigm", "image_layers", "text_layers", "stage")}
-                    | {m: _stats([r[m] for r in keyed]) for m in ("war", "uar", "shuffled_uar_drop")})
+                    | {m: _stats([r[m] for r in keyed]) for m in ("war", "uar")}
+                    | {"shuffled_uar_drop": _stats([r["shuffled_uar_drop"] for r in shuffled])})
     return {
         "seeds": seeds, "num_test_clips": tests[0]["num_test_clips"], "classes": classes,
         "chance_uar": tests[0]["chance_uar"], "clip_model": tests[0]["clip_model"],
         "table4": rows,
         "final": {
             "war": _stats([t["war"] for t in tests]), "uar": _stats([t["uar"] for t in tests]),
-            "shuffled_uar": _stats([t["shuffled"]["uar"] for t in tests]),
-            "shuffled_uar_drop": _stats([t["shuffled"]["uar_drop"] for t in tests]),
+            "shuffled_uar": _stats([sh["shuffled"]["uar"] for sh in shuffles]),
+            "shuffled_uar_drop": _stats([sh["shuffled"]["uar_drop"] for sh in shuffles]),
             "per_class_recall": {c: _stats([t["per_class_recall"][c] for t in tests]) for c in classes},
-            "shuffled_per_class_recall": {c: _stats([t["shuffled"]["per_class_recall"][c] for t in tests])
+            "shuffled_per_class_recall": {c: _stats([sh["shuffled"]["per_class_recall"][c] for sh in shuffles])
                                           for c in classes},
         },
         "val": {stage: {"uar": _stats([per_seed[s]["val"][stage]["uar"] for s in seeds]),

@@ -8,7 +8,7 @@ manifest.json with every file's sha256, versions, metrics and parity. The stage
 fails when ONNX Runtime and PyTorch disagree on real test clips.
 
 Example: python -m a3lign_dfer export --checkpoint models/stage3 --crops data/crops \
-    --eval reports/eval/metrics.json --out models/deploy --metrics reports/export.json
+    --eval reports/eval/metrics.json --shuffle reports/shuffle/metrics.json --out models/deploy --metrics reports/export.json
 """
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def parity_inputs(crops_dir: Path, classes: tuple[str, ...], spec: PreprocessSpe
     return torch.stack(batch)
 
 
-def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, params: Params, out_dir: Path) -> dict:
+def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, shuffle_metrics: Path, params: Params,
+                  out_dir: Path) -> dict:
     cfg = params.export
     model, meta = load_checkpoint(checkpoint_dir)
     clip = FrozenCLIP.load(meta["clip_model"])
@@ -102,13 +103,14 @@ def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, par
                             out_dir / "model.plan" if reason is None else None)
 
     evaluation = json.loads(eval_metrics.read_text())
+    shuffled = json.loads(shuffle_metrics.read_text())["shuffled"]
     record = {
         "clip_model": meta["clip_model"], "classes": list(model.spec.classes),
         "source_checkpoint": {"path": str(checkpoint_dir), "sha256": sha256(checkpoint_dir / WEIGHTS),
                               "stage": meta["stage"], "train_seed": meta.get("train_seed")},
         "opset": OPSET, "io": io, "max_batch": cfg.max_batch,
         "test_metrics": {"war": evaluation["war"], "uar": evaluation["uar"],
-                         "shuffled_uar_drop": evaluation["shuffled"]["uar_drop"],
+                         "shuffled_uar_drop": shuffled["uar_drop"],
                          "num_test_clips": evaluation["num_test_clips"]},
         "parity_onnxruntime_vs_torch": checked, "tensorrt": tensorrt,
         "versions": {p: version(p) for p in PACKAGES},

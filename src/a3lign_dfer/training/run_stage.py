@@ -66,7 +66,7 @@ def run_stage(stage: str, params: Params, features_dir: Path, out_dir: Path, liv
         phases = fit(model.to(device), clip, train, val, plan, params.train, seed, log)
         seconds = round(time.perf_counter() - start, 2)
         final = phases[-1]
-        report = split_report(final.model, clip, val, params.evaluate.shuffle_seeds)
+        report = split_report(final.model, clip, val, params.shuffle_check.seeds)
         spec = final.model.current_spec()
         summary = {"stage": stage, "train_seed": params.train.seed, "selected": final.record,
                    "layers": {"de_text": spec.de_text_layers, "de_video": spec.de_video_layers,

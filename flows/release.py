@@ -1,0 +1,65 @@
+"""Prefect flow `a3lign-dfer-release`: quality gate on what was just built, then the model registry.
+
+The gate's thresholds are `release` in params.yaml: test UAR, ONNX parity, and a
+shuffled-frame UAR drop large enough that a model ignoring frame order is not
+released. A passing, committed build gets a new GTO version and `staging`;
+`prod` only with promote_to_prod=True. A failed gate fails the flow with the
+reason and registers nothing.
+
+    python -m flows.release [--prod]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from a3lign_dfer.config import ReleaseConfig, load_params
+from a3lign_dfer.registry.release import GateFailed, check_gate, register_committed
+
+
+@task(cache_policy=NO_CACHE)
+def quality_gate(repo: Path, cfg: ReleaseConfig) -> str:
+    try:
+        table = check_gate(repo, cfg)
+    except GateFailed as failed:
+        create_markdown_artifact(key="release-gate", markdown=f"# Gate failed\n\n{failed}",
+                                 description="release quality gate")
+        raise
+    create_markdown_artifact(key="release-gate", markdown=f"# Gate passed\n\n{table}", description="release quality gate")
+    return table
+
+
+@task(cache_policy=NO_CACHE)
+def register(repo: Path, cfg: ReleaseConfig, stages: list[str], message: str) -> dict:
+    result = register_committed(repo, cfg, stages, message)
+    create_markdown_artifact(
+        key="release-registry", description="model registry after this release",
+        markdown="\n".join([f"Registered `{result['artifact']}` **{result['version']}** at commit "
+                            f"`{result['commit'][:10]}`.", "", "| stage | version |", "|---|---|",
+                            *[f"| {s} | {v} |" for s, v in sorted(result["stages"].items())]]))
+    return result
+
+
+@flow(name="a3lign-dfer-release")
+def release(repo: str = ".", promote_to_prod: bool = False) -> dict:
+    """Gate, register, assign `staging` (and `prod` when promote_to_prod is set)."""
+    root = Path(repo).resolve()
+    cfg = load_params(root / "params.yaml").release
+    quality_gate(root, cfg)
+    stages = ["staging", "prod"] if promote_to_prod else ["staging"]
+    result = register(root, cfg, stages, f"release flow run {flow_run.get_name() or 'local'}")
+    get_run_logger().info(f"{result['artifact']} {result['version']} -> {stages}")
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", default=".")
+    parser.add_argument("--prod", action="store_true", help="also assign prod")
+    args = parser.parse_args()
+    release(args.repo, args.prod)

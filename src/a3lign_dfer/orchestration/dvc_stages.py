@@ -1,0 +1,124 @@
+"""The DVC stages as an orchestrator sees them: their order, one stage run alone, its metrics.
+
+The Prefect flows call these and nothing else to run the pipeline, so DVC stays
+the one place that knows deps, params, outs and caching: a stage whose inputs did
+not change is reported as up to date and not recomputed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str                       # DVC's address: `train_stage3`, `train_all_at_once@joint`
+    metrics: tuple[str, ...]        # its metrics files, relative to the repo
+    git_outputs: tuple[str, ...]    # outputs kept in git, not in DVC's cache (cache: false)
+
+
+@dataclass(frozen=True)
+class StageRun:
+    name: str
+    ran: bool                       # False: DVC found it up to date
+    seconds: float
+    output_tail: str
+
+
+class StageFailed(RuntimeError):
+    """A stage's command failed; the message ends with the last lines of its output."""
+
+
+class DvcLocked(RuntimeError):
+    """Another DVC command holds this workspace's lock: transient, worth a retry."""
+
+
+def dvc_env() -> dict[str, str]:
+    """dvc.yaml's cmds say `python`: make it this interpreter, as `make` does with the venv."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def pipeline_stages(repo: Path) -> list[Stage]:
+    """Stages in dvc.yaml's order (foreach entries expanded); refuses an order that runs a stage before its inputs."""
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc:
+        stages = list(dvc.index.stages)
+        made_by = {str(out.def_path): j for j, stage in enumerate(stages) for out in stage.outs}
+        for i, stage in enumerate(stages):
+            for dep in stage.deps:
+                for path, j in made_by.items():
+                    if j > i and _within(str(dep.def_path), path):
+                        raise ValueError(f"dvc.yaml lists {stage.name} before {stages[j].name}, "
+                                         f"which makes its input {dep.def_path}: reorder the stages")
+        return [Stage(s.name, tuple(str(o.def_path) for o in s.outs if o.metric),
+                      tuple(str(o.def_path) for o in s.outs if not o.use_cache)) for s in stages]
+
+
+def _within(dep: str, out: str) -> bool:
+    return dep == out or dep.startswith(out.rstrip("/") + "/") or out.startswith(dep.rstrip("/") + "/")
+
+
+def repro_stage(name: str, repo: Path, on_line: Callable[[str], None] = print, tail_lines: int = 25) -> StageRun:
+    """`dvc repro --single-item <name>`: this stage alone, its output streamed line by line."""
+    cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", name]
+    start = time.perf_counter()
+    tail: deque[str] = deque(maxlen=tail_lines)
+    ran = False
+    with subprocess.Popen(cmd, cwd=repo, env=dvc_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, bufsize=1) as proc:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail.append(line)
+            ran |= line.startswith(f"Running stage '{name}'")
+            on_line(line)
+    output = "\n".join(tail)
+    if proc.returncode != 0:
+        if "Unable to acquire lock" in output:
+            raise DvcLocked(f"stage '{name}': another DVC command holds the lock of {repo}:\n{output}")
+        raise StageFailed(f"stage '{name}' failed (dvc repro exit {proc.returncode}); last lines:\n{output}")
+    return StageRun(name, ran, time.perf_counter() - start, output)
+
+
+def read_metrics(stage: Stage, repo: Path) -> dict[str, dict]:
+    return {path: json.loads((repo / path).read_text()) for path in stage.metrics if (repo / path).exists()}
+
+
+def metrics_markdown(stage: Stage, run: StageRun, repo: Path) -> str:
+    """The stage's metrics as markdown tables: scalars flattened to dotted keys, lists of rows as tables."""
+    lines = [f"# {stage.name}", "",
+             f"{'Ran' if run.ran else 'Up to date (not recomputed)'} in {run.seconds:.1f} s."]
+    for path, metrics in read_metrics(stage, repo).items():
+        lines += ["", f"## `{path}`", "", "| metric | value |", "|---|---|"]
+        tables = []
+        for key, value in _flatten(metrics):
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                tables.append((key, value))
+            elif not isinstance(value, list):
+                lines.append(f"| {key} | {_fmt(value)} |")
+        for key, rows in tables:
+            columns = [c for c in rows[0] if not isinstance(rows[0][c], (dict, list))]
+            lines += ["", f"### {key}", "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+            lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _flatten(value, prefix: str = ""):
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            yield from _flatten(sub, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, value
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)

@@ -1,0 +1,147 @@
+"""Release: a quality gate on what the pipeline just built, then a GTO version and stage.
+
+The gate reads the metrics files that dvc.yaml names for `evaluate`,
+`shuffle_check` and `export`, and only in a workspace whose outputs are exactly
+what its committed dvc.lock says (GTO tags a commit, so an uncommitted model
+could not be fetched back from the registry). A failed gate registers nothing.
+
+Example: python -m a3lign_dfer release --stage staging
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from a3lign_dfer.config import ReleaseConfig
+from a3lign_dfer.orchestration.dvc_stages import dvc_env, pipeline_stages
+
+STAGES = ("staging", "prod")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: float | bool | None
+    threshold: str
+    passed: bool
+
+
+class GateFailed(RuntimeError):
+    """The model is below a threshold (or its metrics are missing): nothing was registered."""
+
+
+def built_metrics(repo: Path) -> dict[str, dict]:
+    """The metrics of the stages the gate reads, by stage name, from the files dvc.yaml names."""
+    files = {s.name: s.metrics for s in pipeline_stages(repo) if s.name in ("evaluate", "shuffle_check", "export")}
+    missing = [f"{name} ({path})" for name, paths in files.items() for path in paths if not (repo / path).exists()]
+    if len(files) < 3 or missing:
+        raise GateFailed(f"cannot release: metrics missing for {missing or 'evaluate/shuffle_check/export'}; "
+                         "run the pipeline first")
+    return {name: json.loads((repo / paths[0]).read_text()) for name, paths in files.items()}
+
+
+def quality_gate(metrics: dict[str, dict], cfg: ReleaseConfig) -> list[Check]:
+    uar = metrics["evaluate"]["uar"]
+    drop = metrics["shuffle_check"]["shuffled"]["uar_drop"]
+    parity = metrics["export"]["parity"]["passed"]
+    checks = [Check("test UAR", uar, f">= {cfg.min_test_uar}", uar >= cfg.min_test_uar),
+              Check("shuffled-frame UAR drop", drop, f">= {cfg.min_shuffled_uar_drop}",
+                    drop >= cfg.min_shuffled_uar_drop),
+              Check("ONNX Runtime vs PyTorch parity", parity, "passed", bool(parity))]
+    trt = metrics["export"].get("tensorrt", {}).get("parity_fp16_vs_onnxruntime")
+    if trt is not None:                      # only where an engine was built and measured
+        checks.append(Check("TensorRT FP16 vs ONNX Runtime parity", trt["passed"], "passed", bool(trt["passed"])))
+    return checks
+
+
+def gate_markdown(checks: list[Check]) -> str:
+    rows = [f"| {c.name} | {_value(c.value)} | {c.threshold} | {'pass' if c.passed else 'FAIL'} |" for c in checks]
+    return "\n".join(["| check | value | threshold | result |", "|---|---|---|---|", *rows])
+
+
+def _value(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def check_gate(repo: Path, cfg: ReleaseConfig) -> str:
+    """The gate's table (markdown) when every check passes; GateFailed naming the failed checks otherwise."""
+    checks = quality_gate(built_metrics(repo), cfg)
+    table = gate_markdown(checks)
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        reasons = "; ".join(f"{c.name} is {_value(c.value)}, needs {c.threshold}" for c in failed)
+        raise GateFailed(f"quality gate failed, nothing registered: {reasons}\n\n{table}")
+    return table
+
+
+def release(repo: Path, cfg: ReleaseConfig, stages: list[str], message: str) -> dict:
+    """The gate, then the registry: what `python -m a3lign_dfer release` and the release flow do."""
+    return {"gate": check_gate(repo, cfg), **register_committed(repo, cfg, stages, message)}
+
+
+def register_committed(repo: Path, cfg: ReleaseConfig, stages: list[str], message: str) -> dict:
+    """Refuse a build that is not the committed one, then register it and assign the stages."""
+    problems = uncommitted_build(repo)
+    if problems:
+        raise GateFailed("the built model is not the committed one, nothing registered (GTO tags a commit): "
+                         + "; ".join(problems) + ". Commit dvc.lock and the metrics (the pipeline flow does "
+                         "with commit=True), then release again.")
+    return register(repo, cfg, stages, message)
+
+
+def uncommitted_build(repo: Path) -> list[str]:
+    """Why the workspace's model is not the committed one (empty when it is)."""
+    problems = []
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=repo, env=dvc_env(),
+                            capture_output=True, text=True)
+    if status.returncode != 0:
+        problems.append(f"dvc status failed: {status.stderr.strip()[-500:]}")
+    elif json.loads(status.stdout or "{}"):
+        problems.append(f"stages out of date or outputs modified: {sorted(json.loads(status.stdout))}")
+    changed = _git(repo, "status", "--porcelain", "--untracked-files=no").splitlines()
+    if changed:
+        problems.append("uncommitted changes: " + ", ".join(line[3:] for line in changed[:10]))
+    return problems
+
+
+def register(repo: Path, cfg: ReleaseConfig, stages: list[str], message: str) -> dict:
+    """A new GTO version of HEAD (or HEAD's existing one) and the given stages; returns what the registry says."""
+    from gto import api
+
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown registry stage(s) {unknown}; known: {list(STAGES)}")
+    head = _git(repo, "rev-parse", "HEAD").strip()
+    version = _version_at(repo, cfg.artifact, head)
+    if version is None:
+        first = cfg.artifact not in api.show(str(repo))
+        api.register(str(repo), cfg.artifact, ref=head, message=message,
+                     version="v0.1.0" if first else None, bump_minor=not first)
+        version = _version_at(repo, cfg.artifact, head)
+    held = registry_stages(repo, cfg)
+    for stage in stages:
+        if held.get(stage) != version:          # releasing the same commit twice is a no-op
+            api.assign(str(repo), cfg.artifact, stage, version=version, message=message)
+    return {"artifact": cfg.artifact, "version": version, "commit": head, "stages": registry_stages(repo, cfg)}
+
+
+def _version_at(repo: Path, artifact: str, commit: str) -> str | None:
+    tags = _git(repo, "tag", "--points-at", commit, "--list", f"{artifact}@v*").split()
+    return sorted(tags)[-1].split("@", 1)[1] if tags else None
+
+
+def registry_stages(repo: Path, cfg: ReleaseConfig) -> dict[str, str]:
+    """{stage: version} as GTO reads it from the annotated tags."""
+    from gto import api
+
+    return dict(api.show(str(repo)).get(cfg.artifact, {}).get("stage", {}))
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed in {repo}: {done.stderr.strip()}")
+    return done.stdout

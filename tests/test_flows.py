@@ -1,0 +1,187 @@
+"""The Prefect flows against a real Prefect backend (prefect_test_harness, started once for this module)
+on a fresh git + DVC repo with tiny params: the pipeline flow, a failing stage, a run with changed params,
+the release gate and registry, and the deployments read back through the client."""
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import make_tiny_repo, run_cmd
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def prefect_backend():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+def _task_runs_and_artifacts(state):
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, FlowRunFilter
+
+    flow_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [flow_run_id]}))
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id={"any_": [flow_run_id]}))
+    return {t.name: t.state.type.value for t in tasks}, {a.key: a.data for a in artifacts}
+
+
+@pytest.fixture(scope="module")
+def flow_repo(prefect_backend, tmp_path_factory):
+    """The pipeline flow's first run on a fresh tiny repo."""
+    from flows.pipeline import pipeline
+
+    repo = tmp_path_factory.mktemp("flows") / "repo"
+    make_tiny_repo(repo)
+    state = pipeline(str(repo), return_state=True)
+    return repo, state
+
+
+def _stage_names(repo):
+    from a3lign_dfer.orchestration.dvc_stages import pipeline_stages
+
+    return [s.name for s in pipeline_stages(repo)]
+
+
+def test_pipeline_flow_runs_every_stage_as_a_task_with_its_metrics(flow_repo):
+    repo, state = flow_repo
+    assert state.is_completed(), state.message
+    tasks, artifacts = _task_runs_and_artifacts(state)
+    names = _stage_names(repo)
+    assert names[:4] == ["prepare", "face_crop", "pretrain_clip", "features"]
+    assert names[-3:] == ["evaluate", "shuffle_check", "export"]
+    assert tasks == {name: "COMPLETED" for name in names}
+    result = state.result()
+    assert result["ran"] == names and result["up_to_date"] == []
+    # Metrics as markdown artifacts: the stage's own numbers, readable without opening files.
+    evaluation = json.loads((repo / "reports/eval/metrics.json").read_text())
+    assert f"| uar | {evaluation['uar']:.4g} |" in artifacts["evaluate-metrics"]
+    assert "### table4" in artifacts["evaluate-metrics"]
+    shuffle = json.loads((repo / "reports/shuffle/metrics.json").read_text())
+    assert f"| shuffled.uar_drop | {shuffle['shuffled']['uar_drop']:.4g} |" in artifacts["shuffle-check-metrics"]
+    assert "| detection_rate |" in artifacts["face-crop-metrics"]
+    assert "| parity.passed | True |" in artifacts["export-metrics"]
+    assert "| val.uar |" in artifacts["train-stage3-metrics"]
+    assert "train-all-at-once-joint-metrics" in artifacts and "pipeline-summary" in artifacts
+    # Recorded: dvc.lock and the metrics are committed, the workspace matches it.
+    assert run_cmd(["git", "status", "--porcelain", "--untracked-files=no"], repo) == ""
+    assert "pipeline flow run" in run_cmd(["git", "log", "-1", "--format=%s"], repo)
+    assert json.loads(run_cmd([sys.executable, "-m", "dvc", "status", "--json"], repo)) == {}
+
+
+def _set_release(repo, **values):
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["release"].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _tags(repo):
+    return run_cmd(["git", "tag", "--list"], repo).split()
+
+
+def test_release_gate_refuses_a_model_below_threshold_and_registers_one_above(flow_repo):
+    from flows.release import release
+
+    repo, _ = flow_repo
+    uar = json.loads((repo / "reports/eval/metrics.json").read_text())["uar"]
+    drop = json.loads((repo / "reports/shuffle/metrics.json").read_text())["shuffled"]["uar_drop"]
+
+    _set_release(repo, min_test_uar=uar + 0.01, min_shuffled_uar_drop=drop - 0.01)
+    state = release(str(repo), return_state=True)
+    assert state.is_failed()
+    assert "quality gate failed" in state.message and "test UAR" in state.message and "shuffled" not in \
+        state.message.split("\n")[0]
+    _, artifacts = _task_runs_and_artifacts(state)
+    assert "| test UAR |" in artifacts["release-gate"] and "FAIL" in artifacts["release-gate"]
+    _set_release(repo, min_test_uar=uar - 0.01, min_shuffled_uar_drop=drop + 0.01)   # an order-blind model
+    state = release(str(repo), return_state=True)
+    assert state.is_failed() and "shuffled-frame UAR drop" in state.message
+    assert _tags(repo) == []
+
+    # Passing gate, but params.yaml is not committed: the registry would tag a commit without this build.
+    _set_release(repo, min_test_uar=uar - 0.01, min_shuffled_uar_drop=drop - 0.01)
+    state = release(str(repo), return_state=True)
+    assert state.is_failed() and "not the committed one" in state.message and _tags(repo) == []
+
+    run_cmd(["git", "commit", "-qam", "release thresholds"], repo)
+    state = release(str(repo), return_state=True)
+    assert state.is_completed(), state.message
+    assert state.result()["version"] == "v0.1.0"
+    shown = json.loads(run_cmd([str(__import__("pathlib").Path(sys.executable).parent / "gto"), "show", "--json"],
+                               repo))["a3lign-dfer"]
+    assert shown["stage"] == {"staging": "v0.1.0"}                   # prod only when asked
+    state = release(str(repo), promote_to_prod=True, return_state=True)
+    assert state.is_completed() and state.result()["stages"] == {"staging": "v0.1.0", "prod": "v0.1.0"}
+    _, artifacts = _task_runs_and_artifacts(state)
+    assert "**v0.1.0**" in artifacts["release-registry"]
+
+
+def test_changed_params_are_recorded_as_a_dvc_experiment_and_params_restored(flow_repo):
+    from flows.pipeline import pipeline
+
+    repo, _ = flow_repo
+    before = (repo / "params.yaml").read_text()
+    state = pipeline(str(repo), set_params=["export.parity_atol=0.002"], return_state=True)
+    assert state.is_completed(), state.message
+    assert state.result()["ran"] == ["export"]                       # DVC re-runs only what the param reaches
+    assert (repo / "params.yaml").read_text() == before
+    assert run_cmd(["git", "status", "--porcelain", "--untracked-files=no"], repo) == ""
+    exp = state.result()["recorded"].split("`")[1]
+    assert exp in run_cmd([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--csv"], repo)
+    rev = _exp_rev(repo, exp)
+    assert yaml.safe_load(run_cmd(["git", "show", f"{rev}:params.yaml"], repo))["export"]["parity_atol"] == 0.002
+    exported = json.loads(run_cmd(["git", "show", f"{rev}:reports/export.json"], repo))
+    assert exported["parity"]["logit_atol"] == 0.002
+    # The workspace is the commit again: its own export, not the experiment's.
+    assert json.loads((repo / "reports/export.json").read_text())["parity"]["logit_atol"] == 0.001
+    assert json.loads(run_cmd([sys.executable, "-m", "dvc", "status", "--json"], repo)) == {}
+
+
+def _exp_rev(repo, name):
+    refs = [r for r in run_cmd(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo).split()
+            if r.endswith(f"/{name}")]
+    assert len(refs) == 1, refs
+    return refs[0]
+
+
+def test_a_failing_stage_fails_the_flow_with_its_message_and_stops_the_pipeline(flow_repo):
+    from flows.pipeline import pipeline
+
+    repo, _ = flow_repo
+    state = pipeline(str(repo), set_params=["stage3.lr.mat=abc"], return_state=True)
+    assert state.is_failed()
+    assert "stage 'train_stage3' failed" in state.message and "stage3.lr.mat must be float" in state.message
+    tasks, _ = _task_runs_and_artifacts(state)
+    names = _stage_names(repo)
+    before = names[:names.index("train_stage3")]
+    assert tasks["train_stage3"] == "FAILED" and all(tasks[n] == "COMPLETED" for n in before)
+    assert not {"evaluate", "shuffle_check", "export"} & set(tasks)     # later stages never ran
+    assert "lr:\n    mat: abc" not in (repo / "params.yaml").read_text()
+    assert run_cmd(["git", "status", "--porcelain", "--untracked-files=no"], repo) == ""
+
+
+def test_deployments_register_with_their_schedules(prefect_backend):
+    from prefect import get_client
+
+    from flows.deployments import PIPELINE_CRON, ROOT, deployments
+
+    for deployment in deployments():
+        deployment.apply()
+    with get_client(sync_client=True) as client:
+        weekly = client.read_deployment_by_name("a3lign-dfer-pipeline/weekly")
+        on_demand = client.read_deployment_by_name("a3lign-dfer-release/on-demand")
+    assert [s.schedule.cron for s in weekly.schedules] == [PIPELINE_CRON] and weekly.schedules[0].active
+    assert on_demand.schedules == []
+    assert weekly.parameters == {"repo": str(ROOT)} and "training" in weekly.tags and weekly.description
+    assert "registry" in on_demand.tags and "staging" in on_demand.description
+    assert weekly.global_concurrency_limit.limit == 1               # one pipeline run at a time
+
+
+def test_flow_modules_import_without_running_anything():
+    done = subprocess.run([sys.executable, "-c", "import flows.deployments"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
