@@ -17,7 +17,8 @@ from pathlib import Path
 from a3lign_dfer.orchestration.dvc_stages import Stage, dvc_env
 
 
-def _run(cmd: list[str], repo: Path) -> str:
+def run_checked(cmd: list[str], repo: Path) -> str:
+    """stdout of a git/DVC command in the repo; its own error text when it fails."""
     done = subprocess.run(cmd, cwd=repo, env=dvc_env(), capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed in {repo}:\n{(done.stdout + done.stderr).strip()[-2000:]}")
@@ -25,7 +26,7 @@ def _run(cmd: list[str], repo: Path) -> str:
 
 
 def uncommitted(repo: Path) -> list[str]:
-    return [line[3:] for line in _run(["git", "status", "--porcelain", "--untracked-files=no"], repo).splitlines()]
+    return [line[3:] for line in run_checked(["git", "status", "--porcelain", "--untracked-files=no"], repo).splitlines()]
 
 
 def apply_params(repo: Path, overrides: list[str]) -> None:
@@ -46,15 +47,15 @@ def experiment_name(run_name: str) -> str:
 def save_experiment(repo: Path, name: str, message: str) -> str:
     """`dvc exp save`: the workspace (params, dvc.lock, metrics, cached outputs) as a named experiment."""
     dvc = [sys.executable, "-m", "dvc"]
-    _run([*dvc, "exp", "save", "--force", "--name", name, "--message", message], repo)
-    refs = [r for r in _run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo).split()
+    run_checked([*dvc, "exp", "save", "--force", "--name", name, "--message", message], repo)
+    refs = [r for r in run_checked(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo).split()
             if r.endswith(f"/{name}")]
-    return _run(["git", "rev-parse", refs[0]], repo).strip()
+    return run_checked(["git", "rev-parse", refs[0]], repo).strip()
 
 
 def restore_committed(repo: Path) -> None:
     """Tracked files and DVC outputs back to HEAD (outputs come from DVC's cache)."""
-    _run(["git", "checkout", "--", "."], repo)
+    run_checked(["git", "checkout", "--", "."], repo)
     subprocess.run([sys.executable, "-m", "dvc", "checkout", "--force", "--quiet"], cwd=repo, env=dvc_env(),
                    capture_output=True)    # outputs never built at HEAD stay absent: not an error here
 
@@ -62,8 +63,8 @@ def restore_committed(repo: Path) -> None:
 def commit_results(repo: Path, stages: list[Stage], message: str) -> str | None:
     """Commit dvc.lock and every git-tracked output (metrics, plots); None when nothing changed."""
     paths = ["dvc.lock", *[p for s in stages for p in s.git_outputs if (repo / p).exists()]]
-    _run(["git", "add", "--", *paths], repo)
+    run_checked(["git", "add", "--", *paths], repo)
     if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=repo).returncode == 0:
         return None
-    _run(["git", "commit", "-q", "-m", message], repo)
-    return _run(["git", "rev-parse", "HEAD"], repo).strip()
+    run_checked(["git", "commit", "-q", "-m", message], repo)
+    return run_checked(["git", "rev-parse", "HEAD"], repo).strip()

@@ -5,7 +5,7 @@ The gate reads the metrics files that dvc.yaml names for `evaluate`,
 what its committed dvc.lock says (GTO tags a commit, so an uncommitted model
 could not be fetched back from the registry). A failed gate registers nothing.
 
-Example: python -m a3lign_dfer release --stage staging
+Example: python -m a3lign_dfer release          # --prod also assigns prod
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from a3lign_dfer.config import ReleaseConfig
 from a3lign_dfer.orchestration.dvc_stages import dvc_env, pipeline_stages
+from a3lign_dfer.orchestration.experiments import run_checked, uncommitted
 
 STAGES = ("staging", "prod")
 
@@ -101,9 +102,9 @@ def uncommitted_build(repo: Path) -> list[str]:
         problems.append(f"dvc status failed: {status.stderr.strip()[-500:]}")
     elif json.loads(status.stdout or "{}"):
         problems.append(f"stages out of date or outputs modified: {sorted(json.loads(status.stdout))}")
-    changed = _git(repo, "status", "--porcelain", "--untracked-files=no").splitlines()
+    changed = uncommitted(repo)
     if changed:
-        problems.append("uncommitted changes: " + ", ".join(line[3:] for line in changed[:10]))
+        problems.append("uncommitted changes: " + ", ".join(changed[:10]))
     return problems
 
 
@@ -114,7 +115,7 @@ def register(repo: Path, cfg: ReleaseConfig, stages: list[str], message: str) ->
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown registry stage(s) {unknown}; known: {list(STAGES)}")
-    head = _git(repo, "rev-parse", "HEAD").strip()
+    head = run_checked(["git", "rev-parse", "HEAD"], repo).strip()
     version = _version_at(repo, cfg.artifact, head)
     if version is None:
         first = cfg.artifact not in api.show(str(repo))
@@ -129,7 +130,7 @@ def register(repo: Path, cfg: ReleaseConfig, stages: list[str], message: str) ->
 
 
 def _version_at(repo: Path, artifact: str, commit: str) -> str | None:
-    tags = _git(repo, "tag", "--points-at", commit, "--list", f"{artifact}@v*").split()
+    tags = run_checked(["git", "tag", "--points-at", commit, "--list", f"{artifact}@v*"], repo).split()
     return sorted(tags)[-1].split("@", 1)[1] if tags else None
 
 
@@ -138,10 +139,3 @@ def registry_stages(repo: Path, cfg: ReleaseConfig) -> dict[str, str]:
     from gto import api
 
     return dict(api.show(str(repo)).get(cfg.artifact, {}).get("stage", {}))
-
-
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} failed in {repo}: {done.stderr.strip()}")
-    return done.stdout

@@ -1,0 +1,17 @@
+"""The Prefect UI in a real headless browser: a real server, the deployments served, the page rendered."""
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_prefect_ui_shows_the_deployments(tmp_path):
+    import matplotlib.image
+
+    from flows.ui_check import check_ui, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium): the browser check needs it")
+    result = check_ui(tmp_path)
+    assert result["missing"] == [] and "weekly" in result["found"] and "on-demand" in result["found"]
+    image = matplotlib.image.imread(result["screenshot"])
+    assert image.shape[:2] == (900, 1440) and image[..., :3].std() > 0.02    # a rendered page, not a blank one
