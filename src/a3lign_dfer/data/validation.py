@@ -232,7 +232,7 @@ def _name(result) -> str:
     kwargs = config.kwargs
     columns = ([kwargs["column"]] if "column" in kwargs else
                [kwargs["column_A"], kwargs["column_B"]] if "column_A" in kwargs else
-               list(kwargs.get("column_list", [])))
+               list(kwargs.get("column_list", kwargs.get("column_set", []))))
     return f"{config.type}({', '.join(columns)})"
 
 
@@ -264,6 +264,8 @@ def _details(r: dict) -> str:
 
 def _row(row: dict, keys: list[str]) -> str:
     """One offending row: its first key as the subject (`clip c3`, `class 'fear'`), the rest as key=value."""
+    if not keys or not isinstance(row, dict):       # no naming column in the table: GE gives what it has
+        return str(row)
     subject, *others = keys
     noun = {"clip_id": "clip", "label_name": "class"}.get(subject, subject)
     rest = [k for k in others if k in row] + [k for k in row if k not in keys]
