@@ -72,6 +72,10 @@ def test_metrics(dataset):
     assert (m["videos"], m["accepted"], m["rejected"]) == (4, 2, 2)
     assert m["frames"] == sum(len(c.frames) for c in dataset["truth"].values())
     assert m["detection_rate"] >= 0.9
+    crops = dataset["crops"]   # per clip (the validate stage's gate); weighted by frames, the overall rate
+    assert crops["detection_rate"].between(CFG.min_detection_rate, 1).all()
+    assert (crops["detection_rate"] * crops["num_frames"]).sum() / crops["num_frames"].sum() == \
+        pytest.approx(m["detection_rate"])
     assert m["frames_per_second"] > 0 and m["seconds"] > 0
 
 

@@ -53,7 +53,7 @@ def test_pipeline_flow_runs_every_stage_as_a_task_with_its_metrics(flow_repo):
     assert state.is_completed(), state.message
     tasks, artifacts = _task_runs_and_artifacts(state)
     names = _stage_names(repo)
-    assert names[:4] == ["prepare", "face_crop", "pretrain_clip", "features"]
+    assert names[:5] == ["prepare", "face_crop", "validate", "pretrain_clip", "features"]
     assert names[-3:] == ["evaluate", "shuffle_check", "export"]
     assert tasks == {name: "COMPLETED" for name in names}
     result = state.result()

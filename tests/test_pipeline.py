@@ -33,13 +33,16 @@ def pipeline(tmp_path_factory):
 
 def test_dvc_repro_runs_every_stage_and_writes_consistent_metrics(pipeline):
     repo, params, first = pipeline
-    assert first[:4] == ["prepare", "face_crop", "pretrain_clip", "features"]
+    assert first[:5] == ["prepare", "face_crop", "validate", "pretrain_clip", "features"]
     assert first[-3:] == ["evaluate", "shuffle_check", "export"]
-    assert sorted(first[4:-3]) == sorted(TRAINING + ABLATIONS)
+    assert sorted(first[5:-3]) == sorted(TRAINING + ABLATIONS)
     assert [s for s in first if s in TRAINING] == TRAINING
 
     crop = json.loads((repo / "reports/face_crop.json").read_text())
     assert crop["accepted"] > 0 and crop["detection_rate"] > 0.5
+    validation = json.loads((repo / "reports/validation.json").read_text())
+    assert validation["success"] and validation["clips"] == crop["accepted"]
+    assert (repo / "reports/validation/index.html").exists()
     metrics = json.loads((repo / "reports/eval/metrics.json").read_text())
     classes = params["data"]["classes"]
     # The numbers agree with the predictions written beside them.

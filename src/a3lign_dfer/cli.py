@@ -40,6 +40,28 @@ def cmd_face_crop(args, params) -> None:
     print(json.dumps(metrics, indent=2))
 
 
+def cmd_validate(args, params) -> int:
+    import pandas as pd
+
+    from a3lign_dfer.data.validation import ValidationFailed, validate_crops
+
+    path = Path(args.crops) / "manifest.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    # Read as stored, not through manifest.read: the suite, not a first raise, reports what is wrong.
+    try:
+        summary = validate_crops(pd.read_parquet(path), Path(args.crops), tuple(params.data.classes),
+                                 params.validate, Path(args.out), source=str(path))
+    except ValidationFailed as failed:
+        _write_json(Path(args.metrics), failed.summary)
+        print(failed, file=sys.stderr)
+        return 1
+    _write_json(Path(args.metrics), summary)
+    print(json.dumps({k: summary[k] for k in ("success", "clips", "clips_per_split", "smallest_class")}, indent=2))
+    print(f"Data Docs: {summary['data_docs']}")
+    return 0
+
+
 def cmd_pretrain_clip(args, params) -> None:
     import pandas as pd
 
@@ -154,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--metrics", required=True)
     p.set_defaults(func=cmd_face_crop)
+
+    p = sub.add_parser("validate", help="Great Expectations suite on the crops manifest and crops on disk; "
+                                         "fails (exit 1) on bad data, writes Data Docs")
+    p.add_argument("--crops", required=True, help="face-crop folder (manifest.parquet, frames/)")
+    p.add_argument("--out", required=True, help="Data Docs site folder")
+    p.add_argument("--metrics", required=True, help="summary JSON: verdict, class counts, smallest class")
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("pretrain-clip", help="pretrain the small embedded CLIP (skipped for a real CLIP)")
     p.add_argument("--crops", required=True)

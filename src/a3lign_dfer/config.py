@@ -54,6 +54,14 @@ class FaceCropConfig:
 
 
 @dataclass(frozen=True)
+class ValidateConfig:
+    """The data gate before training (the `validate` stage); see params.yaml."""
+
+    min_clip_detection_rate: float = 0.2
+    min_train_clips_per_class: int = 1
+
+
+@dataclass(frozen=True)
 class ClipConfig:
     model: str = "models/clip_small"
 
@@ -178,6 +186,7 @@ class Params:
     data: DataConfig = field(default_factory=DataConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     face_crop: FaceCropConfig = field(default_factory=FaceCropConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     pretrain_clip: PretrainClipConfig = field(default_factory=PretrainClipConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
@@ -238,6 +247,9 @@ def _validate(p: Params) -> None:
         raise ValueError(f"train.class_weight must be one of {CLASS_WEIGHTS}, got {p.train.class_weight!r}")
     if p.train.select_metric not in ("uar", "war"):
         raise ValueError(f"train.select_metric must be 'uar' or 'war', got {p.train.select_metric!r}")
+    if not 0 <= p.validate.min_clip_detection_rate <= 1:
+        raise ValueError(f"validate.min_clip_detection_rate is a fraction of frames (0 to 1), "
+                         f"got {p.validate.min_clip_detection_rate}")
     if p.data.dataset == "synthetic" and len(p.synthetic.class_weights) != len(p.data.classes):
         raise ValueError("synthetic.class_weights needs one weight per entry of data.classes")
     for name in ("stage2", "stage2_text", "stage3"):

@@ -153,9 +153,10 @@ def crop_dataset(manifest: pd.DataFrame, root: Path, out_dir: Path, cfg: FaceCro
     """Crop every clip of `manifest` (paths relative to `root`) into out_dir/frames/<clip_id>/.
 
     Returns the crops manifest (input rows and extra columns, path "frames/<clip_id>",
-    num_frames counted on disk; the caller writes it), reject rows (clip_id, path,
-    reason) and metrics. detection_rate is the fraction of frames of accepted videos
-    with a tracked detection; frames_per_second counts every decoded frame.
+    num_frames counted on disk, detection_rate: the clip's fraction of frames with a
+    tracked detection; the caller writes it), reject rows (clip_id, path, reason) and
+    metrics. The metrics' detection_rate is the fraction over all frames of accepted
+    videos; frames_per_second counts every decoded frame.
     """
     start = time.time()
     root, out_dir = Path(root), Path(out_dir)
@@ -166,6 +167,8 @@ def crop_dataset(manifest: pd.DataFrame, root: Path, out_dir: Path, cfg: FaceCro
     kept = manifest.loc[accepted].copy()
     kept["path"] = "frames/" + kept["clip_id"]
     kept["num_frames"] = [results[c]["num_frames"] for c in kept["clip_id"]]
+    # Per clip: the validate stage gates training on it (validate.min_clip_detection_rate).
+    kept["detection_rate"] = [results[c]["found"] / results[c]["decoded"] for c in kept["clip_id"]]
     rejects = [{"clip_id": r.clip_id, "path": r.path, "reason": results[r.clip_id]["reject"]}
                for r in manifest.itertuples() if "reject" in results[r.clip_id]]
     frames = int(kept["num_frames"].sum())
