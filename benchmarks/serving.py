@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPConfig, CLIPModel
 
-from a3lign_dfer.config import PretrainClipConfig
+from a3lign_dfer.config import load_params
 from a3lign_dfer.export.onnx_graph import export_onnx
 from a3lign_dfer.export.tensorrt_engine import build_engine
 from a3lign_dfer.inference.backends import TensorRTRunner, onnx_session, tensorrt_unavailable
@@ -34,6 +34,8 @@ from a3lign_dfer.model.a3lign import A3lignDFER, ModelSpec
 from a3lign_dfer.model.clip_backbone import FrozenCLIP, ImageSpec
 from a3lign_dfer.model.small_clip import CLIP_MEAN, CLIP_STD, build_small_clip
 from a3lign_dfer.model.tokenizer import build_clip_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FRAMES, CLASSES = 16, ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
 
@@ -45,7 +47,7 @@ def vit_b32() -> FrozenCLIP:
 
 
 def embedded() -> FrozenCLIP:
-    model, tokenizer, processor = build_small_clip(PretrainClipConfig(), seed=0)
+    model, tokenizer, processor = build_small_clip(load_params(ROOT / "params.yaml").pretrain_clip, seed=0)
     return FrozenCLIP(model, tokenizer, ImageSpec(processor.crop_size["height"], CLIP_MEAN, CLIP_STD))
 
 

@@ -18,12 +18,17 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from a3lign_dfer.config import PretrainClipConfig, params_from_dict  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+from a3lign_dfer.config import load_params  # noqa: E402
 from a3lign_dfer.data.features import FeatureSet, save_feature_set  # noqa: E402
 from a3lign_dfer.model.small_clip import build_small_clip, save_clip  # noqa: E402
 
+ROOT = Path(__file__).parents[1]
+PARAMS = load_params(ROOT / "params.yaml")           # the one source of every default
 CLASSES = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
-TINY_CLIP = PretrainClipConfig(image_size=32, patch_size=8, width=32, layers=2, heads=2, projection_dim=16)
+TINY_CLIP = replace(PARAMS.pretrain_clip, image_size=32, patch_size=8, width=32, layers=2, heads=2,
+                    projection_dim=16)
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +56,7 @@ def tiny_params(tiny_clip_dir):
         }
         for name, values in sections.items():
             raw.setdefault(name, {}).update(values)
-        return params_from_dict(raw)
+        return load_params(ROOT / "params.yaml", raw)
     return make
 
 
@@ -76,7 +81,6 @@ def write_toy_cache(cache_dir, dim: int, sizes: dict[str, int]) -> None:
         save_feature_set(data.feats, data.offsets, data.clips, cache_dir, split)
 
 
-ROOT = Path(__file__).parents[1]
 # The whole pipeline in about a minute on one core: every stage runs, nothing is meaningful.
 TINY_PIPELINE = {
     "synthetic": {"identities": {"train": 6, "val": 3, "test": 3}, "clips_per_identity": 3, "min_frames": 12,

@@ -18,10 +18,12 @@ from a3lign_dfer.training import bap
 
 @pytest.fixture(scope="module")
 def exported(tiny_clip_dir, tmp_path_factory):
-    from a3lign_dfer.config import params_from_dict
+    from conftest import ROOT
+
+    from a3lign_dfer.config import load_params
 
     clip = FrozenCLIP.load(str(tiny_clip_dir))
-    params = params_from_dict({"clip": {"model": str(tiny_clip_dir)}, "features": {"num_frames": 8},
+    params = load_params(ROOT / "params.yaml", {"clip": {"model": str(tiny_clip_dir)}, "features": {"num_frames": 8},
                                "model": {"sentences": 4, "tokens": 6, "heads": 2, "de_text_layers": 1},
                                "all_at_once": {"layers": 2}})
     torch.manual_seed(0)

@@ -7,16 +7,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from a3lign_dfer.config import DataConfig, FaceCropConfig, SyntheticConfig
+from dataclasses import replace
+
+from conftest import PARAMS
+
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.detectors import make_detector
 from a3lign_dfer.data.face_crop import crop_dataset, crop_square, face_track, select_boxes, smooth_and_fill
 from a3lign_dfer.data.synthetic import render_clip
 from a3lign_dfer.data.video_io import VideoDecodeError, read_video, write_video
 
-CLASSES = DataConfig().classes
-SYN = SyntheticConfig(min_frames=16, max_frames=20)
-CFG = FaceCropConfig(workers=1)
+CLASSES = PARAMS.data.classes
+SYN = replace(PARAMS.synthetic, min_frames=16, max_frames=20)
+CFG = replace(PARAMS.face_crop, workers=1)
 FACES = {"face_a": ("happy", 1, 1), "face_b": ("surprise", 2, 5)}  # clip_id: (label, clip index, identity)
 
 

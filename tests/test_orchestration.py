@@ -98,11 +98,13 @@ def test_gate_holds_tensorrt_to_parity_only_where_an_engine_was_built():
     from a3lign_dfer.config import ReleaseConfig
     from a3lign_dfer.registry.release import quality_gate
 
+    gate = ReleaseConfig(artifact="a3lign-dfer", min_test_uar=0.7, min_shuffled_uar_drop=0.05)
+
     metrics = {"evaluate": {"uar": 0.8}, "shuffle_check": {"shuffled": {"uar_drop": 0.1}},
                "export": {"parity": {"passed": True}, "tensorrt": {"status": "skipped", "reason": "not installed"}}}
-    assert [(c.name, c.passed) for c in quality_gate(metrics, ReleaseConfig())] == [
+    assert [(c.name, c.passed) for c in quality_gate(metrics, gate)] == [
         ("test UAR", True), ("shuffled-frame UAR drop", True), ("ONNX Runtime vs PyTorch parity", True)]
     metrics["export"]["tensorrt"] = {"parity_fp16_vs_onnxruntime": {"passed": False}}
     metrics["shuffle_check"]["shuffled"]["uar_drop"] = 0.0             # an order-blind model
-    failed = [c.name for c in quality_gate(metrics, ReleaseConfig()) if not c.passed]
+    failed = [c.name for c in quality_gate(metrics, gate) if not c.passed]
     assert failed == ["shuffled-frame UAR drop", "TensorRT FP16 vs ONNX Runtime parity"]

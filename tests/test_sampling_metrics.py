@@ -4,7 +4,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a3lign_dfer.config import Params, load_params, params_from_dict
+import yaml
+
+from a3lign_dfer.config import load_params, params_from_dict
 from a3lign_dfer.data.sampling import segment_indices
 from a3lign_dfer.evaluation.metrics import recall_metrics
 from conftest import CLASSES, toy_features
@@ -59,28 +61,35 @@ def test_uar_counts_an_absent_class():
     assert m["per_class_recall"]["sad"] == 0.5
 
 
-def test_params_file_loads_and_typos_fail(tmp_path):
-    params = load_params(Path(__file__).parents[1] / "params.yaml")
-    assert params == Params(), "config.py defaults drifted from params.yaml"
+def test_params_file_is_the_only_source_and_bad_values_fail():
+    params_file = Path(__file__).parents[1] / "params.yaml"
+    params = load_params(params_file)
     assert params.model.sentences == 16 and params.model.tokens == 64
-    assert params.stage2.layers == (2, 4) and params.data.classes == CLASSES
+    assert params.stage2.layers == (2, 4) and params.data.classes == CLASSES and params.stage2.lr.mat is None
+    override = lambda **sections: load_params(params_file, sections)  # noqa: E731
+    # No defaults in code: a key missing from the file fails, naming it.
+    raw = yaml.safe_load(params_file.read_text())
+    del raw["stage1"]["epochs"]
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['epochs'\] in 'stage1'"):
+        params_from_dict(raw)
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['release'\]"):
+        params_from_dict({k: v for k, v in yaml.safe_load(params_file.read_text()).items() if k != "release"})
     with pytest.raises(ValueError, match="unknown key"):
-        params_from_dict({"model": {"sentence": 3}})
+        override(model={"sentence": 3})
     with pytest.raises(ValueError, match="stage2 freezes MAT"):
-        params_from_dict({"stage2": {"lr": {"mat": 0.01, "encoder": 0.1}}})
+        override(stage2={"lr": {"mat": 0.01, "encoder": 0.1}})
     # Wrong types fail at load with their key; ints pass where floats are asked, bools never pass as numbers.
     with pytest.raises(ValueError, match=r"stage3.lr.mat must be float, got 'abc'"):
-        params_from_dict({"stage3": {"lr": {"mat": "abc", "encoder": 0.1}}})
+        override(stage3={"lr": {"mat": "abc", "encoder": 0.1}})
     with pytest.raises(ValueError, match=r"train.batch_size must be int, got True"):
-        params_from_dict({"train": {"batch_size": True}})
+        override(train={"batch_size": True})
     with pytest.raises(ValueError, match=r"release.min_test_uar must be float"):
-        params_from_dict({"release": {"min_test_uar": "0.7"}})
-    assert params_from_dict({"stage3": {"lr": {"mat": 1, "encoder": 0.1}}}).stage3.lr.mat == 1
-    assert params_from_dict({"stage2": {"lr": {"mat": None}}}).stage2.lr.mat is None
+        override(release={"min_test_uar": "0.7"})
+    assert override(stage3={"lr": {"mat": 1, "encoder": 0.1}}).stage3.lr.mat == 1
     with pytest.raises(ValueError, match="stage3 trains MAT"):
-        params_from_dict({"stage3": {"lr": {"encoder": 0.1, "mat": None}}})
+        override(stage3={"lr": {"encoder": 0.1, "mat": None}})
     with pytest.raises(ValueError, match="shrink"):
-        params_from_dict({"stage2": {"layers": [4, 2], "epochs": [1, 1]}})
+        override(stage2={"layers": [4, 2], "epochs": [1, 1]})
 
 
 def test_class_weights_favour_rare_classes_and_skip_absent_ones():

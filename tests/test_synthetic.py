@@ -9,14 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from a3lign_dfer.config import DataConfig, SyntheticConfig, load_params
+from dataclasses import replace
+
+from conftest import PARAMS
+
+from a3lign_dfer.config import load_params
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.synthetic import CONTROLS, PROTOTYPES, caption_for, generate, plan, render_clip
 from a3lign_dfer.data.video_io import read_video
 
-CLASSES = DataConfig().classes
-SMALL = SyntheticConfig(identities={"train": 3, "val": 2, "test": 1}, clips_per_identity=2, min_frames=12,
-                        max_frames=16, workers=1)
+CLASSES = PARAMS.data.classes
+SMALL = replace(PARAMS.synthetic, identities={"train": 3, "val": 2, "test": 1}, clips_per_identity=2, min_frames=12,
+                max_frames=16, workers=1)
 
 
 def _digests(out: Path) -> dict[str, str]:
@@ -28,7 +32,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("synthetic")
     out = {"a": base / "a", "b": base / "b", "other": base / "other"}
     generate(SMALL, CLASSES, 0, out["a"])
-    generate(SyntheticConfig(**{**SMALL.__dict__, "workers": 2}), CLASSES, 0, out["b"])  # other worker count
+    generate(replace(SMALL, workers=2), CLASSES, 0, out["b"])  # other worker count
     generate(SMALL, CLASSES, 1, out["other"])
     return out
 
@@ -91,7 +95,7 @@ def test_captions_reflect_controls():
 
 
 def test_fear_is_time_reversed_surprise():
-    cfg = SyntheticConfig(min_frames=20, max_frames=30)
+    cfg = replace(PARAMS.synthetic, min_frames=20, max_frames=30)
     for index, identity in [(5, 2), (11, 7)]:
         fear = render_clip(cfg, "fear", 0, index, identity)
         surprise = render_clip(cfg, "surprise", 0, index, identity)
@@ -133,4 +137,4 @@ def test_default_plan_splits_imbalance_and_noise():
 
 def test_unknown_class_is_refused():
     with pytest.raises(ValueError, match="contempt"):
-        plan(SyntheticConfig(class_weights=(1.0, 1.0)), ("happy", "contempt"), 0)
+        plan(replace(PARAMS.synthetic, class_weights=(1.0, 1.0)), ("happy", "contempt"), 0)

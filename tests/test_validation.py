@@ -14,11 +14,14 @@ import pandas as pd
 import pytest
 
 from a3lign_dfer.cli import main
-from a3lign_dfer.config import DataConfig, ValidateConfig
+import yaml
+from conftest import PARAMS, ROOT
+
+from a3lign_dfer.config import ValidateConfig
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.validation import ValidationFailed, validate_crops
 
-CLASSES = DataConfig().classes
+CLASSES = PARAMS.data.classes
 CFG = ValidateConfig(min_clip_detection_rate=0.5, min_train_clips_per_class=1)
 # clip_id: (split, label, identity, frames); every class in train, identities split-disjoint.
 CLIPS = {f"tr{i}": ("train", c, i // 2, 3) for i, c in enumerate(CLASSES)}
@@ -156,7 +159,9 @@ def test_identity_and_detection_checks_are_skipped_with_a_reason_when_unknown(cr
 def test_cli_exit_status_metrics_and_readable_message(crops, tmp_path, capsys):
     root, df = crops
     params = tmp_path / "params.yaml"
-    params.write_text("validate:\n  min_clip_detection_rate: 0.5\n  min_train_clips_per_class: 1\n")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["validate"] = {"min_clip_detection_rate": 0.5, "min_train_clips_per_class": 1}
+    params.write_text(yaml.safe_dump(raw))
     args = ["--params", str(params), "validate", "--crops", str(root), "--out", str(tmp_path / "docs"),
             "--metrics", str(tmp_path / "validation.json")]
     assert main(args) == 0

@@ -1,14 +1,16 @@
 """Typed view of params.yaml.
 
 Every section becomes a frozen dataclass so a typo in params.yaml fails loudly at
-load time (unknown or missing key) instead of deep inside a stage.
+load time (unknown, missing or wrongly typed key) instead of deep inside a stage.
+params.yaml is the only place a value lives: the dataclasses declare names and
+types, never defaults (an optional `X | None` key may be left out and is None).
 """
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -20,95 +22,95 @@ CLASS_WEIGHTS = ("none", "sqrt_inverse", "inverse")
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "synthetic"
-    root: str = "data/raw"
-    csv: str = "labels.csv"
-    classes: tuple[str, ...] = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
-    seed: int = 1
+    dataset: str
+    root: str
+    csv: str
+    classes: tuple[str, ...]
+    seed: int
 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    identities: dict[str, int] = field(default_factory=lambda: {"train": 70, "val": 40, "test": 60})
-    clips_per_identity: int = 6
-    min_frames: int = 20
-    max_frames: int = 32
-    width: int = 320
-    height: int = 240
-    fps: int = 12
-    class_weights: tuple[float, ...] = (0.23, 0.18, 0.22, 0.16, 0.10, 0.03, 0.08)
-    label_noise: float = 0.03
-    workers: int = 2
+    identities: dict[str, int]
+    clips_per_identity: int
+    min_frames: int
+    max_frames: int
+    width: int
+    height: int
+    fps: int
+    class_weights: tuple[float, ...]
+    label_noise: float
+    workers: int
 
 
 @dataclass(frozen=True)
 class FaceCropConfig:
-    detector: str = "haar"
-    size: int = 112
-    margin: float = 0.25
-    smooth_window: int = 5
-    min_face: int = 40
-    min_detection_rate: float = 0.2
-    jpeg_quality: int = 95
-    workers: int = 2
+    detector: str
+    size: int
+    margin: float
+    smooth_window: int
+    min_face: int
+    min_detection_rate: float
+    jpeg_quality: int
+    workers: int
 
 
 @dataclass(frozen=True)
 class ValidateConfig:
     """The data gate before training (the `validate` stage); see params.yaml."""
 
-    min_clip_detection_rate: float = 0.2
-    min_train_clips_per_class: int = 1
+    min_clip_detection_rate: float
+    min_train_clips_per_class: int
 
 
 @dataclass(frozen=True)
 class ClipConfig:
-    model: str = "models/clip_small"
+    model: str
 
 
 @dataclass(frozen=True)
 class PretrainClipConfig:
-    image_size: int = 64
-    patch_size: int = 8
-    width: int = 64
-    layers: int = 3
-    heads: int = 4
-    projection_dim: int = 64
-    epochs: int = 4
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.05
+    image_size: int
+    patch_size: int
+    width: int
+    layers: int
+    heads: int
+    projection_dim: int
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
 
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    num_frames: int = 16
-    augmented_views: int = 2
-    batch_size: int = 256
+    num_frames: int
+    augmented_views: int
+    batch_size: int
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    sentences: int = 16
-    tokens: int = 64
-    init: str = "text"
-    init_text: str = "a photo of a {} face"
-    temperature: float = 0.01
-    heads: int = 4
-    de_text_layers: int = 2
-    mlp_ratio: int = 4
-    dropout: float = 0.1
+    sentences: int
+    tokens: int
+    init: str
+    init_text: str
+    temperature: float
+    heads: int
+    de_text_layers: int
+    mlp_ratio: int
+    dropout: float
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    seed: int = 0
-    batch_size: int = 64
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
-    class_weight: str = "inverse"
-    select_metric: str = "uar"
+    seed: int
+    batch_size: int
+    momentum: float
+    weight_decay: float
+    grad_clip: float
+    class_weight: str
+    select_metric: str
 
 
 @dataclass(frozen=True)
@@ -116,93 +118,84 @@ class LearningRates:
     """One lr per parameter group: MAT and the temporal encoders learn at different speeds.
     `mat` is absent (None) exactly where MAT is frozen (BAP stage 2)."""
 
-    mat: float | None = None
-    encoder: float = 0.1
+    encoder: float
+    mat: float | None = None           # absent in params.yaml: none (no lr.mat where MAT is frozen)
 
 
 @dataclass(frozen=True)
 class Stage1Config:
-    epochs: int = 20
-    lr: LearningRates = field(default_factory=lambda: LearningRates(mat=0.01, encoder=0.01))
+    epochs: int
+    lr: LearningRates
 
 
 @dataclass(frozen=True)
 class GrowingStageConfig:
     """A stage whose temporal encoder grows: layers[i] layers for epochs[i] epochs."""
 
-    layers: tuple[int, ...] = (2, 4)
-    epochs: tuple[int, ...] = (90, 90)
-    lr: LearningRates = field(default_factory=lambda: LearningRates(mat=0.01))
-
-
-@dataclass(frozen=True)
-class Stage2Config(GrowingStageConfig):
-    lr: LearningRates = field(default_factory=LearningRates)
-
-
-@dataclass(frozen=True)
-class TextGrowthConfig(GrowingStageConfig):
-    layers: tuple[int, ...] = (4,)
-    epochs: tuple[int, ...] = (10,)
+    layers: tuple[int, ...]
+    epochs: tuple[int, ...]
+    lr: LearningRates
 
 
 @dataclass(frozen=True)
 class Stage3Config(GrowingStageConfig):
-    epochs: tuple[int, ...] = (20, 20)
-    init_layers: int = 2
+    epochs: tuple[int, ...]
+    init_layers: int
 
 
 @dataclass(frozen=True)
 class AllAtOnceConfig:
-    epochs: int = 40
-    layers: int = 4
-    lr: LearningRates = field(default_factory=lambda: LearningRates(mat=0.01))
+    epochs: int
+    layers: int
+    lr: LearningRates
 
 
 @dataclass(frozen=True)
 class ShuffleCheckConfig:
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    seeds: tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class ReleaseConfig:
     """The quality gate a model passes before the registry gives it a stage."""
 
-    artifact: str = "a3lign-dfer"
-    min_test_uar: float = 0.7
-    min_shuffled_uar_drop: float = 0.05
+    artifact: str
+    min_test_uar: float
+    min_shuffled_uar_drop: float
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    max_batch: int = 16
-    parity_clips: int = 1000
-    parity_atol: float = 1e-3
-    min_frames: int = 4
+    max_batch: int
+    parity_clips: int
+    parity_atol: float
+    min_frames: int
 
 
 @dataclass(frozen=True)
 class Params:
-    data: DataConfig = field(default_factory=DataConfig)
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    face_crop: FaceCropConfig = field(default_factory=FaceCropConfig)
-    validate: ValidateConfig = field(default_factory=ValidateConfig)
-    clip: ClipConfig = field(default_factory=ClipConfig)
-    pretrain_clip: PretrainClipConfig = field(default_factory=PretrainClipConfig)
-    features: FeaturesConfig = field(default_factory=FeaturesConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    stage1: Stage1Config = field(default_factory=Stage1Config)
-    stage2: Stage2Config = field(default_factory=Stage2Config)
-    stage2_text: TextGrowthConfig = field(default_factory=TextGrowthConfig)
-    stage3: Stage3Config = field(default_factory=Stage3Config)
-    all_at_once: AllAtOnceConfig = field(default_factory=AllAtOnceConfig)
-    shuffle_check: ShuffleCheckConfig = field(default_factory=ShuffleCheckConfig)
-    export: ExportConfig = field(default_factory=ExportConfig)
-    release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    data: DataConfig
+    synthetic: SyntheticConfig
+    face_crop: FaceCropConfig
+    validate: ValidateConfig
+    clip: ClipConfig
+    pretrain_clip: PretrainClipConfig
+    features: FeaturesConfig
+    model: ModelConfig
+    train: TrainConfig
+    stage1: Stage1Config
+    stage2: GrowingStageConfig
+    stage2_text: GrowingStageConfig
+    stage3: Stage3Config
+    all_at_once: AllAtOnceConfig
+    shuffle_check: ShuffleCheckConfig
+    export: ExportConfig
+    release: ReleaseConfig
 
     def __post_init__(self) -> None:
         _validate(self)
+
+
 
 
 def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
@@ -213,6 +206,9 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(raw) - names)
     if unknown:
         raise ValueError(f"params.yaml: unknown key(s) {unknown} in '{where}'; known: {sorted(names)}")
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in raw and f.default is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"params.yaml: missing key(s) {missing} in '{where or 'the top level'}'")
     kwargs = {}
     for key, value in raw.items():
         hint = hints[key]
@@ -275,11 +271,20 @@ def params_from_dict(raw: dict[str, Any]) -> Params:
     return _build(Params, raw or {}, "")
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """The params file, with `overrides` (nested sections, e.g. {"stage1": {"epochs": 2}}) merged on top."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"params file not found: {path}")
-    return params_from_dict(yaml.safe_load(path.read_text()))
+    return params_from_dict(merge(yaml.safe_load(path.read_text()), overrides or {}))
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of base with overrides merged in, section by section (lists and scalars replace)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
