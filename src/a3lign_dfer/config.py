@@ -48,6 +48,7 @@ class FaceCropConfig:
     margin: float = 0.25
     smooth_window: int = 5
     min_face: int = 40
+    yunet_score_threshold: float = 0.6
     min_detection_rate: float = 0.2
     jpeg_quality: int = 95
     workers: int = 2
