@@ -43,7 +43,7 @@ class SyntheticConfig:
 
 @dataclass(frozen=True)
 class FaceCropConfig:
-    detector: str = "haar"
+    detector: str = "yunet"  # params.yaml gives the measurements behind the choice
     size: int = 112
     margin: float = 0.25
     smooth_window: int = 5
