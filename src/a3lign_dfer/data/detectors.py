@@ -23,11 +23,11 @@ class HaarDetector:
     """OpenCV's bundled frontal-face cascade (alt2).
 
     Runs on plain greyscale (histogram equalisation made it less robust here).
-    scale_factor 1.2 with min_neighbors 2 kept ~97% of synthetic frames. Frames are
+    scale_factor 1.2 with min_neighbors 2 kept ~96% of synthetic frames. Frames are
     shrunk for speed only as far as the smallest wanted face stays `scan_face` pixels:
-    shrunk to the cascade's own 20-pixel window, real faces near min_face were lost
-    (astronaut panned at 42x53 px: 23/30 frames, 100% unshrunk), so the floor is twice
-    the window, which at min_face 40 means no shrink.
+    shrunk to the cascade's own 20-pixel window, real faces were lost (frames found:
+    0.915 vs 0.957 unshrunk, reports/face_detectors.md), so the floor is twice the
+    window, which at min_face 40 means no shrink. Faces rolled past ~20 degrees are missed.
     """
 
     WINDOW = 20  # the cascade's own window, pixels

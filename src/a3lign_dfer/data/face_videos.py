@@ -35,7 +35,7 @@ LFW_FACES = tuple(range(0, 100, 4))  # lfw_subset's first 100 images are faces, 
 class FaceVideo:
     name: str
     frames: np.ndarray  # [N, H, W, 3] uint8 RGB, upright: what a viewer should see
-    boxes: np.ndarray   # [N, 4] float32 true face box (x, y, w, h) in those frames
+    boxes: np.ndarray   # [N, 4] float32 true face box (x, y, w, h) in those frames; NaN: no face
     rotation: int = 0   # display rotation stored in the file, degrees counter-clockwise
 
     def write(self, path: str | Path) -> Path:
