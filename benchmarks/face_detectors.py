@@ -14,7 +14,7 @@ face box mapped into each frame (real: brow to chin). Boxes of different detecto
 different conventions (Haar's is a square), so IoU compares shape too, not only hits.
 Writes reports/face_detectors.json and reports/face_detectors.md.
 
-Example (CPU, ~4 minutes on 2 cores): python benchmarks/face_detectors.py
+Example (CPU, ~3 minutes on 2 cores): python benchmarks/face_detectors.py
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def _detector(cfg: FaceCropConfig):
     return make_detector(cfg)  # one per process: loading a cascade or a network is not free
 
 
-def tracked_boxes(frames: np.ndarray, detect) -> np.ndarray:
+def tracked_boxes(frames: np.ndarray, detect: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """The face box (x, y, w, h) per frame that `detect` finds and select_boxes keeps (NaN: none)."""
     return select_boxes([detect(f) for f in frames])
 
