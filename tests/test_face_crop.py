@@ -12,7 +12,6 @@ from dataclasses import replace
 from conftest import PARAMS
 
 from a3lign_dfer.data import manifest
-from a3lign_dfer.data.detectors import make_detector
 from a3lign_dfer.data.face_crop import crop_dataset, crop_square, face_track, select_boxes, smooth_and_fill
 from a3lign_dfer.data.synthetic import render_clip
 from a3lign_dfer.data.video_io import VideoDecodeError, read_video, write_video
@@ -120,12 +119,6 @@ def test_crop_square_pads_outside_the_frame():
     crop = crop_square(frame, 0, 0, 40, 0.25, 32)
     assert crop.shape == (32, 32, 3)
     assert crop[0, 0].max() == 0 and crop[-1, -1].min() == 200
-
-
-def test_detector_registry():
-    assert len(make_detector("haar", 40)(np.zeros((120, 160, 3), np.uint8))) == 0
-    with pytest.raises(ValueError, match="haar"):
-        make_detector("retinaface-typo", 40)
 
 
 def test_video_roundtrip_and_decode_error(tmp_path):

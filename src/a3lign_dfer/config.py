@@ -50,6 +50,7 @@ class FaceCropConfig:
     margin: float
     smooth_window: int
     min_face: int
+    yunet_score_threshold: float
     min_detection_rate: float
     jpeg_quality: int
     workers: int

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -98,15 +99,19 @@ def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, margin: fl
 
 
 @lru_cache(maxsize=None)
-def _detector(name: str, min_face: int):
-    return make_detector(name, min_face)  # one per process: loading the cascade is not free
+def _detector(cfg: FaceCropConfig):
+    return make_detector(cfg)  # one per process: loading a cascade or a network is not free
+
+
+def tracked_boxes(frames: np.ndarray, detect: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The face box (x, y, w, h) per frame that `detect` finds and select_boxes keeps (NaN: none)."""
+    return select_boxes([detect(f) for f in frames])
 
 
 def face_track(frames: np.ndarray, cfg: FaceCropConfig) -> tuple[np.ndarray | None, int]:
     """Smoothed, gap-filled (cx, cy, side) per frame (None if no face at all) and the
     number of frames with a tracked detection."""
-    detect = _detector(cfg.detector, cfg.min_face)
-    boxes = select_boxes([detect(f) for f in frames])
+    boxes = tracked_boxes(frames, _detector(cfg))
     found = int((~np.isnan(boxes[:, 0])).sum())
     return (smooth_and_fill(boxes, cfg.smooth_window) if found else None), found
 

@@ -23,8 +23,11 @@ class VideoDecodeError(RuntimeError):
 
 
 def write_video(frames_rgb: np.ndarray, path: str | Path, fps: int,
-                crf: int = 23, preset: str = "superfast") -> int:
-    """Encode RGB uint8 frames [N, H, W, 3] as H.264 (yuv420p) mp4; return frames written."""
+                crf: int = 23, preset: str = "superfast", rotation: int = 0) -> int:
+    """Encode RGB uint8 frames [N, H, W, 3] as H.264 (yuv420p) mp4; return frames written.
+
+    `rotation` (degrees counter-clockwise) is stored as the display rotation, as phones do.
+    """
     frames_rgb = np.asarray(frames_rgb)
     if frames_rgb.ndim != 4 or frames_rgb.shape[-1] != 3 or frames_rgb.dtype != np.uint8:
         raise ValueError(f"expected uint8 frames [N, H, W, 3], got {frames_rgb.dtype} {frames_rgb.shape}")
@@ -38,6 +41,8 @@ def write_video(frames_rgb: np.ndarray, path: str | Path, fps: int,
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.thread_count = 1  # multi-threaded x264 is not bit-exact
         stream.options = {"crf": str(crf), "preset": preset}
+        if rotation:
+            stream.set_display_rotation(rotation)
         for frame in frames_rgb:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
