@@ -23,6 +23,10 @@ class DataConfig:
     dataset: str = "synthetic"
     root: str = "data/raw"
     csv: str = "labels.csv"
+    lists: dict[str, str] = field(default_factory=lambda: {"train": "train.txt", "test": "test.txt"})
+    list_classes: tuple[str, ...] = ()
+    fold: int = 1
+    val_fraction: float = 0.1
     classes: tuple[str, ...] = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
     seed: int = 1
 
@@ -238,6 +242,8 @@ def _validate(p: Params) -> None:
         raise ValueError(f"train.class_weight must be one of {CLASS_WEIGHTS}, got {p.train.class_weight!r}")
     if p.train.select_metric not in ("uar", "war"):
         raise ValueError(f"train.select_metric must be 'uar' or 'war', got {p.train.select_metric!r}")
+    if not 0 < p.data.val_fraction < 1:
+        raise ValueError(f"data.val_fraction must be between 0 and 1, got {p.data.val_fraction}")
     if p.data.dataset == "synthetic" and len(p.synthetic.class_weights) != len(p.data.classes):
         raise ValueError("synthetic.class_weights needs one weight per entry of data.classes")
     for name in ("stage2", "stage2_text", "stage3"):
