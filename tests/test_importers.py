@@ -138,7 +138,7 @@ def test_mafw_eleven_classes_mapped_by_name(tmp_path):
     # DFEW-style names plus MAFW's four extra classes, in an order of our own.
     classes = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear", "contempt", "anxiety",
                "helplessness", "disappointment")
-    df, rejects, report = import_dataset(_params(dataset="mafw", root=str(root), fold=3, classes=list(classes)))
+    df, rejects, _ = import_dataset(_params(dataset="mafw", root=str(root), fold=3, classes=list(classes)))
     assert rejects == [] and len(df) == 33 and set(df["fold"]) == {3}
     expect = {"anger": "angry", "happiness": "happy", "sadness": "sad"}
     for row in df.itertuples():

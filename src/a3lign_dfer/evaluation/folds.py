@@ -29,9 +29,10 @@ def summarize_folds(per_fold: dict[int, dict]) -> dict:
 
 def folds_markdown(summary: dict) -> str:
     folds = summary["folds"]
-    lines = [f"Official folds {', '.join(map(str, folds))}: {len(summary['classes'])} classes (chance UAR "
+    intro = (f"Official folds {', '.join(map(str, folds))}: {len(summary['classes'])} classes (chance UAR "
              f"{100 * summary['chance_uar']:.1f}%), CLIP `{summary['clip_model']}`. Each fold's checkpoints were "
-             "chosen on val carved out of its train split; its test split was read once.",
+             "chosen on val carved out of its train split; its test split was read once.")
+    lines = [intro,
              "",
              "| Fold | Test clips | WAR % | UAR % | val UAR % (stage 3) |",
              "|---|---|---|---|---|"]
@@ -39,8 +40,8 @@ def folds_markdown(summary: dict) -> str:
         lines.append(f"| {r['fold']} | {r['test_clips']} | {100 * r['war']:.1f} | {100 * r['uar']:.1f} | "
                      f"{100 * r['val_uar']:.1f} |")
     lines.append(f"| mean ± std | | {plus_minus(summary['war'])} | {plus_minus(summary['uar'])} | |")
-    intro = f"Mean ± std over {len(folds)} folds, every Table 4 row:"
-    return "\n".join(lines) + "\n\n" + summary_markdown(summary, intro=intro)
+    tables = summary_markdown(summary, intro=f"Mean ± std over {len(folds)} folds, every Table 4 row:")
+    return "\n".join(lines) + "\n\n" + tables
 
 
 def run_folds(folds: list[int], overrides: list[str], repo: Path, out_dir: Path, prefix: str = "fold") -> dict:

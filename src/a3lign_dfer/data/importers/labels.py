@@ -1,6 +1,7 @@
 """A dataset's label names -> the class names of data.classes, by name, never by position."""
 from __future__ import annotations
 
+
 class ClassMap:
     """Maps each label name a dataset uses to one class of data.classes, case-insensitively.
 
