@@ -153,6 +153,14 @@ def cmd_seeds(args, params) -> None:
     print(f"experiments: {summary['experiments']}")
 
 
+def cmd_folds(args, params) -> None:
+    from a3lign_dfer.evaluation.folds import run_folds
+
+    summary = run_folds(args.folds, args.set, Path("."), Path(args.out), args.prefix)
+    print((Path(args.out) / "summary.md").read_text())
+    print(f"experiments: {summary['experiments']}")
+
+
 def cmd_release(args, params) -> None:
     from a3lign_dfer.registry.release import release
 
@@ -227,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/seeds")
     p.add_argument("--prefix", default="seed", help="experiment names are <prefix>-<seed>")
     p.set_defaults(func=cmd_seeds)
+
+    p = sub.add_parser("folds", help="one DVC experiment per official fold (data.fold); per-fold and mean +- std "
+                                     "WAR/UAR to reports/folds")
+    p.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="params override for every fold (dvc exp run -S), e.g. --set train.seed=1")
+    p.add_argument("--out", default="reports/folds")
+    p.add_argument("--prefix", default="fold", help="experiment names are <prefix>-<fold>")
+    p.set_defaults(func=cmd_folds)
 
     p = sub.add_parser("export", help="models/deploy: ONNX graph, parity check, Triton repo, TensorRT where possible")
     p.add_argument("--checkpoint", required=True, help="the final model's checkpoint")

@@ -25,6 +25,10 @@ class DataConfig:
     dataset: str
     root: str
     csv: str
+    lists: dict[str, str]
+    list_classes: tuple[str, ...]
+    fold: int
+    val_fraction: float
     classes: tuple[str, ...]
     seed: int
 
@@ -247,6 +251,8 @@ def _validate(p: Params) -> None:
     if not 0 <= p.validate.min_clip_detection_rate <= 1:
         raise ValueError(f"validate.min_clip_detection_rate is a fraction of frames (0 to 1), "
                          f"got {p.validate.min_clip_detection_rate}")
+    if not 0 < p.data.val_fraction < 1:
+        raise ValueError(f"data.val_fraction must be between 0 and 1, got {p.data.val_fraction}")
     if p.data.dataset == "synthetic" and len(p.synthetic.class_weights) != len(p.data.classes):
         raise ValueError("synthetic.class_weights needs one weight per entry of data.classes")
     for name in ("stage2", "stage2_text", "stage3"):

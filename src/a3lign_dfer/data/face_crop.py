@@ -4,6 +4,9 @@ Per-frame detections miss frames, jitter and fire on clutter, so one box per fra
 chosen by continuity, then centre and size are median-filtered over time and misses
 are interpolated from neighbours. A video whose face is found too rarely is rejected
 rather than cropped blindly; an unreadable one is rejected too, never fatal.
+
+Clips of kind "frames" (datasets that ship face-cropped frame folders) skip detection:
+each frame is padded to a square and resized into the same layout as the crops.
 """
 from __future__ import annotations
 
@@ -18,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from a3lign_dfer.config import FaceCropConfig
-from a3lign_dfer.data.manifest import validate
+from a3lign_dfer.data.manifest import ClipError, kinds, reject, validate
 from a3lign_dfer.data.detectors import make_detector
+from a3lign_dfer.data.frame_folders import frame_files, read_frame
 from a3lign_dfer.data.parallel import run_parallel
 from a3lign_dfer.data.video_io import VideoDecodeError, read_video
 
@@ -116,8 +120,11 @@ def face_track(frames: np.ndarray, cfg: FaceCropConfig) -> tuple[np.ndarray | No
     return (smooth_and_fill(boxes, cfg.smooth_window) if found else None), found
 
 
-class NoFaceError(ValueError):
+class NoFaceError(ClipError):
     """Too few frames with a face to crop the video."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(path, "no_face", reason)
 
 
 def crop_faces(frames: np.ndarray, cfg: FaceCropConfig, source: str | Path) -> tuple[list[np.ndarray], int]:
@@ -128,63 +135,103 @@ def crop_faces(frames: np.ndarray, cfg: FaceCropConfig, source: str | Path) -> t
     """
     track, found = face_track(frames, cfg)
     if track is None or found / len(frames) < cfg.min_detection_rate:
-        raise NoFaceError(f"{source}: face found in {found}/{len(frames)} frames, below "
-                          f"face_crop.min_detection_rate={cfg.min_detection_rate}")
+        raise NoFaceError(source, f"face found in {found}/{len(frames)} frames, below "
+                                  f"face_crop.min_detection_rate={cfg.min_detection_rate}")
     return [crop_square(frame, cx, cy, side, cfg.margin, cfg.size) for frame, (cx, cy, side) in zip(frames, track)], found
 
 
+def _rejected(clip_id: str, err: ClipError, decoded: int) -> dict:
+    """A worker's reject as plain data (it crosses a process boundary)."""
+    return {"clip_id": clip_id, "reject": {"path": err.path, "problem": err.problem, "reason": str(err)},
+            "decoded": decoded}
+
+
+def _write_jpegs(crops: list[np.ndarray], dst: Path, quality: int) -> int:
+    dst.mkdir(parents=True)
+    for t, crop in enumerate(crops):
+        cv2.imwrite(str(dst / f"{t:05d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return len(list(dst.glob("*.jpg")))
+
+
 def _crop_video(task: tuple) -> dict:
-    """Worker: one video -> JPEG crops, or a reject reason. Never raises on bad input."""
+    """Worker: one video -> JPEG crops, or a reject (problem, reason). Never raises on bad input."""
     clip_id, src, dst, cfg = task
     shutil.rmtree(dst, ignore_errors=True)  # no stale frames from an earlier run
     try:
         frames = read_video(src)
     except VideoDecodeError as err:
-        return {"clip_id": clip_id, "reject": str(err), "decoded": 0}
+        return _rejected(clip_id, err, 0)
     try:
         crops, found = crop_faces(frames, cfg, src)
     except NoFaceError as err:
-        return {"clip_id": clip_id, "reject": str(err), "decoded": len(frames)}
-    dst.mkdir(parents=True)
-    for t, crop in enumerate(crops):
-        cv2.imwrite(str(dst / f"{t:05d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
-    return {"clip_id": clip_id, "num_frames": len(list(dst.glob("*.jpg"))), "found": found,
+        return _rejected(clip_id, err, len(frames))
+    return {"clip_id": clip_id, "num_frames": _write_jpegs(crops, dst, cfg.jpeg_quality), "found": found,
             "decoded": len(frames)}
+
+
+def _resize_frames(task: tuple) -> dict:
+    """Worker: one folder of face-cropped frames -> the same square JPEG layout, no detection.
+    Every frame is read before anything is written, so a bad image rejects the clip whole."""
+    clip_id, src, dst, cfg = task
+    shutil.rmtree(dst, ignore_errors=True)
+    try:
+        frames = [read_frame(f) for f in frame_files(src)]
+    except ClipError as err:
+        return _rejected(clip_id, err, 0)
+    crops = [crop_square(f, f.shape[1] / 2, f.shape[0] / 2, max(f.shape[:2]), 0.0, cfg.size) for f in frames]
+    return {"clip_id": clip_id, "num_frames": _write_jpegs(crops, dst, cfg.jpeg_quality), "decoded": len(frames)}
+
+
+def _crop_clip(task: tuple) -> dict:
+    kind, *rest = task
+    return (_resize_frames if kind == "frames" else _crop_video)(tuple(rest))
 
 
 def crop_dataset(manifest: pd.DataFrame, root: Path, out_dir: Path, cfg: FaceCropConfig,
                  classes: tuple[str, ...]) -> tuple[pd.DataFrame, list[dict], dict]:
     """Crop every clip of `manifest` (paths relative to `root`) into out_dir/frames/<clip_id>/.
 
-    Returns the crops manifest (input rows and extra columns, path "frames/<clip_id>",
-    num_frames counted on disk, detection_rate: the clip's fraction of frames with a
-    tracked detection; the caller writes it), reject rows (clip_id, path, reason) and
-    metrics. The metrics' detection_rate is the fraction over all frames of accepted
-    videos; frames_per_second counts every decoded frame.
+    Videos are decoded, detected and cropped; frame folders (kind "frames") are only
+    resized. Returns the crops manifest (input rows and extra columns, path
+    "frames/<clip_id>", num_frames counted on disk, detection_rate: the clip's fraction
+    of frames with a tracked detection, NaN for frame folders; the caller writes it),
+    reject rows (clip_id, path, problem, reason) and metrics. The metrics' detection_rate
+    is the fraction over all frames of accepted videos (None without videos);
+    frames_per_second counts every decoded frame.
     """
     start = time.time()
     root, out_dir = Path(root), Path(out_dir)
-    tasks = [(r.clip_id, root / r.path, out_dir / "frames" / r.clip_id, cfg) for r in manifest.itertuples()]
-    results = {r["clip_id"]: r for r in run_parallel(_crop_video, tasks, cfg.workers, desc="face crops")}
+    tasks = [(kind, r.clip_id, root / r.path, out_dir / "frames" / r.clip_id, cfg)
+             for kind, r in zip(kinds(manifest), manifest.itertuples())]
+    results = {r["clip_id"]: r for r in run_parallel(_crop_clip, tasks, cfg.workers, desc="face crops")}
 
     accepted = manifest["clip_id"].map(lambda c: "reject" not in results[c]).astype(bool)
     kept = manifest.loc[accepted].copy()
     kept["path"] = "frames/" + kept["clip_id"]
     kept["num_frames"] = [results[c]["num_frames"] for c in kept["clip_id"]]
     # Per clip: the validate stage gates training on it (validate.min_clip_detection_rate).
-    kept["detection_rate"] = [results[c]["found"] / results[c]["decoded"] for c in kept["clip_id"]]
-    rejects = [{"clip_id": r.clip_id, "path": r.path, "reason": results[r.clip_id]["reject"]}
-               for r in manifest.itertuples() if "reject" in results[r.clip_id]]
+    kept["detection_rate"] = [results[c]["found"] / results[c]["decoded"] if "found" in results[c] else float("nan")
+                              for c in kept["clip_id"]]
+    rejects = []
+    for r in manifest.itertuples():
+        err = results[r.clip_id].get("reject")
+        if err is not None:
+            path = Path(err["path"])
+            rejects.append(reject(r.clip_id, path.relative_to(root) if path.is_relative_to(root) else path,
+                                  err["problem"], err["reason"]))
     frames = int(kept["num_frames"].sum())
+    detected = [c for c in kept["clip_id"] if "found" in results[c]]
+    detected_frames = int(kept.loc[kept["clip_id"].isin(detected), "num_frames"].sum())
     seconds = time.time() - start
     metrics = {
         "videos": len(manifest),
         "accepted": len(kept),
         "rejected": len(rejects),
         "frames": frames,
-        "detection_rate": sum(results[c]["found"] for c in kept["clip_id"]) / max(frames, 1),
+        "frame_folders": int((kinds(manifest) == "frames").sum()),
+        "detection_rate": (sum(results[c]["found"] for c in detected) / detected_frames) if detected_frames else None,
         "frames_per_second": sum(r["decoded"] for r in results.values()) / max(seconds, 1e-9),
         "seconds": round(seconds, 2),
+        "rejected_by_problem": pd.Series([r["problem"] for r in rejects], dtype=object).value_counts().to_dict(),
     }
     return validate(kept.reset_index(drop=True), classes, where="crops manifest"), rejects, metrics

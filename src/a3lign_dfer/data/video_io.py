@@ -12,14 +12,59 @@ import av
 import cv2
 import numpy as np
 
+from a3lign_dfer.data.manifest import ClipError
 
-class VideoDecodeError(RuntimeError):
-    """A video that cannot be read; carries the path so rejects name the file."""
 
-    def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(f"cannot decode video {path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
+class VideoDecodeError(ClipError):
+    """A video that cannot be read; names the file and which problem it is (manifest.PROBLEMS)."""
+
+    def __init__(self, path: str | Path, problem: str, reason: str) -> None:
+        super().__init__(path, problem, reason, prefix="cannot decode video ")
+
+
+# First bytes of the containers FFmpeg reads for video: a file that starts like one of these
+# but cannot be opened or decoded to its end is truncated (or corrupt), anything else is not a video.
+_SIGNATURES = {"MP4/MOV": lambda b: b[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"),
+               "AVI": lambda b: b[:4] == b"RIFF" and b[8:12] == b"AVI ",
+               "Matroska/WebM": lambda b: b[:4] == b"\x1a\x45\xdf\xa3",
+               "FLV": lambda b: b[:3] == b"FLV",
+               "ASF/WMV": lambda b: b[:4] == b"\x30\x26\xb2\x75",
+               "MPEG-PS": lambda b: b[:4] == b"\x00\x00\x01\xba",
+               "MPEG-TS": lambda b: len(b) > 188 and b[0] == 0x47 and b[188] == 0x47}
+
+
+def container_of(path: Path) -> str | None:
+    """The video container the file's first bytes announce, None if none."""
+    with open(path, "rb") as f:
+        head = f.read(192)
+    return next((name for name, match in _SIGNATURES.items() if match(head)), None)
+
+
+def _open(path: Path) -> cv2.VideoCapture:
+    """An opened capture, or VideoDecodeError saying whether the file is missing, empty, not a video or truncated."""
+    if not path.is_file():
+        raise VideoDecodeError(path, "missing_video", "file not found")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(path, "empty_video", "empty file (0 bytes)")
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+    if cap.isOpened():
+        return cap
+    cap.release()
+    container = container_of(path)
+    if container is None:
+        raise VideoDecodeError(path, "not_a_video", "not a video: OpenCV/FFmpeg cannot open it and its first "
+                                                    "bytes are no known video container")
+    raise VideoDecodeError(path, "truncated_video", f"truncated or corrupt {container} file: it starts like one "
+                                                    "but OpenCV/FFmpeg cannot open it")
+
+
+def probe_video(path: str | Path) -> int:
+    """Frame count the container declares (no decoding); VideoDecodeError if it cannot be opened."""
+    cap = _open(Path(path))
+    try:
+        return max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+    finally:
+        cap.release()
 
 
 def write_video(frames_rgb: np.ndarray, path: str | Path, fps: int,
@@ -50,14 +95,15 @@ def write_video(frames_rgb: np.ndarray, path: str | Path, fps: int,
 
 
 def read_video(path: str | Path) -> np.ndarray:
-    """Decode every frame as RGB uint8 [N, H, W, 3]; raise VideoDecodeError if none can be read."""
+    """Decode every frame as RGB uint8 [N, H, W, 3].
+
+    Raises VideoDecodeError (missing, empty, not a video, truncated) when no frame decodes
+    or clearly fewer than the container declares (a file cut short).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise VideoDecodeError(path, "file not found")
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+    cap = _open(path)
     try:
-        if not cap.isOpened():
-            raise VideoDecodeError(path, "OpenCV/FFmpeg cannot open it (corrupt file or unknown format)")
+        declared = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
         frames = []
         while True:
             ok, frame = cap.read()
@@ -67,5 +113,9 @@ def read_video(path: str | Path) -> np.ndarray:
     finally:
         cap.release()
     if not frames:
-        raise VideoDecodeError(path, "no decodable frames")
+        raise VideoDecodeError(path, "truncated_video", "no decodable frames (truncated or corrupt)")
+    # Containers other than MP4 may estimate their frame count from the duration: allow 5%.
+    if len(frames) < 0.95 * declared - 1:
+        raise VideoDecodeError(path, "truncated_video", f"truncated: {len(frames)} of the {declared} frames "
+                                                        "its container declares decode")
     return np.stack(frames)

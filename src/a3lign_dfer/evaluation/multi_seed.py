@@ -10,6 +10,9 @@ reports/seeds/summary.json and summary.md, which the README's results come from.
 
 Extra `--set key=value` overrides apply to every seed, so a hyperparameter
 comparison is two seed runs whose val numbers (`val` in the summary) decide.
+
+The machinery is one experiment per value of one param (`run_sweep`); the `folds`
+command (evaluation/folds.py) runs it over `data.fold`.
 """
 from __future__ import annotations
 
@@ -28,11 +31,11 @@ def _git(*args: str, cwd: Path) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-def run_seed(seed: int, overrides: list[str], repo: Path, name: str) -> str:
-    """One training seed as a DVC experiment in a temporary copy; returns the experiment's commit."""
+def run_experiment(param: str, value: object, overrides: list[str], repo: Path, name: str) -> str:
+    """One value of `param` as a DVC experiment in a temporary copy; returns the experiment's commit."""
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run([*dvc, "exp", "remove", name], cwd=repo, capture_output=True)   # re-running replaces it
-    cmd = [*dvc, "exp", "run", "--temp", "--name", name, "-S", f"train.seed={seed}"]
+    cmd = [*dvc, "exp", "run", "--temp", "--name", name, "-S", f"{param}={value}"]
     for item in overrides:
         cmd += ["-S", item]
     # dvc.yaml's cmds say `python`: make it this interpreter, as `make` does with the venv.
@@ -47,14 +50,28 @@ def run_seed(seed: int, overrides: list[str], repo: Path, name: str) -> str:
     return _git("rev-parse", refs[0], cwd=repo).strip()
 
 
-def read_seed(rev: str, repo: Path) -> dict:
+def run_sweep(param: str, values: list, overrides: list[str], repo: Path, prefix: str,
+              label: str) -> tuple[dict, dict]:
+    """One experiment `<prefix>-<value>` per value of `param`; each one's metrics and commit, keyed by value."""
+    results, revs = {}, {}
+    for value in values:
+        name = f"{prefix}-{value}"
+        print(f"[{label}] {name}: dvc exp run --temp -S {param}={value} {' '.join(overrides)}", flush=True)
+        revs[value] = run_experiment(param, value, overrides, repo, name)
+        results[value] = read_experiment(revs[value], repo)
+        print(f"[{label}] {name}: test UAR {100 * results[value]['test']['uar']:.1f}, "
+              f"val UAR {100 * results[value]['val']['stage3']['uar']:.1f}", flush=True)
+    return results, revs
+
+
+def read_experiment(rev: str, repo: Path) -> dict:
     """The metrics `evaluate`, `shuffle_check` and each training stage wrote, as committed in the experiment."""
     show = lambda path: json.loads(_git("show", f"{rev}:{path}", cwd=repo))  # noqa: E731
     return {"test": show("reports/eval/metrics.json"), "shuffle": show("reports/shuffle/metrics.json"),
             "val": {s: show(f"reports/train/{s}/metrics.json")["val"] for s in TRAIN_STAGES}}
 
 
-def _stats(values: list[float]) -> dict:
+def stats(values: list[float]) -> dict:
     arr = np.asarray(values, dtype=float)
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
             "min": float(arr.min()), "max": float(arr.max()), "values": arr.tolist()}
@@ -74,73 +91,69 @@ def summarize(per_seed: dict[int, dict]) -> dict:
                (row["paradigm"], row["image_layers"], row["text_layers"]) for r in keyed + shuffled):
             raise ValueError("seeds disagree on the Table 4 rows: were they run with different ladders?")
         rows.append({k: row[k] for k in ("paradigm", "image_layers", "text_layers", "stage")}
-                    | {m: _stats([r[m] for r in keyed]) for m in ("war", "uar")}
-                    | {"shuffled_uar_drop": _stats([r["shuffled_uar_drop"] for r in shuffled])})
+                    | {m: stats([r[m] for r in keyed]) for m in ("war", "uar")}
+                    | {"shuffled_uar_drop": stats([r["shuffled_uar_drop"] for r in shuffled])})
     return {
         "seeds": seeds, "num_test_clips": tests[0]["num_test_clips"], "classes": classes,
         "chance_uar": tests[0]["chance_uar"], "clip_model": tests[0]["clip_model"],
         "table4": rows,
         "final": {
-            "war": _stats([t["war"] for t in tests]), "uar": _stats([t["uar"] for t in tests]),
-            "shuffled_uar": _stats([sh["shuffled"]["uar"] for sh in shuffles]),
-            "shuffled_uar_drop": _stats([sh["shuffled"]["uar_drop"] for sh in shuffles]),
-            "per_class_recall": {c: _stats([t["per_class_recall"][c] for t in tests]) for c in classes},
-            "shuffled_per_class_recall": {c: _stats([sh["shuffled"]["per_class_recall"][c] for sh in shuffles])
+            "war": stats([t["war"] for t in tests]), "uar": stats([t["uar"] for t in tests]),
+            "shuffled_uar": stats([sh["shuffled"]["uar"] for sh in shuffles]),
+            "shuffled_uar_drop": stats([sh["shuffled"]["uar_drop"] for sh in shuffles]),
+            "per_class_recall": {c: stats([t["per_class_recall"][c] for t in tests]) for c in classes},
+            "shuffled_per_class_recall": {c: stats([sh["shuffled"]["per_class_recall"][c] for sh in shuffles])
                                           for c in classes},
         },
-        "val": {stage: {"uar": _stats([per_seed[s]["val"][stage]["uar"] for s in seeds]),
-                        "shuffled_uar_drop": _stats([per_seed[s]["val"][stage]["shuffled"]["uar_drop"]
+        "val": {stage: {"uar": stats([per_seed[s]["val"][stage]["uar"] for s in seeds]),
+                        "shuffled_uar_drop": stats([per_seed[s]["val"][stage]["shuffled"]["uar_drop"]
                                                      for s in seeds])}
                 for stage in TRAIN_STAGES},
     }
 
 
-def _pm(stat: dict) -> str:
+def plus_minus(stat: dict) -> str:
     return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
 
 
-def summary_markdown(summary: dict) -> str:
-    n = len(summary["seeds"])
-    lines = [f"Test split: {summary['num_test_clips']} clips, {len(summary['classes'])} classes "
-             f"(chance UAR {100 * summary['chance_uar']:.1f}%), CLIP `{summary['clip_model']}`. "
-             f"Mean ± std over {n} training seeds ({', '.join(map(str, summary['seeds']))}); "
-             "checkpoints and hyperparameters chosen on val.",
+def summary_markdown(summary: dict, intro: str | None = None) -> str:
+    """The tables of a summary; `intro` replaces the first line (which describes a seed sweep)."""
+    if intro is None:
+        n = len(summary["seeds"])
+        intro = (f"Test split: {summary['num_test_clips']} clips, {len(summary['classes'])} classes "
+                 f"(chance UAR {100 * summary['chance_uar']:.1f}%), CLIP `{summary['clip_model']}`. "
+                 f"Mean ± std over {n} training seeds ({', '.join(map(str, summary['seeds']))}); "
+                 "checkpoints and hyperparameters chosen on val.")
+    lines = [intro,
              "",
              "| Training paradigm | Image layers | Text layers | WAR % | UAR % | shuffled-frame UAR drop (points) |",
              "|---|---|---|---|---|---|"]
     for r in summary["table4"]:
-        lines.append(f"| {r['paradigm']} | {r['image_layers']} | {r['text_layers']} | {_pm(r['war'])} | "
-                     f"{_pm(r['uar'])} | {_pm(r['shuffled_uar_drop'])} |")
+        lines.append(f"| {r['paradigm']} | {r['image_layers']} | {r['text_layers']} | {plus_minus(r['war'])} | "
+                     f"{plus_minus(r['uar'])} | {plus_minus(r['shuffled_uar_drop'])} |")
     final = summary["final"]
     classes = summary["classes"]
     lines += ["",
               "| Test frame order (final model) | WAR % | UAR % |",
               "|---|---|---|",
-              f"| normal | {_pm(final['war'])} | {_pm(final['uar'])} |",
-              f"| shuffled | | {_pm(final['shuffled_uar'])} (drop {_pm(final['shuffled_uar_drop'])}; "
+              f"| normal | {plus_minus(final['war'])} | {plus_minus(final['uar'])} |",
+              f"| shuffled | | {plus_minus(final['shuffled_uar'])} (drop {plus_minus(final['shuffled_uar_drop'])}; "
               f"smallest seed {100 * final['shuffled_uar_drop']['min']:.1f}) |",
               "",
               "| Per-class test recall % | " + " | ".join(classes) + " |",
               "|---" * (len(classes) + 1) + "|",
-              "| normal order | " + " | ".join(_pm(final["per_class_recall"][c]) for c in classes) + " |",
-              "| shuffled frames | " + " | ".join(_pm(final["shuffled_per_class_recall"][c]) for c in classes) + " |",
+              "| normal order | " + " | ".join(plus_minus(final["per_class_recall"][c]) for c in classes) + " |",
+              "| shuffled frames | " + " | ".join(plus_minus(final["shuffled_per_class_recall"][c]) for c in classes) + " |",
               "",
               "| Validation (selection split), end of stage | UAR % | shuffled UAR drop |",
               "|---|---|---|"]
     for stage, v in summary["val"].items():
-        lines.append(f"| {stage} | {_pm(v['uar'])} | {_pm(v['shuffled_uar_drop'])} |")
+        lines.append(f"| {stage} | {plus_minus(v['uar'])} | {plus_minus(v['shuffled_uar_drop'])} |")
     return "\n".join(lines)
 
 
 def run_seeds(seeds: list[int], overrides: list[str], repo: Path, out_dir: Path, prefix: str = "seed") -> dict:
-    per_seed, revs = {}, {}
-    for seed in seeds:
-        name = f"{prefix}-{seed}"
-        print(f"[seeds] {name}: dvc exp run --temp -S train.seed={seed} {' '.join(overrides)}", flush=True)
-        revs[seed] = run_seed(seed, overrides, repo, name)
-        per_seed[seed] = read_seed(revs[seed], repo)
-        print(f"[seeds] {name}: test UAR {100 * per_seed[seed]['test']['uar']:.1f}, "
-              f"val UAR {100 * per_seed[seed]['val']['stage3']['uar']:.1f}", flush=True)
+    per_seed, revs = run_sweep("train.seed", seeds, overrides, repo, prefix, "seeds")
     summary = summarize(per_seed) | {"overrides": overrides, "experiments": {s: revs[s] for s in seeds}}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
