@@ -31,7 +31,7 @@ def dfew_repo(tmp_path_factory, tiny_clip_dir):
 
 def test_dvc_repro_on_a_dfew_tree_reaches_reports(dfew_repo):
     repo, _, truth, stages = dfew_repo
-    assert stages[:4] == ["prepare", "face_crop", "pretrain_clip", "features"]
+    assert stages[:5] == ["prepare", "face_crop", "validate", "pretrain_clip", "features"]
     assert stages[-3:] == ["evaluate", "shuffle_check", "export"]
     raw = pd.read_parquet(repo / "data/raw/manifest.parquet")
     assert set(raw["dataset"]) == {"dfew"} and sorted(raw["clip_id"]) == sorted(truth)
