@@ -8,10 +8,10 @@ chosen without seeing the fold's test clips. WAR and UAR of every fold and their
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from a3lign_dfer.evaluation.multi_seed import plus_minus, run_sweep, stats, summarize, summary_markdown
+from a3lign_dfer.evaluation.multi_seed import (plus_minus, run_sweep, stats, summarize, summary_markdown,
+                                               write_summary)
 
 
 def summarize_folds(per_fold: dict[int, dict]) -> dict:
@@ -47,7 +47,4 @@ def folds_markdown(summary: dict) -> str:
 def run_folds(folds: list[int], overrides: list[str], repo: Path, out_dir: Path, prefix: str = "fold") -> dict:
     per_fold, revs = run_sweep("data.fold", folds, overrides, repo, prefix, "folds")
     summary = summarize_folds(per_fold) | {"overrides": overrides, "experiments": {f: revs[f] for f in folds}}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out_dir / "summary.md").write_text(folds_markdown(summary) + "\n")
-    return summary
+    return write_summary(summary, folds_markdown(summary), out_dir)

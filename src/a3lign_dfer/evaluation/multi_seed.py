@@ -155,7 +155,12 @@ def summary_markdown(summary: dict, intro: str | None = None) -> str:
 def run_seeds(seeds: list[int], overrides: list[str], repo: Path, out_dir: Path, prefix: str = "seed") -> dict:
     per_seed, revs = run_sweep("train.seed", seeds, overrides, repo, prefix, "seeds")
     summary = summarize(per_seed) | {"overrides": overrides, "experiments": {s: revs[s] for s in seeds}}
+    return write_summary(summary, summary_markdown(summary), out_dir)
+
+
+def write_summary(summary: dict, markdown: str, out_dir: Path) -> dict:
+    """summary.json and summary.md of a sweep (seeds, folds)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out_dir / "summary.md").write_text(summary_markdown(summary) + "\n")
+    (out_dir / "summary.md").write_text(markdown + "\n")
     return summary
