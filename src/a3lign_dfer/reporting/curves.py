@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from a3lign_dfer.config import Params
 
@@ -122,6 +123,7 @@ def plot_stage(curves: StageCurves, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
         ax.set_xlim(0.5, max(len(log), 1) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(TITLES.get(curves.stage, curves.stage), fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata=PNG_METADATA)
@@ -144,6 +146,7 @@ def plot_ladder(stages: list[StageCurves], path: Path) -> None:
     ax.set(xlabel="epoch (stages end to end)", ylabel="val UAR %",
            title="BAP ladder: val UAR through the stages (stars: each growth phase's val-selected epoch)")
     ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8, loc="lower right", ncol=len(stages))
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata=PNG_METADATA)
