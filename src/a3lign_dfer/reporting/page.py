@@ -93,10 +93,6 @@ def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
-def _points(value) -> str:
-    return "n/a" if value is None else f"{100 * value:+.1f}" if value < 0 else f"{100 * value:.1f}"
-
-
 class Page:
     """The page being written: links are relative to the folder the page is in."""
 
@@ -143,7 +139,7 @@ def _markdown_table(text: str) -> str:
     return _table([_e(c) for c in lines[0]], rows)
 
 
-def metrics_section(page: Page, reports: Path, deploy: Path, params: Params) -> str:
+def metrics_section(page: Page, reports: Path, params: Params) -> str:
     evaluation = _load(reports / "eval/metrics.json")
     shuffle = _load(reports / "shuffle/metrics.json")
     export = _load(reports / "export.json")
@@ -174,7 +170,7 @@ def metrics_section(page: Page, reports: Path, deploy: Path, params: Params) -> 
     for r in evaluation["table4"]:
         s = shuffled.get((r["paradigm"], r["image_layers"], r["text_layers"]), {})
         rows.append([_e(r["paradigm"]), _e(r["image_layers"]), _e(r["text_layers"]), _pct(r["war"]), _pct(r["uar"]),
-                     _pct(s.get("shuffled_uar")), _points(s.get("shuffled_uar_drop")), _e(r["stage"]),
+                     _pct(s.get("shuffled_uar")), _pct(s.get("shuffled_uar_drop")), _e(r["stage"]),
                      _e(r.get("val_selected_epoch"))])
     parts.append(f"<h3>Table 4 (and Table 5's shuffled frames), test split, train seed {_e(evaluation.get('train_seed'))}"
                  "</h3>" + _table(["Training paradigm", "Image layers", "Text layers", "WAR %", "UAR %",
@@ -379,7 +375,7 @@ def build_page(reports: Path, deploy: Path, curves_dir: Path, out: Path, params:
     page = Page(out)
     evaluation = _load(reports / "eval/metrics.json") or {}
     bodies = {
-        "metrics": metrics_section(page, reports, deploy, params),
+        "metrics": metrics_section(page, reports, params),
         "figures": figures_section(page, reports),
         "curves": curves_section(page, reports, curves_dir, params),
         "data": data_section(page, reports),
