@@ -1,7 +1,7 @@
 """One reports page, `reports/index.html`: every report the pipeline writes, on one offline page.
 
-It shows the test metrics (WAR, UAR, the shuffled-frame drop, Table 4 with its
-shuffled column, per-class recall, the release gate's checks), the evaluation
+It shows the test metrics (WAR, UAR, the shuffled-frame drop, ONNX parity, Table 4
+with its shuffled column, per-class recall), the evaluation
 figures, the per-epoch curves of every training stage (static PNGs, see curves.py),
 the data reports (face crop, the Great Expectations Data Docs, small-CLIP
 pretraining, feature cache), the drift reports under `reports/drift/`, the
@@ -25,7 +25,6 @@ import os
 from pathlib import Path
 
 from a3lign_dfer.config import Params
-from a3lign_dfer.registry.release import gate_markdown, quality_gate
 from a3lign_dfer.reporting.curves import BAP_STAGES, SERIES, render_curves
 
 CSS = """
@@ -131,15 +130,7 @@ def _card(value: str, label: str, css: str = "") -> str:
     return f'<div class="card"><div class="value {css}">{value}</div><div class="label">{label}</div></div>'
 
 
-def _markdown_table(text: str) -> str:
-    """gate_markdown's pipe table as HTML."""
-    lines = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()]
-    rows = [[_e(c) if c not in ("pass", "FAIL") else f'<span class="{"pass" if c == "pass" else "fail"}">{c}</span>'
-             for c in row] for row in lines[2:]]
-    return _table([_e(c) for c in lines[0]], rows)
-
-
-def metrics_section(page: Page, reports: Path, params: Params) -> str:
+def metrics_section(page: Page, reports: Path) -> str:
     evaluation = _load(reports / "eval/metrics.json")
     shuffle = _load(reports / "shuffle/metrics.json")
     export = _load(reports / "export.json")
@@ -155,15 +146,11 @@ def metrics_section(page: Page, reports: Path, params: Params) -> str:
         cards.append(_card("passed" if parity["passed"] else "FAILED",
                            f"ONNX vs PyTorch parity: max |Δlogit| {parity['max_abs_logit_difference']:.2g}, "
                            f"top-1 agreement {_pct(parity['top1_agreement'])}%", css))
-    parts = [f'<div class="cards">{"".join(cards)}</div>']
-    if shuffle and export:
-        checks = quality_gate({"evaluate": evaluation, "shuffle_check": shuffle, "export": export}, params.release)
-        verdict = all(c.passed for c in checks)
-        parts.append(f"<h3>Release gate (params <code>release</code>): "
-                     f'<span class="{"pass" if verdict else "fail"}">{"passes" if verdict else "fails"}</span></h3>'
-                     + _markdown_table(gate_markdown(checks)))
-    else:
-        parts.append("<p class='missing'>Release gate not computed: shuffle_check or export has not run.</p>")
+    # The release gate's thresholds are not shown: they are params of the release, and a page that
+    # read them would be out of date (and block the release) whenever they change.
+    parts = [f'<div class="cards">{"".join(cards)}</div>',
+             "<p class='files'>The release gate (<code>python -m a3lign_dfer release</code>) holds these numbers "
+             "to the thresholds in params <code>release</code>.</p>"]
 
     shuffled = {(r["paradigm"], r["image_layers"], r["text_layers"]): r for r in (shuffle or {}).get("table5", [])}
     rows = []
@@ -342,13 +329,13 @@ def registry_state(repo: Path) -> tuple[list[dict], str | None]:
         return [], f"{type(error).__name__}: {error}"
 
 
-def registry_section(repo: Path, artifact: str) -> str:
+def registry_section(repo: Path) -> str:
     rows, error = registry_state(repo)
     if error:
         return f"<p class='missing'>Registry not read: {_e(error)}</p>"
     if not rows:
-        return (f"<p class='missing'>No registered versions yet (no GTO tags). A release registers "
-                f"<code>{_e(artifact)}</code>: <code>python -m a3lign_dfer release</code>.</p>")
+        return ("<p class='missing'>No registered versions yet (no GTO tags). A release registers the "
+                "deployment artifact: <code>python -m a3lign_dfer release</code>.</p>")
     table = _table(["artifact", "version", "commit", "registered", "stages"],
                    [[_e(r["artifact"]), f"<b>{_e(r['version'])}</b>", f"<code>{_e(r['commit'])}</code>",
                      _e(r["registered"]), _e(", ".join(r["stages"]) or "-")] for r in rows])
@@ -375,13 +362,13 @@ def build_page(reports: Path, deploy: Path, curves_dir: Path, out: Path, params:
     page = Page(out)
     evaluation = _load(reports / "eval/metrics.json") or {}
     bodies = {
-        "metrics": metrics_section(page, reports, params),
+        "metrics": metrics_section(page, reports),
         "figures": figures_section(page, reports),
         "curves": curves_section(page, reports, curves_dir, params),
         "data": data_section(page, reports),
         "drift": drift_section(page, reports),
         "deployment": deployment_section(page, reports, deploy),
-        "registry": registry_section(repo, params.release.artifact),
+        "registry": registry_section(repo),
         "more": more_section(page, reports),
     }
     subtitle = (f"Final model <code>{_e(evaluation['checkpoint'])}</code> (train seed {_e(evaluation.get('train_seed'))}) "
