@@ -54,7 +54,7 @@ def test_pipeline_flow_runs_every_stage_as_a_task_with_its_metrics(flow_repo):
     tasks, artifacts = _task_runs_and_artifacts(state)
     names = _stage_names(repo)
     assert names[:5] == ["prepare", "face_crop", "validate", "pretrain_clip", "features"]
-    assert names[-3:] == ["evaluate", "shuffle_check", "export"]
+    assert names[-4:] == ["evaluate", "shuffle_check", "export", "report_page"]
     assert tasks == {name: "COMPLETED" for name in names}
     result = state.result()
     assert result["ran"] == names and result["up_to_date"] == []
@@ -128,7 +128,7 @@ def test_changed_params_are_recorded_as_a_dvc_experiment_and_params_restored(flo
     before = (repo / "params.yaml").read_text()
     state = pipeline(str(repo), set_params=["export.parity_atol=0.002"], return_state=True)
     assert state.is_completed(), state.message
-    assert state.result()["ran"] == ["export"]                       # DVC re-runs only what the param reaches
+    assert state.result()["ran"] == ["export", "report_page"]        # DVC re-runs only what the param reaches
     assert (repo / "params.yaml").read_text() == before
     assert run_cmd(["git", "status", "--porcelain", "--untracked-files=no"], repo) == ""
     exp = state.result()["recorded"].split("`")[1]
@@ -160,7 +160,7 @@ def test_a_failing_stage_fails_the_flow_with_its_message_and_stops_the_pipeline(
     names = _stage_names(repo)
     before = names[:names.index("train_stage3")]
     assert tasks["train_stage3"] == "FAILED" and all(tasks[n] == "COMPLETED" for n in before)
-    assert not {"evaluate", "shuffle_check", "export"} & set(tasks)     # later stages never ran
+    assert not {"evaluate", "shuffle_check", "export", "report_page"} & set(tasks)   # later stages never ran
     assert "lr:\n    mat: abc" not in (repo / "params.yaml").read_text()
     assert run_cmd(["git", "status", "--porcelain", "--untracked-files=no"], repo) == ""
 

@@ -34,8 +34,8 @@ def pipeline(tmp_path_factory):
 def test_dvc_repro_runs_every_stage_and_writes_consistent_metrics(pipeline):
     repo, params, first = pipeline
     assert first[:5] == ["prepare", "face_crop", "validate", "pretrain_clip", "features"]
-    assert first[-3:] == ["evaluate", "shuffle_check", "export"]
-    assert sorted(first[5:-3]) == sorted(TRAINING + ABLATIONS)
+    assert first[-4:] == ["evaluate", "shuffle_check", "export", "report_page"]
+    assert sorted(first[5:-4]) == sorted(TRAINING + ABLATIONS)
     assert [s for s in first if s in TRAINING] == TRAINING
 
     crop = json.loads((repo / "reports/face_crop.json").read_text())
@@ -74,6 +74,13 @@ def test_dvc_repro_runs_every_stage_and_writes_consistent_metrics(pipeline):
         live = json.loads((repo / f"reports/train/{stage}/metrics.json").read_text())
         assert live["val"]["num_samples"] == features["val_clips"] and "uar_drop" in live["val"]["shuffled"]
         assert (repo / f"reports/train/{stage}/plots/metrics/val/uar.tsv").exists()
+    # The reports page: every link resolves, a curve figure per training stage.
+    from test_report_page import assert_links_resolve
+
+    linked = assert_links_resolve(repo / "reports/index.html")
+    assert (repo / "reports/validation/index.html").resolve() in linked
+    assert {p.stem for p in (repo / "reports/curves").glob("*.png")} == \
+        {"stage1", "stage2", "stage2_text", "stage3", "all_at_once_separate", "all_at_once_joint", "bap_ladder"}
 
     assert _stages_run(_run([sys.executable, "-m", "dvc", "repro"], repo)) == []
 
@@ -186,5 +193,5 @@ def test_changing_a_stage_param_reruns_only_that_stage_and_what_follows(pipeline
     params["stage3"]["lr"]["encoder"] = params["stage3"]["lr"]["encoder"] / 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     rerun = _stages_run(_run([sys.executable, "-m", "dvc", "repro"], repo))
-    assert rerun == ["train_stage3", "evaluate", "shuffle_check", "export"]
+    assert rerun == ["train_stage3", "evaluate", "shuffle_check", "export", "report_page"]
 

@@ -170,6 +170,25 @@ def cmd_release(args, params) -> None:
     print(f"{result['artifact']} {result['version']} (commit {result['commit'][:10]}): {result['stages']}")
 
 
+def cmd_report_page(args, params) -> None:
+    from a3lign_dfer.reporting.page import build_page
+
+    built = build_page(Path(args.reports), Path(args.deploy), Path(args.curves), Path(args.out), params)
+    print(f"wrote {args.out}: {len(built['linked'])} linked files, {len(built['curves'])} curve figures")
+    if args.screenshot:
+        from a3lign_dfer.reporting.browser import render
+
+        rendered = render(Path(args.out), Path(args.screenshot))
+        print(f"rendered in headless Chromium, screenshot {rendered.screenshot}")
+
+
+def cmd_plots_template(args, params) -> None:
+    from a3lign_dfer.reporting.plots_template import write_template
+
+    print(f"wrote {write_template(Path(args.out))} (name it with `dvc config plots.html_template`, "
+          "relative to .dvc/)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="a3lign_dfer", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -266,6 +285,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("release", help="quality gate on the built model; a pass registers a GTO version (staging)")
     p.add_argument("--prod", action="store_true", help="also assign prod")
     p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("report-page", help="reports/index.html: metrics, figures, training curves, data, drift, "
+                                            "deployment manifest, registry, on one offline page")
+    p.add_argument("--reports", required=True, help="the reports folder the pipeline writes")
+    p.add_argument("--deploy", required=True, help="the deployment artifact folder (its manifest.json)")
+    p.add_argument("--curves", required=True, help="folder for the static training-curve PNGs")
+    p.add_argument("--out", required=True, help="the page (links are relative to its folder)")
+    p.add_argument("--screenshot", help="also render the page in headless Chromium and save a screenshot here")
+    p.set_defaults(func=cmd_report_page)
+
+    p = sub.add_parser("plots-template", help="offline HTML template for `dvc plots show` (Vega scripts inlined)")
+    p.add_argument("--out", default=".dvc/plots_offline.html")
+    p.set_defaults(func=cmd_plots_template)
 
     p = sub.add_parser("results", help="rewrite the README results table from reports/")
     p.add_argument("--readme", default="README.md")

@@ -1,0 +1,246 @@
+"""The reports page and the offline plots: built from the committed reports, opened in headless Chromium.
+
+Chromium is a system package (`apt-get install chromium`); the browser checks skip with that
+reason where it is absent, the rest (links, byte-stability, curve renders, DVC's output) still run.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from conftest import PARAMS, ROOT, run_cmd
+
+from a3lign_dfer.reporting.browser import find_chromium, image_spread, render
+from a3lign_dfer.reporting.curves import read_stage, render_curves
+from a3lign_dfer.reporting.page import SECTIONS, build_page
+
+REPORTS = ROOT / "reports"
+TRAINING = ["stage1", "stage2", "stage2_text", "stage3", "all_at_once_separate", "all_at_once_joint"]
+needs_chromium = pytest.mark.skipif(find_chromium() is None,
+                                    reason="Chromium is not installed (apt-get install chromium): "
+                                           "the browser check needs it")
+
+MANIFEST = {
+    "clip_model": "models/clip_small", "classes": ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"],
+    "source_checkpoint": {"path": "models/stage3", "sha256": "076a93b5a8e2" + "0" * 52, "stage": "stage3",
+                          "train_seed": 0},
+    "opset": 17, "io": {"inputs": {"frames": [None, 16, 3, 64, 64]}, "outputs": {"logits": [None, 7]}},
+    "max_batch": 16, "test_metrics": {"war": 0.85, "uar": 0.78, "shuffled_uar_drop": 0.11, "num_test_clips": 358},
+    "parity_onnxruntime_vs_torch": {"clips": 358, "max_abs_logit_difference": 0.00035, "top1_agreement": 1.0,
+                                    "logit_atol": 0.001, "passed": True},
+    "tensorrt": {"status": "skipped", "reason": "TensorRT is not installed"},
+    "versions": {"torch": "2.14.1", "onnx": "1.23.2"},
+    "files": {"model.onnx": "4557b7984e27754c" + "0" * 48, "labels.json": "51c49c67b9b5505b" + "0" * 48},
+}
+
+
+class Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.urls: list[tuple[str, str]] = []
+        self.ids: set[str] = set()
+        self.external_scripts: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        for key in ("href", "src"):
+            if attrs.get(key):
+                self.urls.append((tag, attrs[key]))
+
+
+def links_of(page: Path) -> Links:
+    parser = Links()
+    parser.feed(page.read_text())
+    return parser
+
+
+def assert_links_resolve(page: Path) -> list[Path]:
+    """Every href/src is relative and names an existing file (or an id on the page); returns the files."""
+    parser, files = links_of(page), []
+    for tag, url in parser.urls:
+        parts = urlsplit(url)
+        assert not parts.scheme and not parts.netloc, f"<{tag}> points off the machine: {url}"
+        if not parts.path:
+            assert parts.fragment in parser.ids, f"anchor #{parts.fragment} has no target"
+            continue
+        target = (page.parent / unquote(parts.path)).resolve()
+        assert target.is_file(), f"<{tag}> {url} does not resolve ({target})"
+        files.append(target)
+    return files
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A workspace as the pipeline leaves it: the committed reports, Data Docs, a drift report, a deploy
+    manifest, and a git repo with one registered GTO version in staging; the page built twice."""
+    from gto import api
+
+    repo = tmp_path_factory.mktemp("site") / "repo"
+    reports = repo / "reports"
+    for rel in ["eval", "shuffle", "train", "seeds", "face_crop.json", "pretrain_clip.json", "features.json",
+                "export.json"]:
+        (shutil.copytree if (REPORTS / rel).is_dir() else shutil.copy)(REPORTS / rel, reports / rel)
+    (reports / "validation").mkdir()
+    (reports / "validation/index.html").write_text("<html><body>Data Docs</body></html>")
+    (reports / "validation.json").write_text(json.dumps({
+        "success": True, "clips": 1015, "clips_per_split": {"train": 419, "val": 238, "test": 358},
+        "smallest_class": {"train": {"class": "disgust", "clips": 12}},
+        "expectations": [{"expectation": "expect_column_values_to_be_in_set(label_name)", "success": True,
+                          "unexpected": 0}], "failures": []}))
+    (reports / "drift/batch_0001").mkdir(parents=True)
+    (reports / "drift/batch_0001/report.html").write_text("<html><body>drift</body></html>")
+    (repo / "models/deploy").mkdir(parents=True)
+    (repo / "models/deploy/manifest.json").write_text(json.dumps(MANIFEST))
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "test"],
+                ["git", "config", "user.email", "test@example.com"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "reports"]):
+        run_cmd(cmd, repo)
+    api.register(str(repo), "a3lign-dfer", ref="HEAD", version="v0.1.0")
+    api.assign(str(repo), "a3lign-dfer", "staging", version="v0.1.0")
+
+    out = reports / "index.html"
+    args = (reports, repo / "models/deploy", reports / "curves", out, PARAMS, repo)
+    first = build_page(*args)
+    first_bytes = out.read_bytes()
+    first_curves = {p.name: p.read_bytes() for p in first["curves"]}
+    second = build_page(*args)
+    return {"repo": repo, "page": out, "built": second, "first_bytes": first_bytes, "first_curves": first_curves}
+
+
+def test_every_link_resolves_and_every_report_is_linked(site):
+    page, reports = site["page"], site["repo"] / "reports"
+    files = set(assert_links_resolve(page))
+    expected = [reports / rel for rel in ("eval/metrics.json", "eval/confusion.png", "eval/predictions.csv",
+                                          "shuffle/metrics.json", "shuffle/per_class_recall.png", "export.json",
+                                          "face_crop.json", "features.json", "pretrain_clip.json",
+                                          "validation.json", "validation/index.html",
+                                          "drift/batch_0001/report.html", "seeds/summary.md", "curves/bap_ladder.png")]
+    expected += [site["repo"] / "models/deploy/manifest.json"]
+    expected += [reports / "train" / s / rel for s in TRAINING for rel in ("metrics.json", "plots/metrics/val/uar.tsv")]
+    expected += [reports / "curves" / f"{s}.png" for s in TRAINING]
+    assert sorted(p for p in expected if p.resolve() not in files) == []
+    # No network: no script, stylesheet or image from anywhere but the page's folder tree.
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text and "<link" not in text
+
+
+def test_page_shows_the_numbers_of_the_reports_it_links(site):
+    text = site["page"].read_text()
+    evaluation = json.loads((REPORTS / "eval/metrics.json").read_text())
+    shuffle = json.loads((REPORTS / "shuffle/metrics.json").read_text())
+    assert f"{100 * evaluation['uar']:.1f}" in text and f"{100 * evaluation['war']:.1f}" in text
+    assert f"{100 * shuffle['shuffled']['uar_drop']:.1f}" in text
+    for row in evaluation["table4"]:                      # every Table 4 row, labelled as evaluate labelled it
+        assert f"<td>{row['stage']}</td>" in text
+    assert "validation/index.html" in text and "smallest training class disgust (12 clips)" in text
+    assert "batch_0001/report.html" in text
+    assert "opset" in text.lower() and "<td>17</td>" in text and "model.onnx" in text
+    assert "<b>v0.1.0</b>" in text and "staging" in text   # the registry as GTO reads the tags
+
+
+def test_page_and_curves_are_byte_stable(site):
+    assert site["page"].read_bytes() == site["first_bytes"]
+    assert {p.name: p.read_bytes() for p in site["built"]["curves"]} == site["first_curves"]
+    assert str(site["repo"]) not in site["page"].read_text()   # no absolute path of the machine that built it
+
+
+def test_curve_renders_exist_and_are_drawn(site):
+    curves = site["repo"] / "reports/curves"
+    assert sorted(p.stem for p in curves.glob("*.png")) == sorted([*TRAINING, "bap_ladder"])
+    for png in curves.glob("*.png"):
+        assert image_spread(png) > 0.05, f"{png.name} looks blank"
+
+
+def test_phase_marks_follow_the_params_and_are_dropped_when_the_log_disagrees(tmp_path):
+    from dataclasses import replace
+
+    curves = read_stage(REPORTS / "train", "stage2", PARAMS)
+    assert curves.phase_epochs == tuple(PARAMS.stage2.epochs) and curves.boundaries == [PARAMS.stage2.epochs[0]]
+    assert len(curves.log) == sum(PARAMS.stage2.epochs)
+    assert list(curves.log["epoch"][:2]) == [1, 2] and curves.log["val_uar"].between(0, 1).all()
+    other = replace(PARAMS, stage2=replace(PARAMS.stage2, epochs=(5, 5)))
+    assert read_stage(REPORTS / "train", "stage2", other).phase_epochs == ()
+    # A stage log with no params section (a stage added later) still renders, without phase marks.
+    shutil.copytree(REPORTS / "train/stage1", tmp_path / "train/new_stage")
+    drawn = {d["stage"]: d for d in render_curves(tmp_path / "train", tmp_path / "curves", PARAMS)}
+    assert drawn["new_stage"]["phase_epochs"] == [] and image_spread(tmp_path / "curves/new_stage.png") > 0.05
+
+
+def test_page_builds_without_git_deploy_or_drift(tmp_path):
+    reports = tmp_path / "reports"
+    shutil.copytree(REPORTS / "eval", reports / "eval")
+    shutil.copytree(REPORTS / "train/stage1", reports / "train/stage1")
+    built = build_page(reports, tmp_path / "models/deploy", reports / "curves", reports / "index.html", PARAMS,
+                       tmp_path)
+    text = built["page"].read_text()
+    assert "Registry not read" in text and "not a git repository" in text
+    assert "No deployment artifact yet" in text and "No drift reports yet" in text
+    assert "Data validation has not run yet" in text
+    assert_links_resolve(built["page"])
+
+
+@needs_chromium
+def test_page_renders_offline_in_chromium(site, tmp_path):
+    rendered = render(site["page"], tmp_path / "index.png")
+    assert 'data-broken-images="0"' in rendered.dom, "a figure did not load"
+    for key, title in SECTIONS:
+        assert f'id="{key}"' in rendered.dom and title in rendered.dom
+    assert image_spread(rendered.screenshot) > 0.05
+    print(f"screenshot: {rendered.screenshot}")
+
+
+@needs_chromium
+def test_a_missing_figure_is_named_on_the_page(site, tmp_path):
+    page = tmp_path / "site/reports/index.html"
+    shutil.copytree(site["repo"] / "reports", page.parent)
+    (page.parent / "curves/stage3.png").unlink()
+    dom = render(page).dom
+    assert 'data-broken-images="1"' in dom and "curves/stage3.png" in dom
+
+
+def _plots_repo(tmp_path: Path) -> Path:
+    """This project's dvc.yaml, .dvc config and offline template, and the committed training/eval plots."""
+    repo = tmp_path / "plots_repo"
+    (repo / ".dvc").mkdir(parents=True)
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    for name in ("config", "plots_offline.html"):
+        shutil.copy(ROOT / ".dvc" / name, repo / ".dvc" / name)
+    for rel in ("train", "eval", "shuffle"):
+        shutil.copytree(REPORTS / rel, repo / "reports" / rel)
+    run_cmd(["git", "init", "-q"], repo)
+    return repo
+
+
+def test_dvc_plots_show_uses_the_offline_template(tmp_path):
+    repo = _plots_repo(tmp_path)
+    run_cmd([sys.executable, "-m", "dvc", "plots", "show", "-o", "dvc_plots"], repo)
+    html = (repo / "dvc_plots/index.html").read_text()
+    assert "cdn.jsdelivr" not in html and '<script src="http' not in html
+    assert "window.vegaEmbed" in html and html.count("vegaEmbed('#") >= 4 * len(TRAINING) + 1
+
+
+@needs_chromium
+def test_dvc_plots_show_draws_the_curves_in_chromium_offline(tmp_path):
+    repo = _plots_repo(tmp_path)
+    run_cmd([sys.executable, "-m", "dvc", "plots", "show", "-o", "dvc_plots"], repo)
+    rendered = render(repo / "dvc_plots/index.html", tmp_path / "dvc_plots.png", height=1400)
+    # Vega drew one line per DVCLive series (4 per training stage) and the confusion template's cells.
+    assert rendered.dom.count('class="mark-line role-mark') >= 4 * len(TRAINING)
+    assert 'class="mark-rect role-mark' in rendered.dom
+    assert image_spread(rendered.screenshot) > 0.05
+
+
+def test_offline_template_is_what_the_installed_vl_convert_bundles():
+    pytest.importorskip("vl_convert", reason="vl-convert-python is not installed: it regenerates the template")
+    from a3lign_dfer.reporting.plots_template import offline_template
+
+    assert (ROOT / ".dvc/plots_offline.html").read_text() == offline_template(), \
+        "regenerate it: python -m a3lign_dfer plots-template --out .dvc/plots_offline.html"
+    assert "plots_offline.html" in (ROOT / ".dvc/config").read_text()
