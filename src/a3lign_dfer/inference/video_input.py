@@ -5,8 +5,8 @@ crop as JPEG at the training quality (the feature cache was computed from JPEG
 crops), take the segment centres (short clips repeat frames in order) and normalise
 for CLIP. Everything comes from preprocess.json, so serving needs no params.yaml.
 
-The drift monitor reads the same path: `video_input_with_stats` also returns what
-the crops looked like (CropStats), computed on exactly the frames the graph gets.
+The drift monitor reads the same path: `face_frames` also returns what the crops
+looked like (CropStats), computed on exactly the frames the graph gets.
 """
 from __future__ import annotations
 
@@ -82,8 +82,9 @@ class CropStats:
                    detection_rate=found / len(track), frames=len(track))
 
 
-def video_input_with_stats(path: str | Path, spec: PreprocessSpec) -> tuple[torch.Tensor, CropStats]:
-    """(frames, 3, size, size) float32 for one video and its CropStats; InputError naming the file otherwise."""
+def face_frames(path: str | Path, spec: PreprocessSpec) -> tuple[np.ndarray, CropStats]:
+    """The sampled face crops the graph gets, uint8 (frames, size, size, 3) after the JPEG round trip, and
+    their CropStats; InputError naming the file when the video cannot be used."""
     path = Path(path)
     if path.is_file() and path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
@@ -99,10 +100,9 @@ def video_input_with_stats(path: str | Path, spec: PreprocessSpec) -> tuple[torc
         raise InputError(f"no face found: {err}") from err
     picked = segment_indices(len(faces.crops), spec.frames, train=False)
     stored = np.stack([_jpeg_roundtrip(faces.crops[i], spec.face_crop.jpeg_quality) for i in picked])
-    stats = CropStats.of(stored, faces.track, faces.found, frames.shape[1:])
-    return normalize_frames(torch.from_numpy(stored), spec.image), stats
+    return stored, CropStats.of(stored, faces.track, faces.found, frames.shape[1:])
 
 
 def video_input(path: str | Path, spec: PreprocessSpec) -> torch.Tensor:
     """(frames, 3, size, size) float32 for one video; InputError naming the file otherwise."""
-    return video_input_with_stats(path, spec)[0]
+    return normalize_frames(torch.from_numpy(face_frames(path, spec)[0]), spec.image)
