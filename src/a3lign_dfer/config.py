@@ -195,10 +195,11 @@ class DriftConfig:
     """The drift monitor's reference profile and thresholds, saved into models/deploy by export."""
 
     pca_components: int              # embedding components (PCA fitted on the training clips)
-    column_p_value: float            # a column drifted when its test's p-value is below this
-    drifted_share: float             # drift flagged when more than this share of input columns drifted
-    embedding: EmbeddingDriftConfig
-    class_mix: bool                  # drift flagged when the predicted-class mix drifted
+    column_p_value: float            # a column drifted (in the report and the share) when its p-value is below this
+    drifted_share: float             # drift flagged when more than this share of input columns drifted,
+    alarm_p_value: float             # or any one input column's p-value is below this,
+    class_mix_p_value: float         # or the predicted-class mix test's p-value is below this (0: never),
+    embedding: EmbeddingDriftConfig  # or the embedding as a whole drifted
 
 
 @dataclass(frozen=True)
@@ -287,8 +288,11 @@ def _validate(p: Params) -> None:
     if p.drift.embedding.method not in EMBEDDING_DRIFT_METHODS:
         raise ValueError(f"drift.embedding.method must be one of {EMBEDDING_DRIFT_METHODS}, "
                          f"got {p.drift.embedding.method!r}")
-    if not 0 < p.drift.column_p_value < 1 or not 0 <= p.drift.drifted_share <= 1 or p.drift.pca_components < 1:
-        raise ValueError("drift: column_p_value must be in (0, 1), drifted_share in [0, 1], pca_components >= 1")
+    d = p.drift
+    if not (0 < d.column_p_value < 1 and 0 < d.alarm_p_value < 1 and 0 <= d.class_mix_p_value < 1
+            and 0 <= d.drifted_share <= 1 and d.pca_components >= 1):
+        raise ValueError("drift: column_p_value and alarm_p_value must be in (0, 1), class_mix_p_value in [0, 1), "
+                         "drifted_share in [0, 1], pca_components >= 1")
     if p.data.dataset == "synthetic" and len(p.synthetic.class_weights) != len(p.data.classes):
         raise ValueError("synthetic.class_weights needs one weight per entry of data.classes")
     for name in ("stage2", "stage2_text", "stage3"):
