@@ -28,7 +28,7 @@ class DriftDetected(RuntimeError):
     """The batch drifted from the reference profile (the drift command exited with 3)."""
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, task_run_name="newest_batch")
 def newest_batch(watch: Path) -> Path:
     """The most recently modified folder or CSV in `watch` (ties: the last name)."""
     if not watch.is_dir():
@@ -40,7 +40,7 @@ def newest_batch(watch: Path) -> Path:
     return max(batches, key=lambda p: (p.stat().st_mtime, p.name))
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, task_run_name="drift_check")
 def drift_check(batch: Path, deploy: Path, out: Path, backend: str, repo: Path) -> dict:
     """Run the drift command; its summary.json, or a failure with its last output lines (usage errors)."""
     cmd = [sys.executable, "-m", "a3lign_dfer", "drift", str(batch), "--deploy", str(deploy), "--out", str(out),

@@ -197,7 +197,7 @@ def test_drift_passes_an_in_distribution_batch_and_flags_shifted_ones_naming_wha
     loaded = load_params(repo / "params.yaml")
     classes = tuple(params["data"]["classes"])
     shifts = {"clean": ({}, None), "dark": ({"light_gain": 0.4}, "brightness"),
-              "blur_noise": ({"extra_blur": 2.0, "noise_gain": 4.0}, "sharpness"),
+              "blur_noise": ({"extra_blur": 3.0, "noise_gain": 2.0}, "sharpness"),
               "small_faces": ({"face_scale": 0.6}, "face_size")}
     for i, (name, (knobs, _)) in enumerate(shifts.items()):
         make_batch(tmp_path / name, replace(loaded.synthetic, **knobs), classes, 101 + i, 8, 3)

@@ -106,11 +106,13 @@ def compare(batch: pd.DataFrame, profile: DriftProfile, name: str, metadata: dic
     reasons = []
     if share > cfg.drifted_share:
         reasons.append(f"{len(drifted)} of {len(inputs)} input columns drifted at p < {cfg.column_p_value} "
-                       f"({share:.0%} > {cfg.drifted_share:.0%}): {', '.join(drifted)}")
+                       f"({share:.0%} > {cfg.drifted_share:.0%})")
     if alarms:
-        reasons.append(f"{len(alarms)} column(s) moved beyond chance (p < {cfg.alarm_p_value}): " + ", ".join(
-            f"{c} (p={results[c]['score']:.2g}, mean {profile.reference[c].mean():.4g} -> {batch[c].mean():.4g})"
-            for c in sorted(alarms, key=lambda c: results[c]["score"])))
+        first = sorted(alarms, key=lambda c: (c not in profile.stats, results[c]["score"]))   # crop stats first
+        named = ", ".join(f"{c} (p={results[c]['score']:.2g}, mean {profile.reference[c].mean():.4g} -> "
+                          f"{batch[c].mean():.4g})" for c in first[:6])
+        more = f" and {len(first) - 6} more" if len(first) > 6 else ""
+        reasons.append(f"{len(alarms)} column(s) moved beyond chance (p < {cfg.alarm_p_value}): {named}{more}")
     if embedding_drifted:
         reasons.append(f"the embedding drifted ({cfg.embedding.method} score {score:.4g} > {cfg.embedding.threshold})")
     if mix_p < cfg.class_mix_p_value:
