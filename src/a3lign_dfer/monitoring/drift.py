@@ -58,10 +58,11 @@ def embedding_method(cfg: EmbeddingDriftConfig):
 
 def _column_results(snapshot) -> dict[str, dict]:
     """Per column of every ValueDrift in the report: its score, method and Evidently's drift verdict."""
+    results = snapshot.dict()
     scores = {m["config"]["column"]: (m["value"], m["config"].get("method"))
-              for m in snapshot.dict()["metrics"] if m["config"]["type"].endswith("ValueDrift")}
+              for m in results["metrics"] if m["config"]["type"].endswith("ValueDrift")}
     out = {}
-    for test in snapshot.dict()["tests"]:
+    for test in results["tests"]:
         params = test["metric_config"]["params"]
         if params["type"].endswith("ValueDrift"):
             score, method = scores[params["column"]]
