@@ -93,8 +93,9 @@ def main(argv: list[str] | None = None) -> dict:
                 "class_mix": summary["prediction"]["class_mix"]["current"],
                 "confidence_p": summary["prediction"]["confidence"]["score"],
                 "embedding": embedding_scores(table, profile), "seconds": round(time.perf_counter() - start, 1)}
-    record = {"deploy": str(deploy), "reference_clips": len(profile.reference), "thresholds": profile.meta["thresholds"],
-              "batch_clips": args.identities * args.clips_per_identity, "batches": results}
+    record = {"deploy": str(deploy), "reference_clips": len(profile.reference),
+              "thresholds": profile.meta["thresholds"], "batch_clips": args.identities * args.clips_per_identity,
+              "batches": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2))
     print(f"reference: {len(profile.reference)} val clips; batches of {record['batch_clips']} clips; "

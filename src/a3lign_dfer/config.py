@@ -281,7 +281,8 @@ def _validate(p: Params) -> None:
         raise ValueError(f"data.val_fraction must be between 0 and 1, got {p.data.val_fraction}")
     for key in ("light_gain", "face_scale"):
         if getattr(p.synthetic, key) <= 0:
-            raise ValueError(f"synthetic.{key} is a positive factor (1 = the benchmark), got {getattr(p.synthetic, key)}")
+            raise ValueError(f"synthetic.{key} is a positive factor (1 = the benchmark), "
+                             f"got {getattr(p.synthetic, key)}")
     for key in ("extra_blur", "noise_gain"):
         if getattr(p.synthetic, key) < 0:
             raise ValueError(f"synthetic.{key} must not be negative, got {getattr(p.synthetic, key)}")
