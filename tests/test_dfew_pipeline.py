@@ -45,6 +45,8 @@ def test_dvc_repro_on_a_dfew_tree_reaches_reports(dfew_repo):
     metrics = json.loads((repo / "reports/eval/metrics.json").read_text())
     assert metrics["classes"] == list(DFEW_ORDER) and metrics["num_test_clips"] == 7
     assert json.loads((repo / "models/deploy/labels.json").read_text())["classes"] == list(DFEW_ORDER)
+    drift = json.loads((repo / "models/deploy/manifest.json").read_text())["drift_reference"]
+    assert drift["status"] == "skipped" and "frame-folder" in drift["reason"]   # the monitor reads videos
     assert re.findall(r"Running stage", run_cmd([sys.executable, "-m", "dvc", "repro"], repo)) == []
 
 

@@ -46,7 +46,7 @@ def test_graph_is_opset17_with_native_layernorm_and_only_a_dynamic_batch(exporte
     io = graph_io(graph)
     size = clip.image_spec.size
     assert io["inputs"] == {"frames": [None, model.spec.frames, 3, size, size]}
-    assert io["outputs"] == {"logits": [None, 7], "probabilities": [None, 7]}
+    assert io["outputs"] == {"logits": [None, 7], "probabilities": [None, 7], "embedding": [None, clip.embed_dim]}
     assert not any(init.name.startswith("model.mat") for init in graph.graph.initializer)   # no text branch
 
 

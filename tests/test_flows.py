@@ -1,6 +1,7 @@
 """The Prefect flows against a real Prefect backend (prefect_test_harness, started once for this module)
 on a fresh git + DVC repo with tiny params: the pipeline flow, a failing stage, a run with changed params,
-the release gate and registry, and the deployments read back through the client."""
+the release gate and registry, the drift monitor on a clean and a shifted batch, and the deployments read
+back through the client."""
 import json
 import subprocess
 import sys
@@ -165,21 +166,59 @@ def test_a_failing_stage_fails_the_flow_with_its_message_and_stops_the_pipeline(
     assert run_cmd(["git", "status", "--porcelain", "--untracked-files=no"], repo) == ""
 
 
+def test_monitor_flow_passes_a_clean_batch_and_fails_red_on_a_shifted_one(flow_repo, tmp_path):
+    import os
+    from dataclasses import replace
+
+    from flows.monitor import monitor
+
+    from a3lign_dfer.config import load_params
+    from a3lign_dfer.monitoring.batches import make_batch
+
+    repo, _ = flow_repo
+    params = load_params(repo / "params.yaml")
+    watch, reports = tmp_path / "incoming", tmp_path / "drift"
+    make_batch(watch / "monday", params.synthetic, params.data.classes, 101, 8, 3)
+    state = monitor(str(watch), repo=str(repo), reports=str(reports), return_state=True)
+    assert state.is_completed(), state.message
+    tasks, artifacts = _task_runs_and_artifacts(state)
+    assert tasks == {"newest_batch": "COMPLETED", "drift_check": "COMPLETED"}
+    assert "# No drift: batch `monday`" in artifacts["drift-summary"]
+    assert (reports / "monday/report.html").as_uri() in artifacts["drift-summary"]
+    assert artifacts["drift-report"].endswith(f"({(reports / 'monday/report.html').as_uri()})")
+    assert state.result()["drift"] is False
+
+    make_batch(watch / "tuesday", replace(params.synthetic, light_gain=0.4), params.data.classes, 102, 8, 3)
+    later = (watch / "monday").stat().st_mtime + 60
+    os.utime(watch / "tuesday", (later, later))                      # the newest batch is the one checked
+    state = monitor(str(watch), repo=str(repo), reports=str(reports), return_state=True)
+    assert state.is_failed() and "drift in batch tuesday" in state.message and "brightness" in state.message
+    tasks, artifacts = _task_runs_and_artifacts(state)
+    assert tasks == {"newest_batch": "COMPLETED", "drift_check": "COMPLETED"}   # the check ran; the run is red
+    assert "# DRIFT: batch `tuesday`" in artifacts["drift-summary"] and "brightness" in artifacts["drift-summary"]
+    summary = json.loads((reports / "tuesday/summary.json").read_text())
+    assert summary["drift"] and "brightness" in summary["alarm_columns"]
+
+
 def test_deployments_register_with_their_schedules(prefect_backend):
     from prefect import get_client
 
-    from flows.deployments import PIPELINE_CRON, ROOT, deployments
+    from flows.deployments import MONITOR_CRON, MONITOR_WATCH, PIPELINE_CRON, ROOT, deployments
 
     for deployment in deployments():
         deployment.apply()
     with get_client(sync_client=True) as client:
         weekly = client.read_deployment_by_name("a3lign-dfer-pipeline/weekly")
         on_demand = client.read_deployment_by_name("a3lign-dfer-release/on-demand")
+        daily = client.read_deployment_by_name("a3lign-dfer-monitor/daily")
     assert [s.schedule.cron for s in weekly.schedules] == [PIPELINE_CRON] and weekly.schedules[0].active
     assert on_demand.schedules == []
     assert weekly.parameters == {"repo": str(ROOT)} and "training" in weekly.tags and weekly.description
     assert "registry" in on_demand.tags and "staging" in on_demand.description
     assert weekly.global_concurrency_limit.limit == 1               # one pipeline run at a time
+    assert [s.schedule.cron for s in daily.schedules] == [MONITOR_CRON] and daily.schedules[0].active
+    assert daily.parameters == {"repo": str(ROOT), "watch": MONITOR_WATCH} and "monitoring" in daily.tags
+    assert "drift" in daily.description
 
 
 def test_flow_modules_import_without_running_anything():

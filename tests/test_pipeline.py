@@ -1,9 +1,10 @@
 """The real pipeline: `dvc repro` in a fresh DVC repo on a tiny params override, then what uses its outputs:
-export, predict, the model registry, the multi-seed command, incremental re-runs."""
+export, predict, the drift monitor, the model registry, the multi-seed command, incremental re-runs."""
 import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -149,6 +150,98 @@ def test_predict_same_label_with_torch_and_onnxruntime_and_clear_errors(pipeline
         assert name in line and reason in line, line
     table = pd.read_csv(tmp_path / "table.csv")                  # the good video is still predicted
     assert table["path"].tolist() == [video] and table["label"].iloc[0] == answers["onnxruntime"]["label"]
+
+
+def test_export_writes_the_drift_reference_profile_through_the_serving_path(pipeline):
+    import numpy as np
+
+    from a3lign_dfer.inference.backends import load_backend
+    from a3lign_dfer.inference.video_input import PreprocessSpec, video_input
+    from a3lign_dfer.monitoring.columns import PREDICTIONS, STATS, embedding_columns
+    from a3lign_dfer.monitoring.profile import DriftProfile
+
+    repo, params, _ = pipeline
+    deploy = repo / "models/deploy"
+    manifest = json.loads((deploy / "manifest.json").read_text())
+    assert {"drift/pca.safetensors", "drift/reference.parquet", "drift/profile.json"} <= set(manifest["files"])
+    dim = json.loads((repo / "data/features/meta.json").read_text())["embed_dim"]
+    assert manifest["io"]["outputs"]["embedding"] == [None, dim]
+    profile = DriftProfile.load(deploy)
+    k = min(params["drift"]["pca_components"], dim)
+    assert profile.pca.components.shape == (k, dim) and profile.embedding == embedding_columns(k)
+    assert list(profile.reference.columns) == ["clip_id", "path", *embedding_columns(k), *STATS, *PREDICTIONS]
+    raw = pd.read_parquet(repo / "data/raw/manifest.parquet")
+    val = raw[raw["split"] == "val"]
+    assert len(profile.reference) + len(profile.meta["reference"]["unreadable"]) == len(val)
+    assert set(profile.reference["clip_id"]) <= set(val["clip_id"])
+    assert profile.meta["thresholds"] == params["drift"] and profile.meta["pca"]["clips"] > 0
+    # The reference rows are what predict computes for those videos.
+    row = profile.reference.iloc[0]
+    spec = PreprocessSpec.load(deploy / "preprocess.json")
+    _, probs, embedding = load_backend(deploy, "onnxruntime")(video_input(repo / "data/raw" / row["path"], spec)
+                                                              .numpy()[None])
+    assert params["data"]["classes"][int(probs.argmax())] == row["predicted"]
+    assert float(probs.max()) == pytest.approx(row["confidence"], abs=1e-5)
+    np.testing.assert_allclose(profile.pca.transform(embedding)[0], row[profile.embedding].to_numpy(float), atol=1e-5)
+
+
+def _drift(repo, batch, out):
+    done = subprocess.run([sys.executable, "-m", "a3lign_dfer", "drift", str(batch), "--deploy",
+                           str(repo / "models/deploy"), "--out", str(out)], cwd=repo, capture_output=True, text=True)
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else None
+    return done.returncode, summary, done.stdout + done.stderr
+
+
+def test_drift_passes_an_in_distribution_batch_and_flags_shifted_ones_naming_what_moved(pipeline, tmp_path):
+    """Batches of new identities from the generator with the pipeline's own settings; the shifted ones
+    change one camera knob each. The class-mix shift needs a model that tells classes apart: the tiny one
+    does not, so it is measured on the default artifact (benchmarks/drift.py, README "Monitoring")."""
+    from a3lign_dfer.config import load_params
+    from a3lign_dfer.monitoring.batches import make_batch
+    from a3lign_dfer.monitoring.drift import EXIT_DRIFT, run_drift
+
+    repo, params, _ = pipeline
+    loaded = load_params(repo / "params.yaml")
+    classes = tuple(params["data"]["classes"])
+    shifts = {"clean": ({}, None), "dark": ({"light_gain": 0.4}, "brightness"),
+              "blur_noise": ({"extra_blur": 3.0, "noise_gain": 2.0}, "sharpness"),
+              "small_faces": ({"face_scale": 0.6}, "face_size")}
+    for i, (name, (knobs, _)) in enumerate(shifts.items()):
+        make_batch(tmp_path / name, replace(loaded.synthetic, **knobs), classes, 101 + i, 8, 3)
+    (tmp_path / "dark/videos/broken.mp4").write_text("not a video")        # a bad file does not stop the report
+
+    code, clean, out = _drift(repo, tmp_path / "clean", tmp_path / "r_clean")
+    assert code == 0 and not clean["drift"], out
+    assert clean["readable"] == clean["videos"] == 24 and clean["bad_files"] == [] and "no drift in clean" in out
+    assert (tmp_path / "r_clean/report.json").stat().st_size > 1000
+    assert json.loads((tmp_path / "r_clean/report.json").read_text())["metrics"]     # Evidently's results
+
+    code, dark, out = _drift(repo, tmp_path / "dark", tmp_path / "r_dark")
+    assert code == EXIT_DRIFT and dark["drift"] and "DRIFT in dark" in out
+    assert "brightness" in dark["alarm_columns"] and dark["columns"]["brightness"]["current_mean"] < \
+        0.6 * dark["columns"]["brightness"]["reference_mean"]
+    assert [b["path"] for b in dark["bad_files"]] == [str(tmp_path / "dark/videos/broken.mp4")]
+    page = (tmp_path / "r_dark/report.html").read_text()
+    assert "broken.mp4" in page and "DRIFT" in page and "brightness" in page and "Drift in embeddings" in page
+
+    for name in ("blur_noise", "small_faces"):
+        assert run_drift([str(tmp_path / name)], repo / "models/deploy", tmp_path / f"r_{name}") == EXIT_DRIFT
+        summary = json.loads((tmp_path / f"r_{name}/summary.json").read_text())
+        assert shifts[name][1] in summary["alarm_columns"], (name, summary["reasons"])
+
+
+def test_drift_without_a_readable_video_exits_1_and_still_writes_its_report(pipeline, tmp_path):
+    repo, _, _ = pipeline
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.mp4").write_text("not a video")
+    pd.DataFrame({"path": ["empty.mp4", "text.mp4", "missing.mp4"]}).to_csv(tmp_path / "batch.csv", index=False)
+    code, summary, out = _drift(repo, tmp_path / "batch.csv", tmp_path / "report")
+    assert code == 1 and not summary["drift"] and summary["readable"] == 0, out
+    assert [Path(b["path"]).name for b in summary["bad_files"]] == ["empty.mp4", "text.mp4", "missing.mp4"]
+    assert "missing.mp4" in (tmp_path / "report/report.html").read_text()
+    (tmp_path / "no_videos").mkdir()
+    code, _, out = _drift(repo, tmp_path / "no_videos", tmp_path / "none")
+    assert code == 2 and "no videos" in out
 
 
 def test_registry_round_trip_register_promote_fetch(pipeline, tmp_path):

@@ -127,7 +127,7 @@ def cmd_export(args, params) -> None:
     from a3lign_dfer.export.bundle import export_deploy
 
     metrics = export_deploy(Path(args.checkpoint), Path(args.crops), Path(args.eval), Path(args.shuffle), params,
-                            Path(args.out))
+                            Path(args.out), Path(args.raw), Path(args.features))
     _write_json(Path(args.metrics), metrics)
     print(json.dumps(metrics, indent=2))
 
@@ -136,6 +136,40 @@ def cmd_predict(args, params) -> int:
     from a3lign_dfer.inference.predict_videos import predict_videos
 
     return predict_videos(args.videos, Path(args.deploy), args.backend, args.device, args.json, args.out)
+
+
+def cmd_drift(args, params) -> int:
+    from a3lign_dfer.monitoring.drift import run_drift
+
+    out = Path(args.out) if args.out else Path("reports/drift") / Path(args.batch[0]).stem
+    return run_drift(args.batch, Path(args.deploy), out, args.backend, args.device)
+
+
+def _overrides(pairs: list[str]) -> dict:
+    """`section.key=value` pairs (values read as YAML: 0.4, [1, 0, 0]) as a nested params override."""
+    import yaml
+
+    out: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"error: --set needs key=value, got {pair!r}")
+        *sections, last = key.split(".")
+        node = out
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[last] = yaml.safe_load(value)
+    return out
+
+
+def cmd_make_batch(args, params) -> None:
+    from a3lign_dfer.config import load_params
+    from a3lign_dfer.monitoring.batches import make_batch
+
+    params = load_params(args.params, _overrides(args.set))
+    rows = make_batch(Path(args.out), params.synthetic, tuple(params.data.classes), args.seed, args.identities,
+                      args.clips_per_identity)
+    print(f"{len(rows)} videos in {Path(args.out) / 'videos'}")
 
 
 def cmd_results(args, params) -> None:
@@ -269,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crops", required=True, help="face-crop folder (test clips for the parity check)")
     p.add_argument("--eval", required=True, help="evaluate's metrics.json (copied into the manifest)")
     p.add_argument("--shuffle", required=True, help="shuffle-check's metrics.json (copied into the manifest)")
+    p.add_argument("--raw", required=True, help="the raw manifest's folder (validation videos for the drift reference)")
+    p.add_argument("--features", required=True, help="feature cache (training clips: the drift PCA)")
     p.add_argument("--out", required=True)
     p.add_argument("--metrics", required=True)
     p.set_defaults(func=cmd_export)
@@ -281,6 +317,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write the predictions table (CSV) here")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("drift", help="Evidently drift report of a batch of videos against the reference profile in "
+                                     "models/deploy; exit 3 when drift is flagged, 1 when videos could not be read")
+    p.add_argument("batch", nargs="+", help="a folder of videos, a CSV with a `path` column (a `predict --out` "
+                                            "table works), or video files")
+    p.add_argument("--deploy", default="models/deploy")
+    p.add_argument("--out", help="report folder (default: reports/drift/<batch name>)")
+    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_drift)
+
+    p = sub.add_parser("make-batch", help="a synthetic batch of new identities under a params override "
+                                          "(drift monitor test data)")
+    p.add_argument("out", help="batch folder (videos/ and the generator's manifest)")
+    p.add_argument("--identities", type=int, default=8)
+    p.add_argument("--clips-per-identity", type=int, default=None, help="default: synthetic.clips_per_identity")
+    p.add_argument("--seed", type=int, default=100, help="generator seed; any value but data.seed draws new faces")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="params override, e.g. --set synthetic.light_gain=0.4")
+    p.set_defaults(func=cmd_make_batch)
 
     p = sub.add_parser("release", help="quality gate on the built model; a pass registers a GTO version (staging)")
     p.add_argument("--prod", action="store_true", help="also assign prod")
@@ -314,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    params = None if args.command == "predict" else load_params(args.params)   # serving needs no params.yaml
+    # serving and monitoring need no params.yaml; make-batch loads it with its overrides
+    params = None if args.command in ("predict", "drift", "make-batch") else load_params(args.params)
     return args.func(args, params) or 0
 
 

@@ -18,6 +18,7 @@ import yaml
 
 
 CLASS_WEIGHTS = ("none", "sqrt_inverse", "inverse")
+EMBEDDING_DRIFT_METHODS = ("model", "mmd", "ratio", "distance")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class SyntheticConfig:
     fps: int
     class_weights: tuple[float, ...]
     label_noise: float
+    light_gain: float
+    extra_blur: float
+    noise_gain: float
+    face_scale: float
     workers: int
 
 
@@ -178,6 +183,26 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class EmbeddingDriftConfig:
+    """The whole-embedding test (Evidently's EmbeddingsDrift) on the PCA components."""
+
+    method: str                      # model, mmd, ratio or distance (Evidently's embedding drift methods)
+    threshold: float                 # drifted when the method's score is above this
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """The drift monitor's reference profile and thresholds, saved into models/deploy by export."""
+
+    pca_components: int              # embedding components (PCA fitted on the training clips)
+    column_p_value: float            # a column drifted (in the report and the share) when its p-value is below this
+    drifted_share: float             # drift flagged when more than this share of input columns drifted,
+    alarm_p_value: float             # or any one input column's p-value is below this,
+    class_mix_p_value: float         # or the predicted-class mix test's p-value is below this (0: never),
+    embedding: EmbeddingDriftConfig  # or the embedding as a whole drifted
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig
     synthetic: SyntheticConfig
@@ -195,6 +220,7 @@ class Params:
     all_at_once: AllAtOnceConfig
     shuffle_check: ShuffleCheckConfig
     export: ExportConfig
+    drift: DriftConfig
     release: ReleaseConfig
 
     def __post_init__(self) -> None:
@@ -253,6 +279,21 @@ def _validate(p: Params) -> None:
                          f"got {p.validate.min_clip_detection_rate}")
     if not 0 < p.data.val_fraction < 1:
         raise ValueError(f"data.val_fraction must be between 0 and 1, got {p.data.val_fraction}")
+    for key in ("light_gain", "face_scale"):
+        if getattr(p.synthetic, key) <= 0:
+            raise ValueError(f"synthetic.{key} is a positive factor (1 = the benchmark), "
+                             f"got {getattr(p.synthetic, key)}")
+    for key in ("extra_blur", "noise_gain"):
+        if getattr(p.synthetic, key) < 0:
+            raise ValueError(f"synthetic.{key} must not be negative, got {getattr(p.synthetic, key)}")
+    if p.drift.embedding.method not in EMBEDDING_DRIFT_METHODS:
+        raise ValueError(f"drift.embedding.method must be one of {EMBEDDING_DRIFT_METHODS}, "
+                         f"got {p.drift.embedding.method!r}")
+    d = p.drift
+    if not (0 < d.column_p_value < 1 and 0 < d.alarm_p_value < 1 and 0 <= d.class_mix_p_value < 1
+            and 0 <= d.drifted_share <= 1 and d.pca_components >= 1):
+        raise ValueError("drift: column_p_value and alarm_p_value must be in (0, 1), class_mix_p_value in [0, 1), "
+                         "drifted_share in [0, 1], pca_components >= 1")
     if p.data.dataset == "synthetic" and len(p.synthetic.class_weights) != len(p.data.classes):
         raise ValueError("synthetic.class_weights needs one weight per entry of data.classes")
     for name in ("stage2", "stage2_text", "stage3"):

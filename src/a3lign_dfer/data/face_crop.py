@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -127,17 +128,31 @@ class NoFaceError(ClipError):
         super().__init__(path, "no_face", reason)
 
 
-def crop_faces(frames: np.ndarray, cfg: FaceCropConfig, source: str | Path) -> tuple[list[np.ndarray], int]:
-    """RGB face crops of every frame and the number of frames with a tracked detection.
+@dataclass(frozen=True)
+class FaceCrops:
+    crops: list[np.ndarray]   # RGB face crop of every frame
+    found: int                # frames with a tracked detection
+    track: np.ndarray         # (frames, 3) smoothed, gap-filled (cx, cy, side), pixels
+
+
+def face_crops(frames: np.ndarray, cfg: FaceCropConfig, source: str | Path) -> FaceCrops:
+    """The face crop of every frame, with the track it was cut along.
 
     Raises NoFaceError (naming `source`) when the face is found too rarely to trust the track.
-    Training (`face_crop` stage) and serving (`predict`) both crop through here.
+    Training (`face_crop` stage), serving (`predict`) and the drift monitor all crop through here.
     """
     track, found = face_track(frames, cfg)
     if track is None or found / len(frames) < cfg.min_detection_rate:
         raise NoFaceError(source, f"face found in {found}/{len(frames)} frames, below "
                                   f"face_crop.min_detection_rate={cfg.min_detection_rate}")
-    return [crop_square(frame, cx, cy, side, cfg.margin, cfg.size) for frame, (cx, cy, side) in zip(frames, track)], found
+    crops = [crop_square(frame, cx, cy, side, cfg.margin, cfg.size) for frame, (cx, cy, side) in zip(frames, track)]
+    return FaceCrops(crops, found, track)
+
+
+def crop_faces(frames: np.ndarray, cfg: FaceCropConfig, source: str | Path) -> tuple[list[np.ndarray], int]:
+    """RGB face crops of every frame and the number of frames with a tracked detection (see face_crops)."""
+    result = face_crops(frames, cfg, source)
+    return result.crops, result.found
 
 
 def _rejected(clip_id: str, err: ClipError, decoded: int) -> dict:

@@ -7,14 +7,16 @@ twin), a Triton model repository, model.plan where TensorRT runs, and
 manifest.json with every file's sha256, versions, metrics and parity. The stage
 fails when ONNX Runtime and PyTorch disagree on real test clips.
 
-Example: python -m a3lign_dfer export --checkpoint models/stage3 --crops data/crops \
-    --eval reports/eval/metrics.json --shuffle reports/shuffle/metrics.json --out models/deploy --metrics reports/export.json
+Example: python -m a3lign_dfer export --checkpoint models/stage3 --crops data/crops --raw data/raw \
+    --features data/features --eval reports/eval/metrics.json --shuffle reports/shuffle/metrics.json \
+    --out models/deploy --metrics reports/export.json
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
+import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from a3lign_dfer.inference.deploy_model import DeployModel
 from a3lign_dfer.inference.video_input import PreprocessSpec
 from a3lign_dfer.model.checkpoint import WEIGHTS, load_checkpoint
 from a3lign_dfer.model.clip_backbone import FrozenCLIP, normalize_frames
+from a3lign_dfer.monitoring.profile import write_reference
 
 PACKAGES = ("torch", "transformers", "onnx", "onnxruntime", "a3lign-dfer")
 
@@ -62,7 +65,7 @@ def parity_inputs(crops_dir: Path, classes: tuple[str, ...], spec: PreprocessSpe
 
 
 def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, shuffle_metrics: Path, params: Params,
-                  out_dir: Path) -> dict:
+                  out_dir: Path, raw_dir: Path, features_dir: Path) -> dict:
     cfg = params.export
     model, meta = load_checkpoint(checkpoint_dir)
     clip = FrozenCLIP.load(meta["clip_model"])
@@ -102,6 +105,13 @@ def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, shu
     write_triton_repository(onnx_path, io, cfg.max_batch, out_dir / "triton",
                             out_dir / "model.plan" if reason is None else None)
 
+    # The drift monitor's reference: the validation videos through the serving path and the graph just written.
+    start = time.perf_counter()
+    raw = manifest.read(raw_dir / "manifest.parquet", model.spec.classes)
+    drift = write_reference(out_dir, onnx_run, spec, model.spec.classes, raw, Path(params.data.root), features_dir,
+                            params.drift)
+    drift_seconds = round(time.perf_counter() - start, 1)
+
     evaluation = json.loads(eval_metrics.read_text())
     shuffled = json.loads(shuffle_metrics.read_text())["shuffled"]
     record = {
@@ -112,10 +122,10 @@ def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, shu
         "test_metrics": {"war": evaluation["war"], "uar": evaluation["uar"],
                          "shuffled_uar_drop": shuffled["uar_drop"],
                          "num_test_clips": evaluation["num_test_clips"]},
-        "parity_onnxruntime_vs_torch": checked, "tensorrt": tensorrt,
+        "parity_onnxruntime_vs_torch": checked, "tensorrt": tensorrt, "drift_reference": drift,
         "versions": {p: version(p) for p in PACKAGES},
     }
     record["files"] = {str(p.relative_to(out_dir)): sha256(p) for p in sorted(out_dir.rglob("*")) if p.is_file()}
     (out_dir / "manifest.json").write_text(json.dumps(record, indent=2))
     return {"parity": checked, "tensorrt": tensorrt, "onnx_megabytes": round(onnx_path.stat().st_size / 2**20, 2),
-            "opset": OPSET, "files": len(record["files"]) + 1}
+            "opset": OPSET, "files": len(record["files"]) + 1, "drift_reference": drift | {"seconds": drift_seconds}}

@@ -14,10 +14,10 @@ import numpy as np
 import onnx
 import torch
 
-from a3lign_dfer.inference.deploy_model import DeployModel
+from a3lign_dfer.inference.deploy_model import OUTPUTS, DeployModel
 
 OPSET = 17
-INPUT, OUTPUTS = "frames", ("logits", "probabilities")
+INPUT = "frames"
 
 
 def export_onnx(model: DeployModel, path: Path, frames: int, image_size: int) -> onnx.ModelProto:
@@ -47,7 +47,7 @@ def graph_io(graph: onnx.ModelProto) -> dict:
 def parity(reference, candidate, frames: torch.Tensor, batch: int, logit_atol: float) -> dict:
     """Max |logit difference| and top-1 agreement of two backends on the same clips, `batch` clips at a time.
 
-    Each backend maps float32 frames (B, F, 3, H, W) to (logits, probabilities) as numpy.
+    Each backend maps float32 frames (B, F, 3, H, W) to (logits, probabilities, embedding) as numpy.
     Passes only if top-1 agrees on every clip and no logit differs by more than `logit_atol`.
     """
     worst, agree = 0.0, 0

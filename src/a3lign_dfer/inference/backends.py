@@ -1,7 +1,8 @@
 """The three ways to run models/deploy: PyTorch, ONNX Runtime, TensorRT.
 
 Each backend maps preprocessed frames (B, F, 3, H, W) float32 to (logits,
-probabilities) as numpy arrays, reading only the deploy folder.
+probabilities, embedding) as numpy arrays (deploy_model.OUTPUTS, the graph's output names),
+reading only the deploy folder.
 """
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from a3lign_dfer.inference.deploy_model import DeployModel
+from a3lign_dfer.inference.deploy_model import OUTPUTS, DeployModel
 from a3lign_dfer.model.checkpoint import load_checkpoint
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
 
-Backend = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+Backend = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
@@ -48,15 +49,15 @@ def torch_deploy_model(deploy_dir: Path, device: str = "cpu") -> DeployModel:
 def torch_runner(model: DeployModel) -> Backend:
     device = model.class_vectors.device
 
-    def run(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with torch.no_grad():
-            logits, probs = model(torch.from_numpy(frames).to(device))
-        return logits.cpu().numpy(), probs.cpu().numpy()
+            outputs = model(torch.from_numpy(frames).to(device))
+        return tuple(o.cpu().numpy() for o in outputs)
     return run
 
 
 def onnx_runner(session) -> Backend:
-    return lambda frames: tuple(session.run(["logits", "probabilities"], {"frames": frames}))
+    return lambda frames: tuple(session.run(list(OUTPUTS), {"frames": frames}))
 
 
 def load_backend(deploy_dir: Path, name: str, device: str = "cpu") -> Backend:
@@ -88,7 +89,7 @@ class TensorRTRunner:
         self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input = next(n for n in self.names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
 
-    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).cuda()
         self.context.set_input_shape(self.input, tuple(x.shape))
         self.context.set_tensor_address(self.input, x.data_ptr())
@@ -102,4 +103,4 @@ class TensorRTRunner:
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError("TensorRT execution failed")
         stream.synchronize()
-        return outputs["logits"].cpu().numpy(), outputs["probabilities"].cpu().numpy()
+        return tuple(outputs[name].cpu().numpy() for name in OUTPUTS)

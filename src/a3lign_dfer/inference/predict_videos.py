@@ -55,7 +55,7 @@ def predict_videos(inputs: list[str], deploy_dir: Path, backend: str, device: st
             print(f"error: {err}", file=sys.stderr)
             failed += 1
             continue
-        _, probs = run(np.ascontiguousarray(frames, dtype=np.float32))
+        _, probs, _ = run(np.ascontiguousarray(frames, dtype=np.float32))
         probs = probs[0]
         row = {"path": str(path), "label": classes[int(probs.argmax())],
                "probabilities": {c: round(float(p), 6) for c, p in zip(classes, probs)}}

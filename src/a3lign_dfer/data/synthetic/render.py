@@ -73,6 +73,10 @@ def _wander(rng: np.random.Generator, n: int, amplitude: float) -> np.ndarray:
 def render_clip(cfg: SyntheticConfig, label: str, seed: int, clip_index: int, identity: int) -> RenderedClip:
     """Render clip `clip_index` of `identity` showing `label`.
 
+    cfg's camera knobs (light_gain, extra_blur, noise_gain, face_scale) scale the drawn
+    values without drawing anything more, so at 1, 0, 1, 1 every clip is byte-identical
+    to one rendered without them; other values make shifted batches for the drift monitor.
+
     fear is rendered exactly as surprise (same generator draws) and then every
     per-frame array is reversed: the two classes share the same frames and differ
     only in temporal order.
@@ -83,7 +87,7 @@ def render_clip(cfg: SyntheticConfig, label: str, seed: int, clip_index: int, id
     n = int(rng.integers(cfg.min_frames, cfg.max_frames + 1))
     controls = expression_curve("surprise" if label == "fear" else label, n, rng)
 
-    half = min(rng.uniform(35, 75), h / 2.6, w / 3.2)  # half the head height, pixels
+    half = min(rng.uniform(35, 75), h / 2.6, w / 3.2) * cfg.face_scale  # half the head height, pixels
     scale = half * (1 + _wander(rng, n, 0.1))
     angle = np.deg2rad(rng.uniform(-4, 4) + _wander(rng, n, 8))
     reach_x, reach_y = half * 1.25 + 10, half * 1.2 + 10  # keeps the drifting head in frame
@@ -93,11 +97,11 @@ def render_clip(cfg: SyntheticConfig, label: str, seed: int, clip_index: int, id
 
     background = _background(rng, w + 2 * _PAN, h + 2 * _PAN)
     pan = np.clip(np.stack([_wander(rng, n, 6), _wander(rng, n, 6)], 1) + _PAN, 0, 2 * _PAN).astype(int)
-    gain = rng.uniform(0.75, 1.15) * (1 + _wander(rng, n, 0.2))
+    gain = rng.uniform(0.75, 1.15) * (1 + _wander(rng, n, 0.2)) * cfg.light_gain
     tilt = np.abs(rng.uniform(0, 0.3) + _wander(rng, n, 0.15))
     tilt_dir = rng.uniform(0, 2 * np.pi)
     cast = [float(c) for c in rng.uniform(0.9, 1.1, 3)]
-    noise_gain = rng.uniform(1, 4) / 73.6  # uniform bytes have std 73.6
+    noise_gain = rng.uniform(1, 4) / 73.6 * cfg.noise_gain  # uniform bytes have std 73.6
     blur = rng.uniform(0.5, 1.1) if rng.random() < 0.3 else 0.0
     yy, xx = np.mgrid[-1:1:h * 1j, -1:1:w * 1j].astype(np.float32)
     ramp = (np.cos(tilt_dir) * xx + np.sin(tilt_dir) * yy).astype(np.float32)
@@ -111,6 +115,8 @@ def render_clip(cfg: SyntheticConfig, label: str, seed: int, clip_index: int, id
         boxes[t] = draw_face(img, ident, controls[t], m, gaze)
         if blur:
             img = cv2.GaussianBlur(img, (0, 0), blur)
+        if cfg.extra_blur:
+            img = cv2.GaussianBlur(img, (0, 0), cfg.extra_blur)
         light = cv2.multiply(ramp, float(gain[t] * tilt[t])) + float(gain[t])
         img = cv2.multiply(img, cv2.merge([light * c for c in cast]), dtype=cv2.CV_8U)
         noise = np.frombuffer(rng.bytes(h * w * 3), np.uint8).reshape(h, w, 3)  # cheap camera noise

@@ -1,0 +1,1 @@
+"""Drift monitoring of the deployed model: reference profile, per-video columns, Evidently reports."""
