@@ -6,6 +6,7 @@ reason where it is absent, the rest (links, byte-stability, curve renders, DVC's
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from html.parser import HTMLParser
@@ -94,8 +95,16 @@ def site(tmp_path_factory):
         "smallest_class": {"train": {"class": "disgust", "clips": 12}},
         "expectations": [{"expectation": "expect_column_values_to_be_in_set(label_name)", "success": True,
                           "unexpected": 0}], "failures": []}))
-    (reports / "drift/batch_0001").mkdir(parents=True)
-    (reports / "drift/batch_0001/report.html").write_text("<html><body>drift</body></html>")
+    for i, (batch, drifted) in enumerate([("batch_0001", False), ("dark_0002", True)]):   # the drift command's
+        folder = reports / "drift" / batch                                                # files, as it writes them
+        folder.mkdir(parents=True)
+        (folder / "report.html").write_text("<html><body>drift</body></html>")
+        (folder / "summary.json").write_text(json.dumps({
+            "batch": batch, "videos": 48, "readable": 47, "drift": drifted, "drifted_share": 0.42 if drifted else 0.05,
+            "drifted_columns": ["brightness", "contrast"] if drifted else ["emb_03"],
+            "alarm_columns": ["brightness"] if drifted else [],
+            "embedding": {"method": "mmd", "score": 0.31 if drifted else 0.001, "threshold": 0.05}}))
+        os.utime(folder / "report.html", (1e9 + i, 1e9 + i))
     (repo / "models/deploy").mkdir(parents=True)
     (repo / "models/deploy/manifest.json").write_text(json.dumps(MANIFEST))
     for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "test"],
@@ -141,6 +150,10 @@ def test_page_shows_the_numbers_of_the_reports_it_links(site):
         assert f"<td>{row['stage']}</td>" in text
     assert "validation/index.html" in text and "smallest training class disgust (12 clips)" in text
     assert "batch_0001/report.html" in text
+    # Each drift report's verdict from its summary, newest first.
+    dark, clean = text.index("dark_0002/report.html"), text.index("batch_0001/report.html")
+    assert dark < clean and "47 / 48" in text and "<td>42.0</td>" in text.replace('<td class="num">', "<td>")
+    assert text.count(">DRIFT</b>") == 1 and text.count(">no drift</b>") == 1 and "0.31 / 0.05" in text
     assert "opset" in text.lower() and "<td>17</td>" in text and "model.onnx" in text
     assert "<b>v0.1.0</b>" in text and "staging" in text   # the registry as GTO reads the tags
 

@@ -262,14 +262,32 @@ def data_section(page: Page, reports: Path) -> str:
 
 
 def drift_section(page: Page, reports: Path) -> str:
+    """One row per drift report (the drift command's summary.json beside its report.html), newest first."""
     drift = reports / "drift"
-    found = sorted((p for p in drift.rglob("*") if p.is_file() and p.suffix in (".html", ".json")),
-                   key=lambda p: p.relative_to(drift).as_posix(), reverse=True) if drift.is_dir() else []
-    if not found:
-        return ("<p class='missing'>No drift reports yet: the drift monitor writes its HTML reports to "
-                "reports/drift/, and they are listed here, newest name first.</p>")
-    rows = [[page.link(p, p.relative_to(drift).as_posix()), _e(p.suffix[1:].upper())] for p in found]
-    return f"<p>{len(found)} report file(s) under reports/drift/, newest name first.</p>" + _table(["report", "kind"], rows)
+    reports_html = sorted(drift.glob("*/report.html"), key=lambda p: p.stat().st_mtime, reverse=True)
+    batches = [p.parent for p in reports_html]
+    if not batches:
+        return ("<p class='missing'>No drift reports yet: <code>python -m a3lign_dfer drift BATCH</code> and the "
+                "monitor flow write them to reports/drift/&lt;batch&gt;/, and they are listed here, newest first.</p>")
+    rows = []
+    for folder in batches:
+        summary = _load(folder / "summary.json") or {}
+        verdict = ("<b style='color:#c00'>DRIFT</b>" if summary.get("drift") else
+                   "<b style='color:#070'>no drift</b>" if summary else "?")
+        moved = summary.get("alarm_columns") or summary.get("drifted_columns") or []
+        embedding = summary.get("embedding", {})
+        rows.append([page.link(folder / "report.html", folder.name), verdict,
+                     f"{summary['readable']} / {summary['videos']}" if summary else "",
+                     _pct(summary.get("drifted_share")) if summary else "",
+                     _e(", ".join(moved[:4]) + (f" (+{len(moved) - 4})" if len(moved) > 4 else "")),
+                     f"{embedding['score']:.3g} / {embedding['threshold']}" if embedding else "",
+                     " ".join(page.link(folder / name) for name in ("summary.json", "report.json")
+                              if (folder / name).exists())])
+    return (f"<p>{len(batches)} batch(es) under reports/drift/, newest first. A batch is flagged when its "
+            "share of drifted columns, any one column, the embedding as a whole or the predicted-class mix "
+            "passes its threshold (params <code>drift</code>, README \"Monitoring\").</p>"
+            + _table(["batch (Evidently report)", "verdict", "videos read", "drifted columns %",
+                      "moved beyond chance", "embedding score / threshold", "files"], rows, {2, 3}))
 
 
 def deployment_section(page: Page, reports: Path, deploy: Path) -> str:
