@@ -184,7 +184,7 @@ def test_micro_batching_joins_concurrent_clips_into_one_backend_call(served):
                                                   spec["image"]["size"])).astype(np.float32)
 
     async def serve_together(max_batch):
-        batcher = MicroBatcher(recorded, max_batch, 0.2, lambda n: None)
+        batcher = MicroBatcher(recorded, max_batch, 0.2, lambda: 0, lambda n: None)
         await batcher.start()
         try:
             return await asyncio.gather(*(batcher(clip) for clip in clips))
@@ -193,11 +193,29 @@ def test_micro_batching_joins_concurrent_clips_into_one_backend_call(served):
 
     together = asyncio.run(serve_together(8))
     assert calls == [5]                                                   # one call for five requests
+    # A clip arriving 50 ms after the first joins its batch only while the service says one is on its way.
+    for preparing, expected in ((lambda: 1, [2]), (lambda: 0, [1, 1])):
+        calls.clear()
+        asyncio.run(_staggered(MicroBatcher(recorded, 8, 0.2, preparing, lambda n: None), clips[:2]))
+        assert calls == expected
+    calls.clear()
     alone = asyncio.run(serve_together(1))
-    assert calls[1:] == [1] * 5                                           # batching off: one at a time
+    assert calls == [1] * 5                                               # batching off: one at a time
     for a, b, single in zip(together, alone, (run(clip[None]) for clip in clips)):
         np.testing.assert_allclose(a[1], single[1][0], atol=1e-5)        # same probabilities either way
         np.testing.assert_allclose(b[1], single[1][0], atol=1e-5)
+
+
+async def _staggered(batcher, clips):
+    async def late():
+        await asyncio.sleep(0.05)
+        return await batcher(clips[1])
+
+    await batcher.start()
+    try:
+        return await asyncio.gather(batcher(clips[0]), late())
+    finally:
+        await batcher.stop()
 
 
 def test_a_tampered_artifact_stops_the_service_from_starting(served, tmp_path):

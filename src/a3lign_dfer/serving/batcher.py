@@ -1,9 +1,11 @@
 """Micro-batching: requests that arrive together share one backend call.
 
-The first request of a batch waits at most `max_wait_s` for others, up to
-`max_batch` clips; then the stacked clips go to the backend in one call, on a
-worker thread so the event loop keeps accepting uploads. One batch runs at a time.
-With `max_batch` 1 every request is its own call: serving one at a time.
+A batch takes every clip already waiting, up to `max_batch`; while other requests
+are still being decoded and cropped (`preparing()` > 0) it waits for them, at most
+`max_wait_s` after its first clip, so a lone request never waits for nobody. The
+stacked clips go to the backend in one call, on a worker thread so the event loop
+keeps accepting uploads; one batch runs at a time. With `max_batch` 1 every request
+is its own call: serving one at a time.
 """
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ from a3lign_dfer.inference.backends import Backend
 
 
 class MicroBatcher:
-    def __init__(self, run: Backend, max_batch: int, max_wait_s: float, on_batch: Callable[[int], None]):
-        self.run, self.max_batch, self.max_wait_s, self.on_batch = run, max_batch, max_wait_s, on_batch
+    def __init__(self, run: Backend, max_batch: int, max_wait_s: float, preparing: Callable[[], int],
+                 on_batch: Callable[[int], None]):
+        self.run, self.max_batch, self.max_wait_s = run, max_batch, max_wait_s
+        self.preparing, self.on_batch = preparing, on_batch
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
 
@@ -37,14 +41,19 @@ class MicroBatcher:
         return await future
 
     async def _collect(self) -> list[tuple[np.ndarray, asyncio.Future]]:
+        loop = asyncio.get_running_loop()
         batch = [await self._queue.get()]
-        deadline = asyncio.get_running_loop().time() + self.max_wait_s
+        deadline = loop.time() + self.max_wait_s
         while len(batch) < self.max_batch:
-            left = deadline - asyncio.get_running_loop().time()
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            left = deadline - loop.time()
+            if left <= 0 or not self.preparing():
+                break
             try:
-                batch.append(self._queue.get_nowait() if left <= 0 else
-                             await asyncio.wait_for(self._queue.get(), left))
-            except (asyncio.QueueEmpty, TimeoutError):
+                batch.append(await asyncio.wait_for(self._queue.get(), left))
+            except TimeoutError:
                 break
         return [(frames, future) for frames, future in batch if not future.done()]   # gone: client cancelled
 

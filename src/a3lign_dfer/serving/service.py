@@ -45,8 +45,9 @@ class Service:
         self.spec = PreprocessSpec.load(artifact.path / "preprocess.json")
         self.classes: list[str] = artifact.manifest["classes"]
         self.metrics = ServiceMetrics()
+        self.preparing = 0                       # uploads being decoded and cropped: the batcher waits for them
         self.batcher = MicroBatcher(load_backend(artifact.path, backend, device), cfg.max_batch,
-                                    cfg.max_wait_ms / 1000, self.metrics.batches.observe)
+                                    cfg.max_wait_ms / 1000, lambda: self.preparing, self.metrics.batches.observe)
         self.pool = ThreadPoolExecutor(cfg.preprocess_workers, thread_name_prefix="a3lign-crop")
         self.uploads = Path(tempfile.mkdtemp(prefix="a3lign-serve-"))   # one file per request in flight
         self.ready = False
@@ -76,11 +77,14 @@ class Service:
 
     async def predict(self, path: Path, filename: str, with_crops: bool) -> dict:
         """The prediction for one uploaded video; RequestError for a video that cannot be predicted."""
+        self.preparing += 1
         try:
             faces, frames = await asyncio.get_running_loop().run_in_executor(self.pool, self._prepare, path)
         except InputError as err:
             raise RequestError(err.kind, str(err).replace(str(path), filename)) from err
-        _, probs, _ = await self.batcher(frames)
+        finally:
+            self.preparing -= 1
+        _, probs, _ = await self.batcher(frames)       # no await between the count going down and the queue
         result = {"filename": filename, "label": self.classes[int(probs.argmax())],
                   "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, probs)},
                   "frames_decoded": len(faces.track), "frames_used": faces.used.tolist(),
