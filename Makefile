@@ -16,7 +16,7 @@ server serve: export PREFECT_HOME ?= $(abspath .prefect)
 serve: export PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check --no-warn-script-location
 
-.PHONY: install repro seeds test server serve ui-check lock clean-venv
+.PHONY: install repro seeds test server serve ui-check service service-check lock clean-venv
 
 install: $(VENV)/.installed
 
@@ -50,6 +50,14 @@ serve: install
 # Headless Chromium on the deployments page of a throwaway server; screenshot to reports/prefect_ui/.
 ui-check: install
 	$(PY) -m flows.ui_check
+
+# The HTTP inference service on models/deploy (README "Serving"); STAGE=prod serves the registry's prod version.
+service: install
+	$(PY) -m a3lign_dfer serve $(if $(STAGE),--stage $(STAGE))
+
+# Headless Chromium uploads a test video through the service's page; screenshot to reports/serving/.
+service-check: install
+	$(PY) -m a3lign_dfer.serving.page_check data/raw/videos/syn_00012.mp4 --out reports/serving/page.png
 
 # Re-resolve requirements.in and pin the result (run after changing a direct dependency).
 lock:

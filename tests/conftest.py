@@ -7,6 +7,7 @@ for key, value in {"DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER
                    "GX_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
     os.environ[key] = value
 
+import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -126,3 +127,20 @@ def make_tiny_repo(repo: Path) -> dict:
     run_cmd(["git", "add", "-A"], repo)
     run_cmd(["git", "commit", "-qm", "init"], repo)
     return params
+
+
+def stages_run(output: str) -> list[str]:
+    """The stages a `dvc repro` output says it ran, in order."""
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory):
+    """A fresh git + DVC repo with this project's dvc.yaml and src on tiny params, after one `dvc repro`
+    (shared by the pipeline and serving tests: the slowest thing the suite builds)."""
+    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+    params = make_tiny_repo(repo)
+    first = stages_run(run_cmd([sys.executable, "-m", "dvc", "repro"], repo))
+    run_cmd(["git", "add", "-A"], repo)
+    run_cmd(["git", "commit", "-qm", "pipeline outputs"], repo)
+    return repo, params, first

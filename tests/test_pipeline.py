@@ -10,26 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import make_tiny_repo, run_cmd as _run
+from conftest import run_cmd as _run, stages_run as _stages_run
 
 TRAINING = ["train_stage1", "train_stage2", "train_stage2_text", "train_stage3"]
 ABLATIONS = ["train_all_at_once@separate", "train_all_at_once@joint"]
 pytestmark = pytest.mark.slow
-
-
-def _stages_run(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    """A fresh git + DVC repo with this project's dvc.yaml and src on tiny params, after one `dvc repro`."""
-    repo = tmp_path_factory.mktemp("pipeline") / "repo"
-    params = make_tiny_repo(repo)
-    first = _stages_run(_run([sys.executable, "-m", "dvc", "repro"], repo))
-    _run(["git", "add", "-A"], repo)
-    _run(["git", "commit", "-qm", "pipeline outputs"], repo)
-    return repo, params, first
 
 
 def test_dvc_repro_runs_every_stage_and_writes_consistent_metrics(pipeline):

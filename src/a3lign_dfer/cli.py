@@ -11,6 +11,9 @@ import os
 import sys
 from pathlib import Path
 
+from a3lign_dfer.config import BACKENDS
+from a3lign_dfer.registry.release import STAGES
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
@@ -143,6 +146,14 @@ def cmd_drift(args, params) -> int:
 
     out = Path(args.out) if args.out else Path("reports/drift") / Path(args.batch[0]).stem
     return run_drift(args.batch, Path(args.deploy), out, args.backend, args.device)
+
+
+def cmd_serve(args, params) -> int:
+    from a3lign_dfer.serving.app import serve
+
+    cfg = params.serve
+    return serve(params, args.artifact, args.stage, args.host or cfg.host, args.port or cfg.port,
+                 args.backend or cfg.backend, args.device)
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -312,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="label and class probabilities of video files, from models/deploy only")
     p.add_argument("videos", nargs="+", help="video files, folders of videos, or CSV files with a `path` column")
     p.add_argument("--deploy", default="models/deploy")
-    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--backend", default="onnxruntime", choices=BACKENDS)
     p.add_argument("--json", action="store_true", help="one JSON object per video instead of text")
     p.add_argument("--out", help="also write the predictions table (CSV) here")
     p.add_argument("--device", default=None)
@@ -324,9 +335,22 @@ def build_parser() -> argparse.ArgumentParser:
                                             "table works), or video files")
     p.add_argument("--deploy", default="models/deploy")
     p.add_argument("--out", help="report folder (default: reports/drift/<batch name>)")
-    p.add_argument("--backend", default="onnxruntime", choices=("torch", "onnxruntime", "tensorrt"))
+    p.add_argument("--backend", default="onnxruntime", choices=BACKENDS)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_drift)
+
+    p = sub.add_parser("serve", help="HTTP service on a deployment artifact: POST /predict, /health, /metadata, "
+                                     "/metrics, a browser page at / (README \"Serving\"); limits in params serve")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--artifact", help="a deployment folder (default models/deploy); refused unless every file "
+                                          "matches its manifest.json sha256")
+    where.add_argument("--stage", choices=STAGES, help="serve the registry's version in this stage (GTO tags of "
+                                                       "serve.registry_repo, fetched with dvc artifacts get)")
+    p.add_argument("--host", help="default serve.host (127.0.0.1)")
+    p.add_argument("--port", type=int, help="default serve.port")
+    p.add_argument("--backend", choices=BACKENDS, help="default serve.backend")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("make-batch", help="a synthetic batch of new identities under a params override "
                                           "(drift monitor test data)")

@@ -19,6 +19,7 @@ import yaml
 
 CLASS_WEIGHTS = ("none", "sqrt_inverse", "inverse")
 EMBEDDING_DRIFT_METHODS = ("model", "mmd", "ratio", "distance")
+BACKENDS = ("torch", "onnxruntime", "tensorrt")          # how models/deploy runs (inference.backends)
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,21 @@ class DriftConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """The HTTP service (`serve`, README "Serving"): what one request may send, and micro-batching."""
+
+    backend: str                     # onnxruntime | tensorrt | torch, as in `predict`
+    host: str                        # 127.0.0.1 unless the service must be reachable from elsewhere
+    port: int
+    max_upload_mb: float             # a larger upload is refused (413) while it streams in
+    max_frames: int                  # a video with more frames is refused (413), checked before decoding
+    max_batch: int                   # clips per backend call; 1 serves one request at a time
+    max_wait_ms: float               # how long a batch waits for more requests after its first
+    preprocess_workers: int          # uploads decoded and face-cropped at once (threads)
+    registry_repo: str               # the git repo whose GTO tags `--stage` reads (a path or URL)
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataConfig
     synthetic: SyntheticConfig
@@ -222,6 +238,7 @@ class Params:
     export: ExportConfig
     drift: DriftConfig
     release: ReleaseConfig
+    serve: ServeConfig
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -294,6 +311,12 @@ def _validate(p: Params) -> None:
             and 0 <= d.drifted_share <= 1 and d.pca_components >= 1):
         raise ValueError("drift: column_p_value and alarm_p_value must be in (0, 1), class_mix_p_value in [0, 1), "
                          "drifted_share in [0, 1], pca_components >= 1")
+    if p.serve.backend not in BACKENDS:
+        raise ValueError(f"serve.backend must be one of {BACKENDS}, got {p.serve.backend!r}")
+    if min(p.serve.max_upload_mb, p.serve.max_frames, p.serve.max_batch, p.serve.preprocess_workers) <= 0 \
+            or p.serve.max_wait_ms < 0:
+        raise ValueError("serve: max_upload_mb, max_frames, max_batch and preprocess_workers must be positive, "
+                         "max_wait_ms not negative")
     if p.data.dataset == "synthetic" and len(p.synthetic.class_weights) != len(p.data.classes):
         raise ValueError("synthetic.class_weights needs one weight per entry of data.classes")
     for name in ("stage2", "stage2_text", "stage3"):

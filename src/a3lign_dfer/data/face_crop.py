@@ -11,10 +11,10 @@ each frame is padded to a square and resized into the same layout as the crops.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -103,9 +103,16 @@ def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, margin: fl
     return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if span > size else cv2.INTER_LINEAR)
 
 
-@lru_cache(maxsize=None)
+_per_thread = threading.local()
+
+
 def _detector(cfg: FaceCropConfig):
-    return make_detector(cfg)  # one per process: loading a cascade or a network is not free
+    """One per thread and config: loading a network is not free, and one OpenCV net must not run in two
+    threads at once (the HTTP service crops uploads in a thread pool)."""
+    cache = _per_thread.__dict__.setdefault("detectors", {})
+    if cfg not in cache:
+        cache[cfg] = make_detector(cfg)
+    return cache[cfg]
 
 
 def tracked_boxes(frames: np.ndarray, detect: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:

@@ -30,7 +30,7 @@ def expand(inputs: list[str]) -> list[Path]:
         elif item.suffix.lower() == ".csv" and item.is_file():
             table = pd.read_csv(item)
             if "path" not in table.columns:
-                raise InputError(f"{item}: a CSV of videos needs a `path` column")
+                raise InputError(f"{item}: a CSV of videos needs a `path` column", "bad_list")
             paths += [p if p.is_absolute() else item.parent / p for p in map(Path, table["path"])]
         else:
             paths.append(item)

@@ -22,12 +22,17 @@ import torch
 from a3lign_dfer.config import FaceCropConfig
 from a3lign_dfer.data.face_crop import NoFaceError, face_crops
 from a3lign_dfer.data.sampling import segment_indices
-from a3lign_dfer.data.video_io import VideoDecodeError, read_video
+from a3lign_dfer.data.video_io import VideoDecodeError, probe_video, read_video
 from a3lign_dfer.model.clip_backbone import ImageSpec, normalize_frames
 
 
 class InputError(ValueError):
-    """A video that cannot be predicted; the message names the file and why."""
+    """A video that cannot be predicted; the message names the file and why, `kind` which problem it is
+    (a manifest.PROBLEMS key for decode and face problems, else too_few_frames, too_many_frames, bad_list)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -82,27 +87,49 @@ class CropStats:
                    detection_rate=found / len(track), frames=len(track))
 
 
-def face_frames(path: str | Path, spec: PreprocessSpec) -> tuple[np.ndarray, CropStats]:
-    """The sampled face crops the graph gets, uint8 (frames, size, size, 3) after the JPEG round trip, and
-    their CropStats; InputError naming the file when the video cannot be used."""
+@dataclass(frozen=True)
+class FaceFrames:
+    """What one video gives the graph, and where it came from (the service shows it, the drift monitor
+    measures it)."""
+
+    crops: np.ndarray       # uint8 (frames, size, size, 3) after the JPEG round trip: the graph's frames
+    stats: CropStats
+    track: np.ndarray       # (decoded frames, 3) smoothed, gap-filled face box (cx, cy, side) in pixels
+    used: np.ndarray        # indices of the decoded frames the crops were cut from, in order
+    frame_size: tuple[int, int]   # decoded (height, width)
+
+    def boxes(self) -> list[list[int]]:
+        """Per decoded frame, the square face box before the crop margin: [x, y, width, height] in pixels."""
+        return [[round(cx - side / 2), round(cy - side / 2), round(side), round(side)] for cx, cy, side in self.track]
+
+
+def face_frames(path: str | Path, spec: PreprocessSpec, max_frames: int | None = None) -> FaceFrames:
+    """The sampled face crops the graph gets and where they came from; InputError naming the file when the
+    video cannot be used (or, with `max_frames`, declares more frames than that: checked before decoding)."""
     path = Path(path)
     if path.is_file() and path.stat().st_size == 0:
-        raise InputError(f"{path}: empty file")
+        raise InputError(f"{path}: empty file", "empty_video")
     try:
+        if max_frames is not None and (declared := probe_video(path)) > max_frames:
+            raise InputError(f"{path}: {declared} frames, more than the {max_frames} accepted", "too_many_frames")
         frames = read_video(path)
     except VideoDecodeError as err:
-        raise InputError(str(err)) from err
+        raise InputError(str(err), err.problem) from err
+    if max_frames is not None and len(frames) > max_frames:     # a container that under-declares its length
+        raise InputError(f"{path}: {len(frames)} frames, more than the {max_frames} accepted", "too_many_frames")
     if len(frames) < spec.min_frames:
-        raise InputError(f"{path}: {len(frames)} decodable frame(s), fewer than the {spec.min_frames} needed")
+        raise InputError(f"{path}: {len(frames)} decodable frame(s), fewer than the {spec.min_frames} needed",
+                         "too_few_frames")
     try:
         faces = face_crops(frames, spec.face_crop, path)
     except NoFaceError as err:
-        raise InputError(f"no face found: {err}") from err
+        raise InputError(f"no face found: {err}", err.problem) from err
     picked = segment_indices(len(faces.crops), spec.frames, train=False)
     stored = np.stack([_jpeg_roundtrip(faces.crops[i], spec.face_crop.jpeg_quality) for i in picked])
-    return stored, CropStats.of(stored, faces.track, faces.found, frames.shape[1:])
+    return FaceFrames(stored, CropStats.of(stored, faces.track, faces.found, frames.shape[1:]), faces.track,
+                      np.asarray(picked), tuple(frames.shape[1:3]))
 
 
 def video_input(path: str | Path, spec: PreprocessSpec) -> torch.Tensor:
     """(frames, 3, size, size) float32 for one video; InputError naming the file otherwise."""
-    return normalize_frames(torch.from_numpy(face_frames(path, spec)[0]), spec.image)
+    return normalize_frames(torch.from_numpy(face_frames(path, spec).crops), spec.image)

@@ -38,10 +38,10 @@ def _read(task: tuple[Path, PreprocessSpec]) -> tuple[np.ndarray | None, CropSta
     """Worker: one video's sampled crops and stats, or the reason it cannot be used. Never raises on bad input."""
     path, spec = task
     try:
-        stored, stats = face_frames(path, spec)
+        faces = face_frames(path, spec)
     except InputError as err:
         return None, None, str(err)
-    return stored, stats, None
+    return faces.crops, faces.stats, None
 
 
 def _one_thread() -> None:

@@ -1,0 +1,155 @@
+"""`python -m a3lign_dfer serve`: the deployment artifact over HTTP (README "Serving").
+
+  POST /predict    a video (multipart field `file`, or the raw bytes as the body) -> label,
+                   probabilities, per-frame face boxes, frames used, model version; ?crops=true
+                   adds the face crops the model saw (JPEG data URLs)
+  GET  /health     200 once the model is loaded and a warm-up inference ran, 503 before
+  GET  /metadata   model version and registry stage, classes, preprocessing, backend, limits
+  GET  /metrics    Prometheus text: requests, latency histogram, errors by kind, batch sizes
+  GET  /           a page to try it in a browser (no external scripts or fonts)
+
+A bad upload gets a 4xx JSON error {"error": kind, "detail": message}; nothing a client
+sends takes the service down, and every upload's temporary file is removed.
+"""
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+import uuid
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from a3lign_dfer.config import Params
+from a3lign_dfer.serving.artifact import ArtifactError, fetch_registered, verify
+from a3lign_dfer.serving.service import RequestError, Service
+
+ENDPOINTS = ("/predict", "/health", "/metadata", "/metrics", "/")
+CHUNK = 1 << 20
+
+
+async def receive_upload(request: Request, dest: Path, limit: int) -> str:
+    """Write the uploaded video to `dest` (refusing more than `limit` bytes as they arrive); its file name."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + CHUNK:    # + room for the multipart envelope
+        raise RequestError("upload_too_large", f"upload of {int(declared)} bytes; the limit is {limit}")
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=8)
+        try:
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise RequestError("no_file", "no video in the form: send it as the field `file` "
+                                              "(curl -F file=@clip.mp4 ...)")
+            name, size = upload.filename or "upload", 0
+            with dest.open("wb") as out:
+                while chunk := await upload.read(CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise RequestError("upload_too_large", f"{name}: more than the limit of {limit} bytes")
+                    out.write(chunk)
+        finally:
+            await form.close()
+        if size == 0:
+            raise RequestError("empty_video", f"{name}: empty file (0 bytes)")
+        return name
+    name, size = request.headers.get("x-filename", "upload"), 0
+    with dest.open("wb") as out:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError("upload_too_large", f"{name}: more than the limit of {limit} bytes")
+            out.write(chunk)
+    if size == 0:
+        raise RequestError("no_file", "no video: the request body is empty (curl --data-binary @clip.mp4 "
+                                      "or -F file=@clip.mp4)")
+    return name
+
+
+def create_app(service: Service) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await service.start()
+        yield
+        await service.stop()
+
+    app = FastAPI(title="A3lign-DFER", description="dynamic facial expression recognition on face videos",
+                  lifespan=lifespan)
+    metrics = service.metrics
+    limit = int(service.cfg.max_upload_mb * 2**20)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        start, endpoint = time.perf_counter(), request.url.path if request.url.path in ENDPOINTS else "other"
+        try:
+            response = await call_next(request)
+        except Exception as err:                        # a bug must not take the service down: 500, counted
+            metrics.errors.labels("internal").inc()
+            response = JSONResponse({"error": "internal", "detail": f"{type(err).__name__}: {err}"}, 500)
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+        return response
+
+    @app.post("/predict")
+    async def predict(request: Request, crops: bool = False):
+        if not service.ready:
+            return JSONResponse({"error": "not_ready", "detail": "the model is still loading"}, 503)
+        path = service.uploads / f"{uuid.uuid4().hex}.upload"
+        try:
+            name = await receive_upload(request, path, limit)
+            return await service.predict(path, name, crops)
+        except RequestError as err:
+            metrics.errors.labels(err.kind).inc()
+            return JSONResponse({"error": err.kind, "detail": err.message}, err.status)
+        finally:
+            path.unlink(missing_ok=True)
+
+    @app.get("/health")
+    async def health():
+        if service.ready:
+            return {"status": "ready", "model": service.artifact.describe()["version"] or "unregistered"}
+        return JSONResponse({"status": "loading"}, 503)
+
+    @app.get("/metadata")
+    async def metadata():
+        return service.metadata()
+
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page():
+        return (resources.files("a3lign_dfer.serving") / "page.html").read_text()
+
+    return app
+
+
+def load_artifact(params: Params, artifact: str | None, stage: str | None, fetched: Path | None):
+    """The folder given (models/deploy by default) or the registry's version in `stage` (into `fetched`),
+    verified."""
+    if stage is not None:
+        return fetch_registered(params.serve.registry_repo, params.release.artifact, stage, fetched)
+    return verify(Path(artifact or "models/deploy"))
+
+
+def serve(params: Params, artifact: str | None, stage: str | None, host: str, port: int, backend: str,
+          device: str) -> int:
+    import uvicorn
+
+    with contextlib.ExitStack() as stack:         # a fetched artifact lives in a folder removed at exit
+        fetched = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="a3lign-artifact-"))) / "deploy" \
+            if stage is not None else None
+        try:
+            loaded = load_artifact(params, artifact, stage, fetched)
+        except ArtifactError as err:
+            print(f"error: {err}")
+            return 1
+        print(f"serving {loaded.path} (version {loaded.version or 'unregistered'}, manifest sha256 "
+              f"{loaded.manifest_sha256[:12]}) with {backend} on http://{host}:{port}", flush=True)
+        app = create_app(Service(loaded, params.serve, backend, device))
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run()
+    return 0

@@ -1,0 +1,73 @@
+"""The deployment artifact a service may load: checked file by file, or fetched from the registry.
+
+Export lists every file of models/deploy with its sha256 in manifest.json. A file that
+is missing, changed or not listed means the folder is not what the pipeline built and
+the release gate passed, so the service refuses to start rather than serve it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from a3lign_dfer.export.bundle import sha256
+from a3lign_dfer.orchestration.dvc_stages import dvc_env
+
+
+class ArtifactError(RuntimeError):
+    """The artifact cannot be served; the message says which files or which registry lookup failed."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    manifest: dict
+    manifest_sha256: str        # identifies the exact build, registered or not
+    version: str | None         # the registry version, when fetched by stage
+    stage: str | None
+
+    def describe(self) -> dict:
+        return {"version": self.version, "stage": self.stage, "manifest_sha256": self.manifest_sha256,
+                "source_checkpoint": self.manifest["source_checkpoint"], "test_metrics": self.manifest["test_metrics"]}
+
+
+def verify(path: Path, version: str | None = None, stage: str | None = None) -> Artifact:
+    """The artifact in `path` when every file matches manifest.json; ArtifactError listing what does not."""
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{path} is not a deployment artifact: no manifest.json (run the export stage)")
+    raw = manifest_path.read_bytes()
+    listed = json.loads(raw)["files"]
+    present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()} - {"manifest.json"}
+    problems = [f"{name}: missing" for name in sorted(set(listed) - present)]
+    problems += [f"{name}: sha256 {digest[:12]}... differs from the manifest's {listed[name][:12]}..."
+                 for name in sorted(set(listed) & present) if (digest := sha256(path / name)) != listed[name]]
+    problems += [f"{name}: not in the manifest" for name in sorted(present - set(listed))]
+    if problems:
+        raise ArtifactError(f"refusing to serve {path}: {len(problems)} file(s) do not match manifest.json: "
+                            + "; ".join(problems[:10]))
+    return Artifact(path, json.loads(raw), hashlib.sha256(raw).hexdigest(), version, stage)
+
+
+def fetch_registered(repo: str, name: str, stage: str, dest: Path) -> Artifact:
+    """The version of artifact `name` holding `stage` in the registry (GTO tags of `repo`), downloaded
+    into `dest` with `dvc artifacts get` and verified."""
+    from gto import api
+
+    try:
+        held = dict(api.show(repo).get(name, {}).get("stage", {}))
+    except Exception as err:                     # not a git repo, unreachable URL, no GTO tags readable
+        raise ArtifactError(f"cannot read the model registry of {repo}: {err}") from err
+    if stage not in held:
+        raise ArtifactError(f"no version of {name} holds stage {stage!r} in the registry of {repo} "
+                            f"(stages held: {held or 'none'}); release one first: python -m a3lign_dfer release")
+    version = held[stage]
+    done = subprocess.run([sys.executable, "-m", "dvc", "artifacts", "get", repo, name, "--rev", version,
+                           "--out", str(dest), "--force"], env=dvc_env(), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ArtifactError(f"dvc artifacts get {repo} {name} --rev {version} failed: "
+                            f"{(done.stdout + done.stderr).strip()[-800:]}")
+    return verify(dest, version, stage)

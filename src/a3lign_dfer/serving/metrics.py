@@ -1,0 +1,27 @@
+"""What `GET /metrics` exposes, in Prometheus text format: requests, latency, errors by kind, batch sizes."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+
+disable_created_metrics()        # the *_created timestamps are noise on a dashboard
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+class ServiceMetrics:
+    """One registry per service, so two services in one process (tests) count separately."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("a3lign_requests", "HTTP requests by endpoint and status code",
+                                ["endpoint", "status"], registry=self.registry)
+        self.latency = Histogram("a3lign_request_latency_seconds", "time from request to response, by endpoint",
+                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.errors = Counter("a3lign_errors", "refused or failed /predict requests by kind",
+                              ["kind"], registry=self.registry)
+        self.batches = Histogram("a3lign_batch_clips", "clips per backend call (micro-batching)",
+                                 buckets=BATCH_BUCKETS, registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,54 @@
+"""The service's browser page in headless Chromium: choose a video, press Predict, read the result.
+
+Example (after `make repro`; writes the README's screenshot):
+    python -m a3lign_dfer.serving.page_check data/raw/videos/syn_00012.mp4 --out reports/serving/page.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from a3lign_dfer.reporting.browser import DevToolsTab
+from a3lign_dfer.serving.process import running_service
+
+RESULT = """(() => ({
+  label: document.getElementById('label').textContent,
+  bars: [...document.querySelectorAll('#bars .name')].map(e => e.textContent),
+  widths: [...document.querySelectorAll('#bars .fill')].map(e => e.style.width),
+  crops: [...document.querySelectorAll('#crops img')].filter(i => i.complete && i.naturalWidth > 0).length,
+  status: document.getElementById('status').textContent,
+  external: [...document.querySelectorAll('script[src], link[href], img[src]')]
+      .map(e => e.src || e.href).filter(u => !u.startsWith(location.origin) && !u.startsWith('data:')),
+}))()"""
+
+
+def check_page(base_url: str, video: Path, screenshot: Path | None = None) -> dict:
+    """What the page shows after predicting `video`: label, bar names and widths, crops drawn, status line,
+    and any resource it would load from outside the service (none expected)."""
+    with DevToolsTab() as tab:
+        tab.open(f"{base_url}/")
+        tab.wait_for("!document.getElementById('submit').disabled")       # /metadata answered
+        tab.choose_files("#video", [video])
+        tab.evaluate("document.getElementById('submit').click()")
+        tab.wait_for("document.getElementById('label').textContent !== '' || "
+                     "document.getElementById('status').className === 'error'")
+        tab.wait_for("[...document.querySelectorAll('#crops img')].every(i => i.complete)")
+        shown = tab.evaluate(RESULT)
+        if screenshot is not None:
+            tab.screenshot(screenshot)
+    return shown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("video")
+    parser.add_argument("--artifact", default="models/deploy")
+    parser.add_argument("--out", default="reports/serving/page.png")
+    args = parser.parse_args()
+    with running_service(["--artifact", args.artifact], Path.cwd()) as url:
+        print(json.dumps(check_page(url, Path(args.video), Path(args.out)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

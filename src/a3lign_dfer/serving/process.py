@@ -1,0 +1,57 @@
+"""The service as its own process on 127.0.0.1: what the load test, the benchmark and the page check talk to."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_service(serve_args: list[str], cwd: Path, params: Path | None = None, env: dict | None = None,
+                    timeout: float = 180) -> Iterator[str]:
+    """`python -m a3lign_dfer serve <serve_args>` on a free port; yields its base URL once /health says ready,
+    stops it with SIGINT (uvicorn's graceful shutdown) on exit. RuntimeError with its output if it never gets
+    ready."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "a3lign_dfer", *(["--params", str(params)] if params else []), "serve",
+           *serve_args, "--host", "127.0.0.1", "--port", str(port)]
+    log = Path(tempfile.mkstemp(prefix="a3lign-serve-", suffix=".log")[1])
+    with log.open("w") as out:
+        process = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the service exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the service was not ready after {timeout} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.unlink(missing_ok=True)

@@ -1,0 +1,103 @@
+"""One loaded deployment artifact answering predictions: the part of the HTTP service that is not HTTP.
+
+An upload goes through exactly `predict`'s path (inference.video_input: decode,
+face track, crop, JPEG round trip, segment centres, CLIP normalisation) on a thread
+pool, then through the micro-batcher to the backend, so the service and `predict`
+give the same numbers for the same file.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from a3lign_dfer.config import ServeConfig
+from a3lign_dfer.inference.backends import load_backend
+from a3lign_dfer.inference.video_input import FaceFrames, InputError, PreprocessSpec, face_frames
+from a3lign_dfer.model.clip_backbone import normalize_frames
+from a3lign_dfer.serving.artifact import Artifact
+from a3lign_dfer.serving.batcher import MicroBatcher
+from a3lign_dfer.serving.metrics import ServiceMetrics
+
+# HTTP status of each kind of bad request (InputError.kind and the upload checks).
+STATUS = {"no_file": 400, "empty_video": 400, "missing_video": 400, "not_a_video": 415, "truncated_video": 422,
+          "no_face": 422, "too_few_frames": 422, "too_many_frames": 413, "upload_too_large": 413}
+
+
+class RequestError(Exception):
+    """A request the service refuses: `kind` (a STATUS key) and a message for the client."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind, self.message, self.status = kind, message, STATUS[kind]
+
+
+class Service:
+    def __init__(self, artifact: Artifact, cfg: ServeConfig, backend: str, device: str = "cpu") -> None:
+        self.artifact, self.cfg, self.backend = artifact, cfg, backend
+        self.spec = PreprocessSpec.load(artifact.path / "preprocess.json")
+        self.classes: list[str] = artifact.manifest["classes"]
+        self.metrics = ServiceMetrics()
+        self.preparing = 0                       # uploads being decoded and cropped: the batcher waits for them
+        self.batcher = MicroBatcher(load_backend(artifact.path, backend, device), cfg.max_batch,
+                                    cfg.max_wait_ms / 1000, lambda: self.preparing, self.metrics.batches.observe)
+        self.pool = ThreadPoolExecutor(cfg.preprocess_workers, thread_name_prefix="a3lign-crop")
+        self.uploads = Path(tempfile.mkdtemp(prefix="a3lign-serve-"))   # one file per request in flight
+        self.ready = False
+
+    async def start(self) -> None:
+        """Ready only after a warm-up inference: the first real request must not pay for graph set-up."""
+        await self.batcher.start()
+        size = self.spec.image.size
+        await self.batcher(np.zeros((self.spec.frames, 3, size, size), np.float32))
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.batcher.stop()
+        self.pool.shutdown(wait=True)
+        shutil.rmtree(self.uploads, ignore_errors=True)
+
+    def metadata(self) -> dict:
+        return {"model": self.artifact.describe(), "classes": self.classes, "backend": self.backend,
+                "preprocessing": self.spec.to_json(),
+                "limits": {"max_upload_mb": self.cfg.max_upload_mb, "max_frames": self.cfg.max_frames},
+                "batching": {"max_batch": self.cfg.max_batch, "max_wait_ms": self.cfg.max_wait_ms}}
+
+    def _prepare(self, path: Path) -> tuple[FaceFrames, np.ndarray]:
+        faces = face_frames(path, self.spec, self.cfg.max_frames)
+        return faces, normalize_frames(torch.from_numpy(faces.crops), self.spec.image).numpy()
+
+    async def predict(self, path: Path, filename: str, with_crops: bool) -> dict:
+        """The prediction for one uploaded video; RequestError for a video that cannot be predicted."""
+        self.preparing += 1
+        try:
+            faces, frames = await asyncio.get_running_loop().run_in_executor(self.pool, self._prepare, path)
+        except InputError as err:
+            raise RequestError(err.kind, str(err).replace(str(path), filename)) from err
+        finally:
+            self.preparing -= 1
+        _, probs, _ = await self.batcher(frames)       # no await between the count going down and the queue
+        result = {"filename": filename, "label": self.classes[int(probs.argmax())],
+                  "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, probs)},
+                  "frames_decoded": len(faces.track), "frames_used": faces.used.tolist(),
+                  "frame_size": list(faces.frame_size), "face_boxes": faces.boxes(),
+                  "detection_rate": round(faces.stats.detection_rate, 4),
+                  "model": {"version": self.artifact.version, "stage": self.artifact.stage,
+                            "manifest_sha256": self.artifact.manifest_sha256},
+                  "backend": self.backend}
+        if with_crops:
+            result["crops"] = [_jpeg_data_url(crop) for crop in faces.crops]
+        return result
+
+
+def _jpeg_data_url(rgb: np.ndarray) -> str:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode()
