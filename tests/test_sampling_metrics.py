@@ -90,6 +90,10 @@ def test_params_file_is_the_only_source_and_bad_values_fail():
         override(stage3={"lr": {"encoder": 0.1, "mat": None}})
     with pytest.raises(ValueError, match="shrink"):
         override(stage2={"layers": [4, 2], "epochs": [1, 1]})
+    with pytest.raises(ValueError, match="serve.backend must be one of"):
+        override(serve={"backend": "triton"})
+    with pytest.raises(ValueError, match="max_batch .* must be positive"):
+        override(serve={"max_batch": 0})
 
 
 def test_class_weights_favour_rare_classes_and_skip_absent_ones():
