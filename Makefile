@@ -57,7 +57,7 @@ service: install
 
 # Headless Chromium uploads a test video through the service's page; screenshot to reports/serving/.
 service-check: install
-	$(PY) -m a3lign_dfer.serving.page_check data/raw/videos/syn_00012.mp4 --out reports/serving/page.png
+	$(PY) -m a3lign_dfer.serving.page_check data/raw/videos/syn_00028.mp4 --out reports/serving/page.png
 
 # Re-resolve requirements.in and pin the result (run after changing a direct dependency).
 lock:

@@ -1,7 +1,7 @@
 """The service's browser page in headless Chromium: choose a video, press Predict, read the result.
 
 Example (after `make repro`; writes the README's screenshot):
-    python -m a3lign_dfer.serving.page_check data/raw/videos/syn_00012.mp4 --out reports/serving/page.png
+    python -m a3lign_dfer.serving.page_check data/raw/videos/syn_00028.mp4 --out reports/serving/page.png
 """
 from __future__ import annotations
 
