@@ -32,7 +32,7 @@ def dfew_repo(tmp_path_factory, tiny_clip_dir):
 def test_dvc_repro_on_a_dfew_tree_reaches_reports(dfew_repo):
     repo, _, truth, stages = dfew_repo
     assert stages[:5] == ["prepare", "face_crop", "validate", "pretrain_clip", "features"]
-    assert stages[-3:] == ["evaluate", "shuffle_check", "export"]
+    assert stages[-4:] == ["evaluate", "shuffle_check", "export", "report_page"]
     raw = pd.read_parquet(repo / "data/raw/manifest.parquet")
     assert set(raw["dataset"]) == {"dfew"} and sorted(raw["clip_id"]) == sorted(truth)
     assert dict(zip(raw["clip_id"], raw["label_name"])) == {c: name for c, (name, _) in truth.items()}
@@ -47,6 +47,7 @@ def test_dvc_repro_on_a_dfew_tree_reaches_reports(dfew_repo):
     assert json.loads((repo / "models/deploy/labels.json").read_text())["classes"] == list(DFEW_ORDER)
     drift = json.loads((repo / "models/deploy/manifest.json").read_text())["drift_reference"]
     assert drift["status"] == "skipped" and "frame-folder" in drift["reason"]   # the monitor reads videos
+    assert "No drift reports yet" in (repo / "reports/index.html").read_text()  # the page builds on real data
     assert re.findall(r"Running stage", run_cmd([sys.executable, "-m", "dvc", "repro"], repo)) == []
 
 
