@@ -17,6 +17,7 @@ import contextlib
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -37,36 +38,41 @@ async def receive_upload(request: Request, dest: Path, limit: int) -> str:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + CHUNK:    # + room for the multipart envelope
         raise RequestError("upload_too_large", f"upload of {int(declared)} bytes; the limit is {limit}")
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=8)
-        try:
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise RequestError("no_file", "no video in the form: send it as the field `file` "
-                                              "(curl -F file=@clip.mp4 ...)")
-            name, size = upload.filename or "upload", 0
-            with dest.open("wb") as out:
-                while chunk := await upload.read(CHUNK):
-                    size += len(chunk)
-                    if size > limit:
-                        raise RequestError("upload_too_large", f"{name}: more than the limit of {limit} bytes")
-                    out.write(chunk)
-        finally:
-            await form.close()
-        if size == 0:
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        name = request.headers.get("x-filename", "upload")
+        if await _write_capped(request.stream(), dest, limit, name) == 0:
+            raise RequestError("no_file", "no video: the request body is empty (curl --data-binary @clip.mp4 "
+                                          "or -F file=@clip.mp4)")
+        return name
+    form = await request.form(max_files=1, max_fields=8)
+    try:
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise RequestError("no_file", "no video in the form: send it as the field `file` "
+                                          "(curl -F file=@clip.mp4 ...)")
+        name = upload.filename or "upload"
+        if await _write_capped(_chunks(upload), dest, limit, name) == 0:
             raise RequestError("empty_video", f"{name}: empty file (0 bytes)")
         return name
-    name, size = request.headers.get("x-filename", "upload"), 0
+    finally:
+        await form.close()
+
+
+async def _chunks(upload) -> AsyncIterator[bytes]:
+    while chunk := await upload.read(CHUNK):
+        yield chunk
+
+
+async def _write_capped(chunks: AsyncIterator[bytes], dest: Path, limit: int, name: str) -> int:
+    """Bytes written; RequestError as soon as they pass `limit`."""
+    size = 0
     with dest.open("wb") as out:
-        async for chunk in request.stream():
+        async for chunk in chunks:
             size += len(chunk)
             if size > limit:
                 raise RequestError("upload_too_large", f"{name}: more than the limit of {limit} bytes")
             out.write(chunk)
-    if size == 0:
-        raise RequestError("no_file", "no video: the request body is empty (curl --data-binary @clip.mp4 "
-                                      "or -F file=@clip.mp4)")
-    return name
+    return size
 
 
 def create_app(service: Service) -> FastAPI:
