@@ -102,7 +102,8 @@ def site(tmp_path_factory):
         (folder / "summary.json").write_text(json.dumps({
             "batch": batch, "videos": 48, "readable": 47, "drift": drifted, "drifted_share": 0.42 if drifted else 0.05,
             "drifted_columns": ["brightness", "contrast"] if drifted else ["emb_03"],
-            "alarm_columns": ["brightness"] if drifted else [],
+            "alarm_columns": ["emb_02", "brightness"] if drifted else [],
+            "columns": {"emb_02": {"score": 1e-9}, "brightness": {"score": 1e-6}},
             "embedding": {"method": "mmd", "score": 0.31 if drifted else 0.001, "threshold": 0.05}}))
         os.utime(folder / "report.html", (1e9 + i, 1e9 + i))
     (repo / "models/deploy").mkdir(parents=True)
@@ -153,7 +154,8 @@ def test_page_shows_the_numbers_of_the_reports_it_links(site):
     # Each drift report's verdict from its summary, newest first.
     dark, clean = text.index("dark_0002/report.html"), text.index("batch_0001/report.html")
     assert dark < clean and "47 / 48" in text and "<td>42.0</td>" in text.replace('<td class="num">', "<td>")
-    assert text.count(">DRIFT</b>") == 1 and text.count(">no drift</b>") == 1 and "0.31 / 0.05" in text
+    assert text.count(">DRIFT</b>") == 1 and text.count(">no drift</b>") == 1 and "0.310 / 0.05" in text
+    assert "<td>brightness, emb_02</td>" in text and "<td>none</td>" in text   # crop statistics named first
     assert "opset" in text.lower() and "<td>17</td>" in text and "model.onnx" in text
     assert "<b>v0.1.0</b>" in text and "staging" in text   # the registry as GTO reads the tags
 

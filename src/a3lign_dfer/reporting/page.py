@@ -274,20 +274,22 @@ def drift_section(page: Page, reports: Path) -> str:
         summary = _load(folder / "summary.json") or {}
         verdict = ("<b style='color:#c00'>DRIFT</b>" if summary.get("drift") else
                    "<b style='color:#070'>no drift</b>" if summary else "?")
-        moved = summary.get("alarm_columns") or summary.get("drifted_columns") or []
+        columns = summary.get("columns", {})            # crop statistics first, then by p-value, as the verdict
+        moved = sorted(summary.get("alarm_columns", []),
+                       key=lambda c: (c.startswith("emb_"), columns.get(c, {}).get("score", 1.0)))
         embedding = summary.get("embedding", {})
         rows.append([page.link(folder / "report.html", folder.name), verdict,
                      f"{summary['readable']} / {summary['videos']}" if summary else "",
                      _pct(summary.get("drifted_share")) if summary else "",
-                     _e(", ".join(moved[:4]) + (f" (+{len(moved) - 4})" if len(moved) > 4 else "")),
-                     f"{embedding['score']:.3g} / {embedding['threshold']}" if embedding else "",
+                     _e(", ".join(moved[:4]) + (f" (+{len(moved) - 4})" if len(moved) > 4 else "")) or "none",
+                     f"{embedding['score']:.3f} / {embedding['threshold']}" if embedding else "",
                      " ".join(page.link(folder / name) for name in ("summary.json", "report.json")
                               if (folder / name).exists())])
     return (f"<p>{len(batches)} batch(es) under reports/drift/, newest first. A batch is flagged when its "
             "share of drifted columns, any one column, the embedding as a whole or the predicted-class mix "
             "passes its threshold (params <code>drift</code>, README \"Monitoring\").</p>"
             + _table(["batch (Evidently report)", "verdict", "videos read", "drifted columns %",
-                      "moved beyond chance", "embedding score / threshold", "files"], rows, {2, 3}))
+                      "columns beyond chance (alarm p)", "embedding score / threshold", "files"], rows, {2, 3}))
 
 
 def deployment_section(page: Page, reports: Path, deploy: Path) -> str:
