@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,19 +19,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from a3lign_dfer.reporting.browser import find_chromium, render
+from a3lign_dfer.serving.process import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-DEPLOYMENTS = ("a3lign-dfer-pipeline", "weekly", "a3lign-dfer-release", "on-demand")
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-
-
-def find_chromium() -> str | None:
-    return next((path for name in BROWSERS if (path := shutil.which(name))), None)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+DEPLOYMENTS = ("a3lign-dfer-pipeline", "weekly", "a3lign-dfer-release", "on-demand", "a3lign-dfer-monitor", "daily")
 
 
 def _wait(what: str, ready, timeout: float, procs: list[subprocess.Popen]) -> None:
@@ -58,21 +48,11 @@ def _deployment_names(api: str) -> set[str]:
         return {d["name"] for d in json.load(response)}
 
 
-def _chromium(browser: str, *args: str, timeout: float = 120) -> str:
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           "--window-size=1440,900", "--virtual-time-budget=15000", *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise RuntimeError(f"chromium failed ({done.returncode}): {done.stderr[-2000:]}")
-    return done.stdout
-
-
 def check_ui(out_dir: Path, timeout: float = 120) -> dict:
-    browser = find_chromium()
-    if browser is None:
+    if find_chromium() is None:
         raise FileNotFoundError("no Chromium found (looked for chromium, chromium-browser, google-chrome): "
                                 "apt-get install chromium")
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as home:
@@ -87,11 +67,9 @@ def check_ui(out_dir: Path, timeout: float = 120) -> dict:
                   timeout, procs)
             procs.append(subprocess.Popen([sys.executable, "-m", "flows.deployments"], cwd=ROOT, env=env,
                                           stdout=logs, stderr=subprocess.STDOUT))
-            _wait("deployments served", lambda: {"weekly", "on-demand"} <= _deployment_names(api), timeout, procs)
-            page = f"http://127.0.0.1:{port}/deployments"
-            dom = _chromium(browser, "--dump-dom", page)
+            _wait("deployments served", lambda: set(DEPLOYMENTS[1::2]) <= _deployment_names(api), timeout, procs)
             screenshot = out_dir / "deployments.png"
-            _chromium(browser, f"--screenshot={screenshot}", page)
+            dom = render(f"http://127.0.0.1:{port}/deployments", screenshot, width=1440, height=900).dom
         finally:
             for proc in reversed(procs):
                 proc.terminate()

@@ -12,6 +12,6 @@ def test_prefect_ui_shows_the_deployments(tmp_path):
     if find_chromium() is None:
         pytest.skip("Chromium is not installed (apt-get install chromium): the browser check needs it")
     result = check_ui(tmp_path)
-    assert result["missing"] == [] and "weekly" in result["found"] and "on-demand" in result["found"]
+    assert result["missing"] == [] and {"weekly", "on-demand", "daily"} <= set(result["found"])
     image = matplotlib.image.imread(result["screenshot"])
     assert image.shape[:2] == (900, 1440) and image[..., :3].std() > 0.02    # a rendered page, not a blank one

@@ -45,14 +45,15 @@ def _chromium(browser: str, *args: str, width: int, height: int, timeout: float)
     return done.stdout
 
 
-def render(page: Path, screenshot: Path | None = None, width: int = 1280, height: int = 2400,
+def render(page: Path | str, screenshot: Path | None = None, width: int = 1280, height: int = 2400,
            timeout: float = 120) -> Rendered:
-    """The page's DOM after its scripts ran, and (optionally) a screenshot of the top `height` pixels."""
+    """The DOM of a page (a file, or a URL as a string) after its scripts ran, and (optionally) a screenshot
+    of the top `height` pixels."""
     browser = find_chromium()
     if browser is None:
         raise FileNotFoundError("no Chromium found (looked for chromium, chromium-browser, google-chrome): "
                                 "apt-get install chromium")
-    url = page.resolve().as_uri()
+    url = page if isinstance(page, str) else page.resolve().as_uri()
     dom = _chromium(browser, "--dump-dom", url, width=width, height=height, timeout=timeout)
     if screenshot is not None:
         screenshot.parent.mkdir(parents=True, exist_ok=True)
