@@ -18,7 +18,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -76,7 +75,7 @@ async def _write_capped(chunks: AsyncIterator[bytes], dest: Path, limit: int, na
 
 
 def create_app(service: Service) -> FastAPI:
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
         await service.start()
         yield
@@ -116,7 +115,7 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/health")
     async def health():
         if service.ready:
-            return {"status": "ready", "model": service.artifact.describe()["version"] or "unregistered"}
+            return {"status": "ready", "model": service.artifact.version or "unregistered"}
         return JSONResponse({"status": "loading"}, 503)
 
     @app.get("/metadata")
