@@ -10,10 +10,12 @@ of train where the dataset has none.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from a3lign_dfer.config import DataConfig
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.frame_folders import frame_files
 from a3lign_dfer.data.importers.annotations import read_lines
@@ -113,3 +115,28 @@ class ManifestBuilder:
             "mismatches": self.mismatches,
         }
         return df, self.rejects, report
+
+
+@dataclass(frozen=True)
+class OfficialSplits:
+    """A dataset shipped as face frame folders with one train and one test annotation file per official
+    fold (DFEW, MAFW): everything but the line format is the same import."""
+
+    dataset: str
+    names: dict[str, tuple[str, ...]]      # other names each label may have in data.classes
+    folds: tuple[int, ...]
+    split_file: str                        # under data.root, with {split} and {fold}
+    frames: str                            # the folder of the clips' frame folders, under data.root
+    fmt: str                               # one annotation line, as error messages show it
+    parse: Callable[[str], tuple[str, str]]   # line -> (clip id, label); ValueError if malformed
+    header: str | None = None
+
+    def import_fold(self, root: Path, data: DataConfig) -> ManifestBuilder:
+        if data.fold not in self.folds:
+            raise ValueError(f"data.fold is {data.fold}; {self.dataset.upper()} has folds {list(self.folds)}")
+        builder = ManifestBuilder(self.dataset, data.fold, root, ClassMap(self.dataset, self.names, data.classes))
+        for split in ("train", "test"):
+            path = root / self.split_file.format(split=split, fold=data.fold)
+            for where, (clip_id, label) in builder.annotation(path, self.fmt, self.parse, header=self.header):
+                builder.add(clip_id, split, label, f"{self.frames}/{clip_id}", "frames", where)
+        return builder

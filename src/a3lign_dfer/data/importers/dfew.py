@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from a3lign_dfer.config import DataConfig
-from a3lign_dfer.data.importers.builder import ManifestBuilder
-from a3lign_dfer.data.importers.labels import ClassMap
+from a3lign_dfer.data.importers.builder import ManifestBuilder, OfficialSplits
 
 ORDER = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")   # DFEW labels 1..7
 # Other names each DFEW label may have in data.classes.
@@ -36,12 +35,8 @@ def _parse(text: str) -> tuple[str, str]:
     return name.zfill(5), label
 
 
+SPLITS = OfficialSplits("dfew", NAMES, FOLDS, SPLIT_FILE, FRAMES, FORMAT, _parse, header="video_name,label")
+
+
 def import_dfew(root: Path, data: DataConfig) -> ManifestBuilder:
-    if data.fold not in FOLDS:
-        raise ValueError(f"data.fold is {data.fold}; DFEW has folds {list(FOLDS)}")
-    builder = ManifestBuilder("dfew", data.fold, root, ClassMap("dfew", NAMES, data.classes))
-    for split in ("train", "test"):
-        path = root / SPLIT_FILE.format(split=split, fold=data.fold)
-        for where, (clip_id, label) in builder.annotation(path, FORMAT, _parse, header="video_name,label"):
-            builder.add(clip_id, split, label, f"{FRAMES}/{clip_id}", "frames", where)
-    return builder
+    return SPLITS.import_fold(root, data)

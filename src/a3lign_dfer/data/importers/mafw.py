@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from a3lign_dfer.config import DataConfig
-from a3lign_dfer.data.importers.builder import ManifestBuilder
-from a3lign_dfer.data.importers.labels import ClassMap
+from a3lign_dfer.data.importers.builder import ManifestBuilder, OfficialSplits
 
 ORDER = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise", "contempt", "anxiety",
          "helplessness", "disappointment")
@@ -37,12 +36,8 @@ def _parse(text: str) -> tuple[str, str]:
     return clip_id, label
 
 
+SPLITS = OfficialSplits("mafw", NAMES, FOLDS, SPLIT_FILE, FRAMES, FORMAT, _parse)
+
+
 def import_mafw(root: Path, data: DataConfig) -> ManifestBuilder:
-    if data.fold not in FOLDS:
-        raise ValueError(f"data.fold is {data.fold}; MAFW has folds {list(FOLDS)}")
-    builder = ManifestBuilder("mafw", data.fold, root, ClassMap("mafw", NAMES, data.classes))
-    for split in ("train", "test"):
-        path = root / SPLIT_FILE.format(split=split, fold=data.fold)
-        for where, (clip_id, label) in builder.annotation(path, FORMAT, _parse):
-            builder.add(clip_id, split, label, f"{FRAMES}/{clip_id}", "frames", where)
-    return builder
+    return SPLITS.import_fold(root, data)
