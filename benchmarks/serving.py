@@ -31,7 +31,8 @@ from a3lign_dfer.export.tensorrt_engine import build_engine
 from a3lign_dfer.inference.backends import TensorRTRunner, onnx_session, tensorrt_unavailable
 from a3lign_dfer.inference.deploy_model import DeployModel
 from a3lign_dfer.model.a3lign import A3lignDFER, ModelSpec
-from a3lign_dfer.model.clip_backbone import FrozenCLIP, ImageSpec
+from a3lign_dfer.model.clip_backbone import FrozenCLIP
+from a3lign_dfer.model.image_spec import ImageSpec
 from a3lign_dfer.model.small_clip import CLIP_MEAN, CLIP_STD, build_small_clip
 from a3lign_dfer.model.tokenizer import build_clip_tokenizer
 

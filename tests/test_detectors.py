@@ -17,7 +17,7 @@ from conftest import PARAMS
 
 from a3lign_dfer.data import detectors
 from a3lign_dfer.data.detectors import YuNetDetector, make_detector, read_verified
-from a3lign_dfer.data.face_crop import NoFaceError, crop_faces, face_track
+from a3lign_dfer.data.face_track import NoFaceError, crops_along, require_face, track_face
 from a3lign_dfer.data.face_videos import lfw_videos, no_face_videos, photo_videos, upright
 from a3lign_dfer.data.video_io import read_video, write_video
 
@@ -27,22 +27,23 @@ FRAMES = 20
 
 @pytest.fixture(scope="module")
 def real_videos(tmp_path_factory):
-    """(video, frames decoded from its mp4) for the photo clips and five evenly spaced LFW faces."""
+    """(video, its mp4, frames decoded from it) for the photo clips and five evenly spaced LFW faces."""
     root = tmp_path_factory.mktemp("real")
     videos = photo_videos(FRAMES) + lfw_videos(FRAMES, faces=(0, 20, 40, 60, 80))
-    return [(v, read_video(v.write(root / f"{v.name}.mp4"))) for v in videos]
+    return [(v, path, read_video(path)) for v in videos for path in [v.write(root / f"{v.name}.mp4")]]
 
 
 def test_default_detector_finds_real_faces_and_crops_them_upright(real_videos):
-    for video, frames in real_videos:
-        crops, found = crop_faces(frames, CFG, video.name)
-        assert found >= 0.95 * len(frames), f"{video.name}: face in {found}/{len(frames)} frames"
+    for video, path, frames in real_videos:
+        track, _ = track_face(path, CFG)
+        assert track.found >= 0.95 * len(frames), f"{video.name}: face in {track.found}/{len(frames)} frames"
+        crops = [crop for _, crop in crops_along(path, track, CFG, range(track.frames))]
         assert upright(crops, video, CFG.margin).all(), video.name
         assert not upright([np.rot90(c) for c in crops], video, CFG.margin).any()  # the check can fail
 
 
 def test_sideways_phone_clip_decodes_upright(real_videos):
-    video, frames = next(pair for pair in real_videos if pair[0].rotation)
+    video, _, frames = next(row for row in real_videos if row[0].rotation)
     assert frames.shape == video.frames.shape  # portrait, as displayed, not as stored
     assert np.abs(frames.astype(int) - video.frames).mean() < 6  # codec loss only
 
@@ -61,16 +62,17 @@ def test_read_video_applies_display_rotation(tmp_path, rotation):
 def test_default_detector_rejects_face_free_videos(tmp_path):
     for video in no_face_videos(FRAMES):
         with pytest.raises(NoFaceError, match=video.name):
-            crop_faces(read_video(video.write(tmp_path / f"{video.name}.mp4")), CFG, video.name)
+            path = video.write(tmp_path / f"{video.name}.mp4")
+            require_face(track_face(path, CFG)[0], CFG, path)
 
 
 def test_haar_finds_upright_real_faces(real_videos):
     """Haar stays usable on real faces now that it no longer shrinks them to its 20-px window
     (it does lose faces rolled past ~20 degrees: grace_roll is left out)."""
     haar = replace(CFG, detector="haar")
-    for video, frames in real_videos:
+    for video, path, frames in real_videos:
         if video.name in ("astronaut_pan", "grace_zoom", "phone_sideways"):
-            assert face_track(frames, haar)[1] >= 0.95 * len(frames), video.name
+            assert track_face(path, haar)[0].found >= 0.95 * len(frames), video.name
 
 
 def test_yunet_model_hash_is_checked(tmp_path, monkeypatch):

@@ -12,7 +12,8 @@ from dataclasses import replace
 from conftest import PARAMS
 
 from a3lign_dfer.data import manifest
-from a3lign_dfer.data.face_crop import crop_dataset, crop_square, face_track, select_boxes, smooth_and_fill
+from a3lign_dfer.data.face_crop import crop_dataset
+from a3lign_dfer.data.face_track import crop_square, select_boxes, smooth_and_fill, track_face
 from a3lign_dfer.data.synthetic import render_clip
 from a3lign_dfer.data.video_io import VideoDecodeError, read_video, write_video
 
@@ -83,9 +84,9 @@ def test_metrics(dataset):
 
 def test_track_follows_the_ground_truth_face(dataset):
     for clip_id, clip in dataset["truth"].items():
-        frames = read_video(dataset["root"] / f"{clip_id}.mp4")
-        track, found = face_track(frames, CFG)
-        assert found >= 0.8 * len(frames)
+        result, _ = track_face(dataset["root"] / f"{clip_id}.mp4", CFG)
+        track = result.boxes
+        assert result.found >= 0.8 * len(clip.frames) and len(track) == len(clip.frames)
         gt_centre = clip.boxes[:, :2] + clip.boxes[:, 2:] / 2
         error = np.linalg.norm(track[:, :2] - gt_centre, axis=1) / clip.boxes[:, 3]
         assert (error < 0.2).mean() >= 0.9, error

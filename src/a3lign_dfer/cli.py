@@ -150,10 +150,17 @@ def cmd_drift(args, params) -> int:
 
 def cmd_serve(args, params) -> int:
     from a3lign_dfer.serving.app import serve
+    from a3lign_dfer.serving.auth import AuthError, required_key
 
     cfg = params.serve
-    return serve(params, args.artifact, args.stage, args.host or cfg.host, args.port or cfg.port,
-                 args.backend or cfg.backend, args.device)
+    host = args.host or cfg.host
+    try:                                        # before loading anything: an exposed service without a key never starts
+        api_key = required_key(host, Path(args.api_key_file) if args.api_key_file else None)
+    except AuthError as err:
+        print(f"error: {err}")
+        return 1
+    return serve(params, args.artifact, args.stage, host, args.port or cfg.port, args.backend or cfg.backend,
+                 args.device, api_key)
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -346,9 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
                                           "matches its manifest.json sha256")
     where.add_argument("--stage", choices=STAGES, help="serve the registry's version in this stage (GTO tags of "
                                                        "serve.registry_repo, fetched with dvc artifacts get)")
-    p.add_argument("--host", help="default serve.host (127.0.0.1)")
+    p.add_argument("--host", help="default serve.host (127.0.0.1); any other address needs an API key")
     p.add_argument("--port", type=int, help="default serve.port")
     p.add_argument("--backend", choices=BACKENDS, help="default serve.backend")
+    p.add_argument("--api-key-file", metavar="PATH", help="a file holding the API key that /predict and /metadata "
+                                                          "then need (default: the env var A3LIGN_API_KEY)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_serve)
 

@@ -60,6 +60,8 @@ class FaceCropConfig:
     margin: float
     smooth_window: int
     min_face: int
+    detect_max_side: int             # the detector sees a copy of the frame with at most this longer side
+    detect_stride: int               # the detector runs on every this-many-th frame; the track is interpolated
     yunet_score_threshold: float
     min_detection_rate: float
     jpeg_quality: int
@@ -212,10 +214,13 @@ class ServeConfig:
     port: int
     max_upload_mb: float             # a larger upload is refused (413) while it streams in
     max_frames: int                  # a video with more frames is refused (413), checked before decoding
+    max_megapixel_frames: float      # frames x width x height / 1e6 above this: refused (413) before decoding
+    max_cpu_seconds: float           # preprocessing one upload stops (413) after this much CPU time
     max_batch: int                   # clips per backend call; 1 serves one request at a time
     max_wait_ms: float               # how long a batch waits for more requests after its first
-    preprocess_workers: int          # uploads decoded and face-cropped at once (threads)
+    preprocess_workers: int          # uploads decoded and face-cropped at once (processes)
     registry_repo: str               # the git repo whose GTO tags `--stage` reads (a path or URL)
+    metrics_need_key: bool           # /metrics also needs the API key (when one is set); /health never does
 
 
 @dataclass(frozen=True)

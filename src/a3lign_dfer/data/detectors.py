@@ -1,7 +1,8 @@
 """Pluggable face detectors: name -> class, so params.yaml can pick one.
 
-A detector is built from the face_crop params and, called on an RGB frame, returns
-candidate boxes (x, y, w, h) in that frame's pixels. Both were measured side by side
+A detector is built from the face_crop params and, called on a BGR frame (as OpenCV
+decodes it), returns candidate boxes (x, y, w, h) in that frame's pixels; the caller
+(data.face_track) shrinks the frame first and drops faces below face_crop.min_face. Both were measured side by side
 on synthetic and real faces by benchmarks/face_detectors.py (reports/face_detectors.md).
 """
 from __future__ import annotations
@@ -42,8 +43,8 @@ class HaarDetector:
         self.min_size = max(self.WINDOW, int(round(cfg.min_face * self.shrink)))
         self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
 
-    def __call__(self, frame_rgb: np.ndarray) -> np.ndarray:
-        grey = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2GRAY)
+    def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
+        grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
         if self.shrink < 1:
             grey = cv2.resize(grey, None, fx=self.shrink, fy=self.shrink, interpolation=cv2.INTER_AREA)
         boxes = self.cascade.detectMultiScale(grey, scaleFactor=self.scale_factor,
@@ -68,16 +69,15 @@ def read_verified(path, sha256: str) -> bytes:
 
 
 class YuNetDetector:
-    """OpenCV's YuNet CNN (cv2.FaceDetectorYN), at the frame's own resolution.
+    """OpenCV's YuNet CNN (cv2.FaceDetectorYN), at the resolution of the frame it is given.
 
-    Boxes span brow to chin, so their longer side is compared with min_face. The score
+    Boxes span brow to chin (their longer side is what min_face is compared with). The score
     threshold is a param (face_crop.yunet_score_threshold); the benchmark sweeps it.
     """
 
     NMS_THRESHOLD, TOP_K = 0.3, 50
 
     def __init__(self, cfg: FaceCropConfig) -> None:
-        self.min_face = cfg.min_face
         self.size = (320, 240)  # set per frame; creation needs one
         try:
             path = resources.files(YUNET_PACKAGE) / YUNET_FILE
@@ -88,14 +88,13 @@ class YuNetDetector:
         self.net = cv2.FaceDetectorYN.create("onnx", model, np.empty(0, np.uint8), self.size,
                                              cfg.yunet_score_threshold, self.NMS_THRESHOLD, self.TOP_K)
 
-    def __call__(self, frame_rgb: np.ndarray) -> np.ndarray:
-        size = (frame_rgb.shape[1], frame_rgb.shape[0])
+    def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
+        size = (frame_bgr.shape[1], frame_bgr.shape[0])
         if size != self.size:
             self.net.setInputSize(size)
             self.size = size
-        _, faces = self.net.detect(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
-        boxes = np.zeros((0, 4), np.float32) if faces is None else faces[:, :4].astype(np.float32)
-        return boxes[boxes[:, 2:].max(1) >= self.min_face]
+        _, faces = self.net.detect(frame_bgr)
+        return np.zeros((0, 4), np.float32) if faces is None else faces[:, :4].astype(np.float32)
 
 
 DETECTORS = {"haar": HaarDetector, "yunet": YuNetDetector}

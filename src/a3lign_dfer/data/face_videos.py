@@ -19,7 +19,7 @@ import matplotlib.image
 import numpy as np
 import skimage.data
 
-from a3lign_dfer.data.face_crop import crop_square
+from a3lign_dfer.data.face_track import crop_square
 from a3lign_dfer.data.video_io import write_video
 
 WIDTH, HEIGHT, FPS = 320, 240, 12
@@ -38,21 +38,30 @@ class FaceVideo:
     boxes: np.ndarray   # [N, 4] float32 true face box (x, y, w, h) in those frames; NaN: no face
     rotation: int = 0   # display rotation stored in the file, degrees counter-clockwise
 
-    def write(self, path: str | Path) -> Path:
+    def write(self, path: str | Path, fps: int = FPS) -> Path:
         """Store as mp4; a rotated clip's pixels are stored turned the other way."""
         stored = np.rot90(self.frames, -self.rotation // 90, axes=(1, 2))
-        write_video(np.ascontiguousarray(stored), path, FPS, rotation=self.rotation)
+        write_video(np.ascontiguousarray(stored), path, fps, rotation=self.rotation)
         return Path(path)
 
 
 def _film(name: str, photo: np.ndarray, face: tuple[float, ...], scale: np.ndarray, centre: np.ndarray,
-          roll: np.ndarray | None = None, size: tuple[int, int] = (WIDTH, HEIGHT), rotation: int = 0) -> FaceVideo:
+          roll: np.ndarray | None = None, layout: tuple[int, int] = (WIDTH, HEIGHT), rotation: int = 0,
+          size: tuple[int, int] | None = None) -> FaceVideo:
     """Frame t shows `photo` scaled by scale[t] and turned by roll[t] degrees (counter-clockwise)
-    about the face centre, which lands at centre[t]. The true box keeps the face's own size
-    around its centre (a tilted face's detector box is no wider than the face)."""
+    about the face centre, which lands at centre[t] (pixels of a `layout` frame). The true box keeps
+    the face's own size around its centre (a tilted face's detector box is no wider than the face).
+
+    A `size` other than the layout films the same shot at that resolution: the layout is scaled to
+    the frame's height and centred (a 4:3 layout in a 16:9 frame shows more background at the sides),
+    as a phone recording the same scene at 720p or 1080p would."""
+    size = size or layout
+    k = size[1] / layout[1]
+    offset = (np.array(size) - k * np.array(layout)) / 2
     x, y, w, h = face
     middle = np.array([x + w / 2, y + h / 2])
     roll = np.zeros(len(scale)) if roll is None else roll
+    scale, centre = k * np.asarray(scale, float), k * np.asarray(centre, float) + offset
     frames = []
     for s, angle, c in zip(scale, roll, centre):
         m = cv2.getRotationMatrix2D(tuple(middle), float(angle), float(s))
@@ -87,8 +96,9 @@ def _lfw_photo(tile: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, tu
     return photo, (float(x0), float(y0), float(side), float(side))
 
 
-def photo_videos(frames: int = 30) -> list[FaceVideo]:
-    """Pan (astronaut), zoom and roll (Grace Hopper), and a sideways phone clip (astronaut)."""
+def photo_videos(frames: int = 30, size: tuple[int, int] = (WIDTH, HEIGHT)) -> list[FaceVideo]:
+    """Pan (astronaut), zoom and roll (Grace Hopper), and a sideways phone clip (astronaut), filmed in
+    landscape frames of `size` (the phone clip in the same frame turned upright)."""
     t = np.linspace(0, 1, frames)
     wobble = np.sin(2 * np.pi * t)
     astronaut, grace = skimage.data.astronaut(), _grace_hopper()
@@ -96,25 +106,29 @@ def photo_videos(frames: int = 30) -> list[FaceVideo]:
     return [
         # The whole portrait's height in frame, panned: the face (42x53 px) crosses the frame.
         _film("astronaut_pan", astronaut, ASTRONAUT_FACE, np.full(frames, HEIGHT / astronaut.shape[0]),
-              np.column_stack([50 + 220 * t, HEIGHT / 2 + 25 * wobble])),
+              np.column_stack([50 + 220 * t, HEIGHT / 2 + 25 * wobble]), size=size),
         # The camera zooms in: the face grows from 47 to 190 px tall.
-        _film("grace_zoom", grace, GRACE_HOPPER_FACE, 0.22 * 4 ** t, centre + np.column_stack([20 * wobble, 10 * t])),
+        _film("grace_zoom", grace, GRACE_HOPPER_FACE, 0.22 * 4 ** t, centre + np.column_stack([20 * wobble, 10 * t]),
+              size=size),
         # The camera rolls (or the head tilts) up to 25 degrees each way; face ~75x95 px.
         _film("grace_roll", grace, GRACE_HOPPER_FACE, np.full(frames, 0.45), centre + np.column_stack([10 * t, 0 * t]),
-              roll=25 * wobble),
+              roll=25 * wobble, size=size),
         # Portrait phone clip, 240x320 upright, stored 320x240 with a -90 degree display rotation.
         _film("phone_sideways", astronaut, ASTRONAUT_FACE, 0.8 + 0.1 * wobble,
-              np.column_stack([HEIGHT / 2 + 15 * wobble, 130 + 10 * t]), size=(HEIGHT, WIDTH), rotation=-90),
+              np.column_stack([HEIGHT / 2 + 15 * wobble, 130 + 10 * t]), layout=(HEIGHT, WIDTH), rotation=-90,
+              size=size[::-1]),
     ]
 
 
-def lfw_videos(frames: int = 30, faces: tuple[int, ...] = LFW_FACES) -> list[FaceVideo]:
-    """LFW faces on a real background; the subject walks towards the camera (face 50 to 150 px)."""
+def lfw_videos(frames: int = 30, faces: tuple[int, ...] = LFW_FACES,
+               size: tuple[int, int] = (WIDTH, HEIGHT)) -> list[FaceVideo]:
+    """LFW faces on a real background; the subject walks towards the camera (face 50 to 150 px at 240
+    lines, in proportion at other sizes)."""
     t = np.linspace(0, 1, frames)
     wobble = np.sin(2 * np.pi * t)
     background, tiles = _still("coffee"), skimage.data.lfw_subset()
     centre = np.array([WIDTH / 2, HEIGHT / 2]) + np.column_stack([40 * wobble, 15 * wobble])
-    return [_film(f"lfw{i}_scale", *_lfw_photo(tiles[i], background), 0.5 * 3 ** t, centre) for i in faces]
+    return [_film(f"lfw{i}_scale", *_lfw_photo(tiles[i], background), 0.5 * 3 ** t, centre, size=size) for i in faces]
 
 
 def no_face_videos(frames: int = 30) -> list[FaceVideo]:

@@ -6,6 +6,8 @@ decoder available here.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -40,7 +42,7 @@ def container_of(path: Path) -> str | None:
     return next((name for name, match in _SIGNATURES.items() if match(head)), None)
 
 
-def _open(path: Path) -> cv2.VideoCapture:
+def open_video(path: Path) -> cv2.VideoCapture:
     """An opened capture, or VideoDecodeError saying whether the file is missing, empty, not a video or truncated."""
     if not path.is_file():
         raise VideoDecodeError(path, "missing_video", "file not found")
@@ -58,11 +60,25 @@ def _open(path: Path) -> cv2.VideoCapture:
                                                     "but OpenCV/FFmpeg cannot open it")
 
 
-def probe_video(path: str | Path) -> int:
-    """Frame count the container declares (no decoding); VideoDecodeError if it cannot be opened."""
-    cap = _open(Path(path))
+@dataclass(frozen=True)
+class VideoProbe:
+    """What the container declares, read before any frame is decoded."""
+
+    frames: int
+    height: int
+    width: int
+
+    @property
+    def pixel_frames(self) -> int:
+        return self.frames * self.height * self.width
+
+
+def probe_video(path: str | Path) -> VideoProbe:
+    """Frame count and size the container declares (no decoding); VideoDecodeError if it cannot be opened."""
+    cap = open_video(Path(path))
     try:
-        return max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+        return VideoProbe(declared_frames(cap), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                          int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
     finally:
         cap.release()
 
@@ -94,28 +110,42 @@ def write_video(frames_rgb: np.ndarray, path: str | Path, fps: int,
     return n
 
 
-def read_video(path: str | Path) -> np.ndarray:
-    """Decode every frame as RGB uint8 [N, H, W, 3].
+def declared_frames(cap: cv2.VideoCapture) -> int:
+    return max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
 
-    Raises VideoDecodeError (missing, empty, not a video, truncated) when no frame decodes
-    or clearly fewer than the container declares (a file cut short).
-    """
-    path = Path(path)
-    cap = _open(path)
-    try:
-        declared = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
-        frames = []
-        while True:
-            ok, frame = cap.read()
+
+def decoded_frames(cap: cv2.VideoCapture, path: Path,
+                   wanted: Callable[[int], bool]) -> Iterator[tuple[int, np.ndarray | None]]:
+    """(index, BGR frame) for every frame in order, the frame only where `wanted(index)` (the others are
+    decoded but never converted: at 1080p the conversion costs more than the decoding). Ends with
+    VideoDecodeError when no frame decodes or clearly fewer than the container declares (a file cut short)."""
+    declared, t = declared_frames(cap), 0
+    while cap.grab():
+        if wanted(t):
+            ok, frame = cap.retrieve()
             if not ok:
                 break
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    finally:
-        cap.release()
-    if not frames:
+            yield t, frame
+        else:
+            yield t, None
+        t += 1
+    if t == 0:
         raise VideoDecodeError(path, "truncated_video", "no decodable frames (truncated or corrupt)")
     # Containers other than MP4 may estimate their frame count from the duration: allow 5%.
-    if len(frames) < 0.95 * declared - 1:
-        raise VideoDecodeError(path, "truncated_video", f"truncated: {len(frames)} of the {declared} frames "
+    if t < 0.95 * declared - 1:
+        raise VideoDecodeError(path, "truncated_video", f"truncated: {t} of the {declared} frames "
                                                         "its container declares decode")
-    return np.stack(frames)
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """Decode every frame as RGB uint8 [N, H, W, 3] (for small clips: the whole video is held).
+
+    Raises VideoDecodeError (missing, empty, not a video, truncated) as decoded_frames does.
+    """
+    path = Path(path)
+    cap = open_video(path)
+    try:
+        return np.stack([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                         for _, frame in decoded_frames(cap, path, lambda t: True)])
+    finally:
+        cap.release()

@@ -1,9 +1,12 @@
 """A raw video file -> the serving graph's input, exactly as training saw its clips.
 
-Decode, crop the face with the training detector and params, store-and-reload each
-crop as JPEG at the training quality (the feature cache was computed from JPEG
-crops), take the segment centres (short clips repeat frames in order) and normalise
-for CLIP. Everything comes from preprocess.json, so serving needs no params.yaml.
+Stream the video once, tracking the face with the training detector and params
+(data.face_track) and keeping only the full-resolution frames at the segment centres
+(short clips repeat frames in order); crop those as the face_crop stage does, store-and-
+reload each crop as JPEG at the training quality (the feature cache was computed from
+JPEG crops) and normalise for CLIP. Everything comes from preprocess.json, so serving
+needs no params.yaml. Nothing here imports torch (the service prepares uploads in worker
+processes); only `video_input` does, when called.
 
 The drift monitor reads the same path: `face_frames` also returns what the crops
 looked like (CropStats), computed on exactly the frames the graph gets.
@@ -17,22 +20,25 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from a3lign_dfer.config import FaceCropConfig
-from a3lign_dfer.data.face_crop import NoFaceError, face_crops
+from a3lign_dfer.data.face_track import CostError, FaceTrack, NoFaceError, crops_along, require_face, track_face
 from a3lign_dfer.data.sampling import segment_indices
-from a3lign_dfer.data.video_io import VideoDecodeError, probe_video, read_video
-from a3lign_dfer.model.clip_backbone import ImageSpec, normalize_frames
+from a3lign_dfer.data.video_io import VideoDecodeError, probe_video
+from a3lign_dfer.model.image_spec import ImageSpec
 
 
 class InputError(ValueError):
     """A video that cannot be predicted; the message names the file and why, `kind` which problem it is
-    (a manifest.PROBLEMS key for decode and face problems, else too_few_frames, too_many_frames, bad_list)."""
+    (a manifest.PROBLEMS key for decode and face problems, else too_few_frames, bad_list, or a limit's kind:
+    too_many_frames, too_many_pixels, too_costly)."""
 
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+    def __reduce__(self):                      # crosses from the service's preprocessing processes
+        return type(self), (str(self), self.kind)
 
 
 @dataclass(frozen=True)
@@ -75,16 +81,16 @@ class CropStats:
     contrast: float         # standard deviation of the grey levels within a crop, mean over frames
     sharpness: float        # variance of the Laplacian of the grey crop, mean over frames
     face_size: float        # tracked face side over the frame's shorter side, mean over frames
-    detection_rate: float   # frames with a tracked detection / decoded frames
+    detection_rate: float   # detected frames with a tracked face / detected frames
     frames: int             # decoded frames
 
     @classmethod
-    def of(cls, stored: np.ndarray, track: np.ndarray, found: int, frame_shape: tuple[int, ...]) -> "CropStats":
+    def of(cls, stored: np.ndarray, track: FaceTrack) -> "CropStats":
         grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in stored]).astype(np.float64)
         laplacian = [cv2.Laplacian(g, cv2.CV_64F).var() for g in grey]
         return cls(brightness=float(grey.mean()), contrast=float(grey.std(axis=(1, 2)).mean()),
-                   sharpness=float(np.mean(laplacian)), face_size=float(track[:, 2].mean() / min(frame_shape[:2])),
-                   detection_rate=found / len(track), frames=len(track))
+                   sharpness=float(np.mean(laplacian)), face_size=float(track.boxes[:, 2].mean() / min(track.frame_size)),
+                   detection_rate=track.detection_rate, frames=track.frames)
 
 
 @dataclass(frozen=True)
@@ -103,33 +109,64 @@ class FaceFrames:
         return [[round(cx - side / 2), round(cy - side / 2), round(side), round(side)] for cx, cy, side in self.track]
 
 
-def face_frames(path: str | Path, spec: PreprocessSpec, max_frames: int | None = None) -> FaceFrames:
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one video may cost (the service's limits): checked on what the container declares before
+    anything is decoded, and on the CPU time spent while it streams."""
+
+    max_frames: int
+    max_megapixel_frames: float      # frames x width x height / 1e6
+    max_cpu_seconds: float
+
+    def check(self, path: Path, frames: int, height: int, width: int) -> None:
+        if frames > self.max_frames:
+            raise InputError(f"{path}: {frames} frames, more than the {self.max_frames} accepted", "too_many_frames")
+        if (megapixel_frames := frames * height * width / 1e6) > self.max_megapixel_frames:
+            raise InputError(f"{path}: {frames} frames of {width}x{height} are {megapixel_frames:.0f} megapixel-frames, "
+                             f"more than the {self.max_megapixel_frames:g} accepted (a shorter or smaller video)",
+                             "too_many_pixels")
+
+
+def face_frames(path: str | Path, spec: PreprocessSpec, limits: RequestLimits | None = None) -> FaceFrames:
     """The sampled face crops the graph gets and where they came from; InputError naming the file when the
-    video cannot be used (or, with `max_frames`, declares more frames than that: checked before decoding)."""
+    video cannot be used or (with `limits`) costs more than they allow."""
     path = Path(path)
     if path.is_file() and path.stat().st_size == 0:
         raise InputError(f"{path}: empty file", "empty_video")
     try:
-        if max_frames is not None and (declared := probe_video(path)) > max_frames:
-            raise InputError(f"{path}: {declared} frames, more than the {max_frames} accepted", "too_many_frames")
-        frames = read_video(path)
+        probe = probe_video(path)
+        if limits is not None:
+            limits.check(path, probe.frames, probe.height, probe.width)
+        picked = segment_indices(max(probe.frames, 1), spec.frames, train=False)
+        track, kept = track_face(path, spec.face_crop, picked.tolist(),
+                                 None if limits is None else limits.max_cpu_seconds)
     except VideoDecodeError as err:
         raise InputError(str(err), err.problem) from err
-    if max_frames is not None and len(frames) > max_frames:     # a container that under-declares its length
-        raise InputError(f"{path}: {len(frames)} frames, more than the {max_frames} accepted", "too_many_frames")
-    if len(frames) < spec.min_frames:
-        raise InputError(f"{path}: {len(frames)} decodable frame(s), fewer than the {spec.min_frames} needed",
+    except CostError as err:
+        raise InputError(f"{err}; the limit is {limits.max_cpu_seconds:g} (a shorter or smaller video)",
+                         "too_costly") from err
+    if limits is not None:                                  # a container that under-declares its length
+        limits.check(path, track.frames, *track.frame_size)
+    if track.frames < spec.min_frames:
+        raise InputError(f"{path}: {track.frames} decodable frame(s), fewer than the {spec.min_frames} needed",
                          "too_few_frames")
     try:
-        faces = face_crops(frames, spec.face_crop, path)
+        require_face(track, spec.face_crop, path)
     except NoFaceError as err:
         raise InputError(f"no face found: {err}", err.problem) from err
-    picked = segment_indices(len(faces.crops), spec.frames, train=False)
-    stored = np.stack([_jpeg_roundtrip(faces.crops[i], spec.face_crop.jpeg_quality) for i in picked])
-    return FaceFrames(stored, CropStats.of(stored, faces.track, faces.found, frames.shape[1:]), faces.track,
-                      np.asarray(picked), tuple(frames.shape[1:3]))
+    if track.frames != probe.frames:                       # sampled from the declared count: sample again
+        picked = segment_indices(track.frames, spec.frames, train=False)
+    try:
+        crops = dict(crops_along(path, track, spec.face_crop, picked.tolist(), kept))
+    except VideoDecodeError as err:
+        raise InputError(str(err), err.problem) from err
+    stored = np.stack([_jpeg_roundtrip(crops[i], spec.face_crop.jpeg_quality) for i in picked])
+    return FaceFrames(stored, CropStats.of(stored, track), track.boxes, np.asarray(picked), track.frame_size)
 
 
-def video_input(path: str | Path, spec: PreprocessSpec) -> torch.Tensor:
-    """(frames, 3, size, size) float32 for one video; InputError naming the file otherwise."""
+def video_input(path: str | Path, spec: PreprocessSpec):
+    """(frames, 3, size, size) float32 torch tensor for one video; InputError naming the file otherwise."""
+    import torch
+
+    from a3lign_dfer.model.clip_backbone import normalize_frames
     return normalize_frames(torch.from_numpy(face_frames(path, spec).crops), spec.image)

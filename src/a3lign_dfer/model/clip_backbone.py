@@ -6,21 +6,12 @@ A hub name and a local folder (the embedded small CLIP) load the same way.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 from transformers.masking_utils import create_causal_mask
 
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """What a frame must look like before CLIP's image encoder sees it."""
-
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+from a3lign_dfer.model.image_spec import ImageSpec
 
 
 class FrozenCLIP:

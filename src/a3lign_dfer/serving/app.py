@@ -8,6 +8,9 @@
   GET  /metrics    Prometheus text: requests, latency histogram, errors by kind, batch sizes
   GET  /           a page to try it in a browser (no external scripts or fonts)
 
+With an API key (serving/auth.py; required unless bound to loopback) every path but /health, / and
+(unless serve.metrics_need_key) /metrics answers 401 {"error": "unauthorized"} to a request without it.
+
 A bad upload gets a 4xx JSON error {"error": kind, "detail": message}; nothing a client
 sends takes the service down, and every upload's temporary file is removed.
 """
@@ -26,6 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from a3lign_dfer.config import Params
 from a3lign_dfer.serving.artifact import ArtifactError, fetch_registered, verify
+from a3lign_dfer.serving.auth import authorized
 from a3lign_dfer.serving.service import RequestError, Service
 
 ENDPOINTS = ("/predict", "/health", "/metadata", "/metrics", "/")
@@ -74,7 +78,7 @@ async def _write_capped(chunks: AsyncIterator[bytes], dest: Path, limit: int, na
     return size
 
 
-def create_app(service: Service) -> FastAPI:
+def create_app(service: Service, api_key: str | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
         await service.start()
@@ -85,6 +89,18 @@ def create_app(service: Service) -> FastAPI:
                   lifespan=lifespan)
     metrics = service.metrics
     limit = int(service.cfg.max_upload_mb * 2**20)
+    open_paths = {"/health", "/"} | (set() if service.cfg.metrics_need_key else {"/metrics"})
+
+    # Registered before `measure`, so it runs inside it: a refused request is counted like any other.
+    # Everything not listed as open needs the key (a path added later is guarded by default).
+    @app.middleware("http")
+    async def require_key(request: Request, call_next):
+        if api_key is None or request.url.path in open_paths or authorized(request.headers, api_key):
+            return await call_next(request)
+        metrics.errors.labels("unauthorized").inc()
+        return JSONResponse({"error": "unauthorized", "detail": "this service needs its API key: send "
+                             "'Authorization: Bearer <key>' or 'X-API-Key: <key>'"}, 401,
+                            headers={"WWW-Authenticate": "Bearer"})
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
@@ -142,7 +158,7 @@ def load_artifact(params: Params, artifact: str | None, stage: str | None, fetch
 
 
 def serve(params: Params, artifact: str | None, stage: str | None, host: str, port: int, backend: str,
-          device: str) -> int:
+          device: str, api_key: str | None = None) -> int:
     import uvicorn
 
     with contextlib.ExitStack() as stack:         # a fetched artifact lives in a folder removed at exit
@@ -154,7 +170,8 @@ def serve(params: Params, artifact: str | None, stage: str | None, host: str, po
             print(f"error: {err}")
             return 1
         print(f"serving {loaded.path} (version {loaded.version or 'unregistered'}, manifest sha256 "
-              f"{loaded.manifest_sha256[:12]}) with {backend} on http://{host}:{port}", flush=True)
-        app = create_app(Service(loaded, params.serve, backend, device))
+              f"{loaded.manifest_sha256[:12]}) with {backend} on http://{host}:{port}"
+              f"{'; API key required' if api_key else ''}", flush=True)
+        app = create_app(Service(loaded, params.serve, backend, device), api_key)
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run()
     return 0

@@ -18,7 +18,7 @@ class ServiceMetrics:
                                 ["endpoint", "status"], registry=self.registry)
         self.latency = Histogram("a3lign_request_latency_seconds", "time from request to response, by endpoint",
                                  ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.errors = Counter("a3lign_errors", "refused or failed /predict requests by kind",
+        self.errors = Counter("a3lign_errors", "refused or failed requests by kind",
                               ["kind"], registry=self.registry)
         self.batches = Histogram("a3lign_batch_clips", "clips per backend call (micro-batching)",
                                  buckets=BATCH_BUCKETS, registry=self.registry)

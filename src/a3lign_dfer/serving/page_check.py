@@ -23,11 +23,16 @@ RESULT = """(() => ({
 }))()"""
 
 
-def check_page(base_url: str, video: Path, screenshot: Path | None = None) -> dict:
+def check_page(base_url: str, video: Path, screenshot: Path | None = None, api_key: str | None = None) -> dict:
     """What the page shows after predicting `video`: label, bar names and widths, crops drawn, status line,
-    and any resource it would load from outside the service (none expected)."""
+    and any resource it would load from outside the service (none expected). `api_key` is typed into the
+    page's key field, which a service with a key makes it show."""
     with DevToolsTab() as tab:
         tab.open(f"{base_url}/")
+        if api_key is not None:
+            tab.wait_for("!document.getElementById('key-card').classList.contains('hidden')")
+            tab.evaluate(f"document.getElementById('api-key').value = {json.dumps(api_key)}; "
+                         "document.getElementById('key-submit').click()")
         tab.wait_for("!document.getElementById('submit').disabled")       # /metadata answered
         tab.choose_files("#video", [video])
         tab.evaluate("document.getElementById('submit').click()")

@@ -1,4 +1,5 @@
-"""The service as its own process on 127.0.0.1: what the load test, the benchmark and the page check talk to."""
+"""The service as its own process, on 127.0.0.1 by default: what the load test, the benchmark and the page check
+talk to."""
 from __future__ import annotations
 
 import contextlib
@@ -23,13 +24,13 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_service(serve_args: list[str], cwd: Path, params: Path | None = None, env: dict | None = None,
-                    timeout: float = 180) -> Iterator[str]:
-    """`python -m a3lign_dfer serve <serve_args>` on a free port; yields its base URL once /health says ready,
-    stops it with SIGINT (uvicorn's graceful shutdown) on exit. RuntimeError with its output if it never gets
-    ready."""
+                    timeout: float = 180, host: str = "127.0.0.1") -> Iterator[str]:
+    """`python -m a3lign_dfer serve <serve_args>` bound to `host` on a free port; yields its base URL (on
+    127.0.0.1, which 0.0.0.0 includes) once /health says ready, stops it with SIGINT (uvicorn's graceful
+    shutdown) on exit. RuntimeError with its output if it never gets ready."""
     port = free_port()
     cmd = [sys.executable, "-m", "a3lign_dfer", *(["--params", str(params)] if params else []), "serve",
-           *serve_args, "--host", "127.0.0.1", "--port", str(port)]
+           *serve_args, "--host", host, "--port", str(port)]
     log = Path(tempfile.mkstemp(prefix="a3lign-serve-", suffix=".log")[1])
     with log.open("w") as out:
         process = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=out,

@@ -1,17 +1,22 @@
 """One loaded deployment artifact answering predictions: the part of the HTTP service that is not HTTP.
 
-An upload goes through exactly `predict`'s path (inference.video_input: decode,
-face track, crop, JPEG round trip, segment centres, CLIP normalisation) on a thread
-pool, then through the micro-batcher to the backend, so the service and `predict`
-give the same numbers for the same file.
+An upload goes through exactly `predict`'s path (inference.video_input: streamed
+decode, face track, crop, JPEG round trip, segment centres, CLIP normalisation), then
+through the micro-batcher to the backend, so the service and `predict` give the same
+numbers for the same file. Uploads are prepared in worker processes (decoding and
+detection hold the GIL for part of their time, so threads kept one core busy), each
+within the request limits of params `serve` (pixels x frames before decoding, CPU time
+while it streams): one user's long 1080p video costs a bounded share of one core.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
+import multiprocessing as mp
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import cv2
@@ -20,7 +25,8 @@ import torch
 
 from a3lign_dfer.config import ServeConfig
 from a3lign_dfer.inference.backends import load_backend
-from a3lign_dfer.inference.video_input import FaceFrames, InputError, PreprocessSpec, face_frames
+from a3lign_dfer.data.face_track import warm_detector
+from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, RequestLimits, face_frames
 from a3lign_dfer.model.clip_backbone import normalize_frames
 from a3lign_dfer.serving.artifact import Artifact
 from a3lign_dfer.serving.batcher import MicroBatcher
@@ -28,7 +34,8 @@ from a3lign_dfer.serving.metrics import ServiceMetrics
 
 # HTTP status of each kind of bad request (InputError.kind and the upload checks).
 STATUS = {"no_file": 400, "empty_video": 400, "missing_video": 400, "not_a_video": 415, "truncated_video": 422,
-          "no_face": 422, "too_few_frames": 422, "too_many_frames": 413, "upload_too_large": 413}
+          "no_face": 422, "too_few_frames": 422, "too_many_frames": 413, "too_many_pixels": 413, "too_costly": 413,
+          "upload_too_large": 413}
 
 
 class RequestError(Exception):
@@ -48,12 +55,22 @@ class Service:
         self.preparing = 0                       # uploads being decoded and cropped: the batcher waits for them
         self.batcher = MicroBatcher(load_backend(artifact.path, backend, device), cfg.max_batch,
                                     cfg.max_wait_ms / 1000, lambda: self.preparing, self.metrics.batches.observe)
-        self.pool = ThreadPoolExecutor(cfg.preprocess_workers, thread_name_prefix="a3lign-crop")
+        self.limits = RequestLimits(cfg.max_frames, cfg.max_megapixel_frames, cfg.max_cpu_seconds)
+        self.pool = self._new_pool()
         self.uploads = Path(tempfile.mkdtemp(prefix="a3lign-serve-"))   # one file per request in flight
         self.ready = False
 
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn: the service process holds ONNX Runtime / torch threads that a fork would copy mid-flight
+        return ProcessPoolExecutor(self.cfg.preprocess_workers, mp.get_context("spawn"),
+                                   initializer=warm_detector, initargs=(self.spec.face_crop,))
+
     async def start(self) -> None:
-        """Ready only after a warm-up inference: the first real request must not pay for graph set-up."""
+        """Ready only after the workers are up and a warm-up inference ran: the first real request must not pay
+        for process start-up or graph set-up."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self.pool, warm_detector, self.spec.face_crop)
+                               for _ in range(self.cfg.preprocess_workers)))
         await self.batcher.start()
         size = self.spec.image.size
         await self.batcher(np.zeros((self.spec.frames, 3, size, size), np.float32))
@@ -68,22 +85,25 @@ class Service:
     def metadata(self) -> dict:
         return {"model": self.artifact.describe(), "classes": self.classes, "backend": self.backend,
                 "preprocessing": self.spec.to_json(),
-                "limits": {"max_upload_mb": self.cfg.max_upload_mb, "max_frames": self.cfg.max_frames},
+                "limits": {"max_upload_mb": self.cfg.max_upload_mb, "max_frames": self.cfg.max_frames,
+                           "max_megapixel_frames": self.cfg.max_megapixel_frames,
+                           "max_cpu_seconds": self.cfg.max_cpu_seconds},
                 "batching": {"max_batch": self.cfg.max_batch, "max_wait_ms": self.cfg.max_wait_ms}}
-
-    def _prepare(self, path: Path) -> tuple[FaceFrames, np.ndarray]:
-        faces = face_frames(path, self.spec, self.cfg.max_frames)
-        return faces, normalize_frames(torch.from_numpy(faces.crops), self.spec.image).numpy()
 
     async def predict(self, path: Path, filename: str, with_crops: bool) -> dict:
         """The prediction for one uploaded video; RequestError for a video that cannot be predicted."""
         self.preparing += 1
         try:
-            faces, frames = await asyncio.get_running_loop().run_in_executor(self.pool, self._prepare, path)
+            faces = await asyncio.get_running_loop().run_in_executor(self.pool, face_frames, path, self.spec,
+                                                                     self.limits)
         except InputError as err:
             raise RequestError(err.kind, str(err).replace(str(path), filename)) from err
+        except BrokenProcessPool:                      # a worker died (killed): the next request gets a new pool
+            self.pool = self._new_pool()
+            raise
         finally:
             self.preparing -= 1
+        frames = normalize_frames(torch.from_numpy(faces.crops), self.spec.image).numpy()
         _, probs, _ = await self.batcher(frames)       # no await between the count going down and the queue
         result = {"filename": filename, "label": self.classes[int(probs.argmax())],
                   "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, probs)},

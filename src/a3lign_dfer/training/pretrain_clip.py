@@ -27,7 +27,8 @@ from tqdm import tqdm
 from a3lign_dfer.config import PretrainClipConfig
 from a3lign_dfer.data.features import load_frames
 from a3lign_dfer.evaluation.metrics import recall_metrics
-from a3lign_dfer.model.clip_backbone import FrozenCLIP, ImageSpec
+from a3lign_dfer.model.clip_backbone import FrozenCLIP
+from a3lign_dfer.model.image_spec import ImageSpec
 from a3lign_dfer.model.small_clip import build_small_clip, save_clip
 
 

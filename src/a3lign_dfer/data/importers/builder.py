@@ -75,7 +75,7 @@ class ManifestBuilder:
                                                 f"{where}: {self.labels.unknown_reason(label)}"))
             return
         try:
-            on_disk = len(frame_files(self.root / path)) if kind == "frames" else probe_video(self.root / path)
+            on_disk = len(frame_files(self.root / path)) if kind == "frames" else probe_video(self.root / path).frames
         except ClipError as err:
             self.rejects.append(manifest.reject(clip_id, self.rel(err.path), err.problem,
                                                 f"{err.reason}: {self.rel(err.path)} (listed at {where})"))
