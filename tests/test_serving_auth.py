@@ -15,6 +15,7 @@ from conftest import ROOT
 from fastapi.testclient import TestClient
 from starlette.datastructures import Headers
 
+from a3lign_dfer.reporting.browser import find_chromium
 from a3lign_dfer.serving.app import create_app
 from a3lign_dfer.serving.auth import AuthError, authorized, is_loopback, load_key, required_key
 from a3lign_dfer.serving.metrics import ServiceMetrics
@@ -179,3 +180,13 @@ def test_metrics_need_key_on_the_real_service_with_a_key_file(exposed):
         assert httpx.get(f"{url}/metrics", headers={"X-API-Key": KEY}).status_code == 200
         assert httpx.get(f"{url}/metadata", headers={"X-API-Key": "not-this-one"}).status_code == 401
         assert httpx.get(f"{url}/health").status_code == 200
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed (apt-get install chromium): "
+                                                    "the browser check needs it")
+def test_the_page_asks_for_the_key_and_then_predicts(exposed):
+    from a3lign_dfer.serving.page_check import check_page
+
+    shown = check_page(exposed.url, exposed.video, api_key=KEY)
+    assert shown["label"] in exposed.classes, shown["status"]

@@ -23,7 +23,7 @@ import numpy as np
 from a3lign_dfer.config import FaceCropConfig
 from a3lign_dfer.data.detectors import make_detector
 from a3lign_dfer.data.manifest import ClipError
-from a3lign_dfer.data.video_io import VideoDecodeError, decoded_frames, open_video
+from a3lign_dfer.data.video_io import VideoDecodeError, declared_frames, decoded_frames, open_video
 
 MAX_JUMP = 1.0  # a candidate further than this (centre shift / size + |log size ratio|) is clutter
 
@@ -107,7 +107,7 @@ def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, margin: fl
 _per_thread = threading.local()
 
 
-def _detector(cfg: FaceCropConfig):
+def detector_for(cfg: FaceCropConfig):
     """One per thread and config: loading a network is not free, and one OpenCV net must not run in two
     threads at once."""
     cache = _per_thread.__dict__.setdefault("detectors", {})
@@ -119,7 +119,7 @@ def _detector(cfg: FaceCropConfig):
 def warm_detector(cfg: FaceCropConfig) -> None:
     """A worker process's start: one OpenCV thread (the pool has one process per core) and its detector loaded."""
     cv2.setNumThreads(1)
-    _detector(cfg)
+    detector_for(cfg)
 
 
 def detection_scale(height: int, width: int, max_side: int) -> float:
@@ -172,23 +172,26 @@ def require_face(track: FaceTrack, cfg: FaceCropConfig, source: str | Path) -> N
 
 def track_face(path: str | Path, cfg: FaceCropConfig, keep: Iterable[int] = (),
                max_cpu_seconds: float | None = None) -> tuple[FaceTrack, dict[int, np.ndarray]]:
-    """Stream `path` once: the face track and the frames of `keep` (BGR, full resolution; only those are held). VideoDecodeError for an unreadable video; CostError once the calling
+    """Stream `path` once: the face track and the frames of `keep` (BGR, full resolution; only those are held).
+    The detector runs on every detect_stride-th frame and on the last one the container declares, whatever
+    `keep` is, so training (keeping nothing) and serving (keeping the sampled frames) track alike. VideoDecodeError for an unreadable video; CostError once the calling
     thread has spent `max_cpu_seconds` of CPU on it."""
-    keep, detect, stride = set(keep), _detector(cfg), cfg.detect_stride
+    keep, detect, stride = set(keep), detector_for(cfg), cfg.detect_stride
     start = time.thread_time()
     cap = open_video(Path(path))
+    last = declared_frames(cap) - 1            # detected too, so the track's end is not held from stride frames back
     detected, found_at, kept = [], [], {}
-    scale, size = 1.0, (0, 0)
+    scale = 1.0
     try:
-        for t, frame in decoded_frames(cap, Path(path), lambda t: t % stride == 0 or t in keep):
+        for t, frame in decoded_frames(cap, Path(path), lambda t: t % stride == 0 or t == last or t in keep):
             if frame is None:
                 continue
             if t == 0:
+                scale = detection_scale(*frame.shape[:2], cfg.detect_max_side)
                 size = frame.shape[:2]
-                scale = detection_scale(*size, cfg.detect_max_side)
             if t in keep:
                 kept[t] = frame
-            if t % stride == 0:
+            if t % stride == 0 or t == last:
                 detected.append(t)
                 found_at.append(detect_scaled(frame, detect, scale, cfg.min_face))
             if max_cpu_seconds is not None and time.thread_time() - start > max_cpu_seconds:

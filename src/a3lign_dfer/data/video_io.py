@@ -6,7 +6,8 @@ decoder available here.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,20 +84,25 @@ def probe_video(path: str | Path) -> VideoProbe:
         cap.release()
 
 
-def write_video(frames_rgb: np.ndarray, path: str | Path, fps: int,
+def write_video(frames_rgb: np.ndarray | Iterable[np.ndarray], path: str | Path, fps: int,
                 crf: int = 23, preset: str = "superfast", rotation: int = 0) -> int:
-    """Encode RGB uint8 frames [N, H, W, 3] as H.264 (yuv420p) mp4; return frames written.
+    """Encode RGB uint8 frames (an [N, H, W, 3] array, or any iterable of [H, W, 3] frames, encoded as they
+    come so a long video is never held whole) as H.264 (yuv420p) mp4; return frames written.
 
     `rotation` (degrees counter-clockwise) is stored as the display rotation, as phones do.
     """
-    frames_rgb = np.asarray(frames_rgb)
-    if frames_rgb.ndim != 4 or frames_rgb.shape[-1] != 3 or frames_rgb.dtype != np.uint8:
-        raise ValueError(f"expected uint8 frames [N, H, W, 3], got {frames_rgb.dtype} {frames_rgb.shape}")
-    n, height, width, _ = frames_rgb.shape
-    if n == 0 or height % 2 or width % 2:
-        raise ValueError(f"need >= 1 frame of even width and height for yuv420p, got {frames_rgb.shape}")
+    frames = iter(frames_rgb)
+    first = next(frames, None)
+    first = None if first is None else np.asarray(first)
+    if first is None or first.ndim != 3 or first.shape[-1] != 3 or first.dtype != np.uint8:
+        shape = "no frame" if first is None else f"{first.dtype} {first.shape}"
+        raise ValueError(f"expected uint8 frames [N, H, W, 3], got {shape}")
+    height, width, _ = first.shape
+    if height % 2 or width % 2:
+        raise ValueError(f"need >= 1 frame of even width and height for yuv420p, got {first.shape}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -104,8 +110,9 @@ def write_video(frames_rgb: np.ndarray, path: str | Path, fps: int,
         stream.options = {"crf": str(crf), "preset": preset}
         if rotation:
             stream.set_display_rotation(rotation)
-        for frame in frames_rgb:
+        for frame in itertools.chain([first], frames):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            n += 1
         container.mux(stream.encode())
     return n
 

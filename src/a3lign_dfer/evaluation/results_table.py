@@ -11,9 +11,7 @@ import json
 from pathlib import Path
 
 from a3lign_dfer.evaluation.multi_seed import summary_markdown
-
-START, END = "<!-- results:start -->", "<!-- results:end -->"
-
+from a3lign_dfer.reporting.readme_blocks import replace_block
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
@@ -38,9 +36,4 @@ def results_markdown(reports: Path) -> str:
 
 
 def update_readme(readme: Path, reports: Path) -> None:
-    text = readme.read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{readme} has no {START} ... {END} block to fill")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{START}\n{results_markdown(reports)}\n{END}{tail}")
+    replace_block(readme, "results", results_markdown(reports))

@@ -1,0 +1,99 @@
+"""The streamed face track at phone resolutions: the detector on a shrunk copy still finds real faces in
+1080p, the training crops (face_crop stage) and the served crops (video_input) of one video are the same
+pixels, a long 1080p video is prepared in bounded memory, and the request limits refuse with their kind."""
+from __future__ import annotations
+
+import resource
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from multiprocessing import get_context
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import PARAMS
+
+from a3lign_dfer.data.face_crop import crop_dataset
+from a3lign_dfer.data.face_track import crops_along, detection_scale, track_face
+from a3lign_dfer.data.face_videos import photo_videos, upright
+from a3lign_dfer.data.video_io import write_video
+from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, RequestLimits, face_frames
+from a3lign_dfer.model.image_spec import ImageSpec
+
+CFG = replace(PARAMS.face_crop, workers=1)
+HD = (1920, 1080)
+
+
+def _spec(cfg=CFG) -> PreprocessSpec:
+    return PreprocessSpec(cfg, ImageSpec(112, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)), 16, 4)
+
+
+def test_shrunk_detector_finds_real_faces_in_1080p_and_crops_them_upright(tmp_path):
+    assert detection_scale(*HD[::-1], CFG.detect_max_side) <= 0.5          # it really runs on a small copy
+    for video in photo_videos(24, HD)[:3]:                                 # pan, zoom, roll of real photos
+        path = video.write(tmp_path / f"{video.name}.mp4", fps=30)
+        track, _ = track_face(path, CFG)
+        assert track.frame_size == (1080, 1920)
+        assert track.detection_rate >= 0.95, f"{video.name}: {track.found}/{len(track.detected)}"
+        crops = [crop for _, crop in crops_along(path, track, CFG, range(track.frames))]
+        assert upright(crops, video, CFG.margin).all(), video.name
+        true_centre = video.boxes[:, :2] + video.boxes[:, 2:] / 2
+        error = np.linalg.norm(track.boxes[:, :2] - true_centre, axis=1) / video.boxes[:, 3]
+        assert np.median(error) < 0.15, (video.name, error)                # boxes mapped back to the full frame
+
+
+def test_a_stride_detects_on_fewer_frames_and_interpolates_the_rest(tmp_path):
+    video = photo_videos(30, (1280, 720))[1]
+    path = video.write(tmp_path / "zoom.mp4", fps=30)
+    every, _ = track_face(path, replace(CFG, detect_stride=1))
+    third, _ = track_face(path, replace(CFG, detect_stride=3))
+    np.testing.assert_array_equal(third.detected, [*range(0, 30, 3), 29])   # and the last frame
+    assert third.boxes.shape == every.boxes.shape == (30, 3)
+    assert np.abs(third.boxes[:, 2] / every.boxes[:, 2] - 1).max() < 0.1  # the zooming face's size followed
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_training_and_serving_crops_of_one_video_are_the_same_pixels(tmp_path, stride):
+    cfg = replace(CFG, detect_stride=stride)
+    video = photo_videos(40, (1280, 720))[1]                       # 720p: detection on a shrunk copy
+    path = video.write(tmp_path / "clip.mp4", fps=30)
+    manifest = pd.DataFrame([{"clip_id": "clip", "path": "clip.mp4", "label_idx": 0, "label_name": "happy",
+                              "dataset": "test", "fold": 0, "split": "test", "num_frames": 40, "identity": 0}])
+    crops, rejects, _ = crop_dataset(manifest, tmp_path, tmp_path / "crops", cfg, PARAMS.data.classes)
+    assert not rejects and crops["num_frames"].item() == 40
+    served = face_frames(path, _spec(cfg))
+    assert len(served.used) == 16
+    for index, crop in zip(served.used, served.crops):
+        stored = cv2.imread(str(tmp_path / "crops/frames/clip" / f"{index:05d}.jpg"))
+        np.testing.assert_array_equal(cv2.cvtColor(stored, cv2.COLOR_BGR2RGB), crop)
+
+
+def _peak_extra_mb(path: str) -> float:
+    cv2.setNumThreads(1)
+    face_frames(path, _spec())                                     # imports and the detector loaded first
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    faces = face_frames(path, _spec())
+    assert faces.stats.frames == 240
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
+def test_a_long_1080p_video_is_prepared_without_holding_its_frames(tmp_path):
+    """240 frames of 1080p are 1.5 GB decoded: the request holds the 16 sampled frames (100 MB) and one more."""
+    pan = photo_videos(30, HD)[0].frames
+    path = tmp_path / "long.mp4"
+    write_video((pan[t % 30] for t in range(240)), path, 30)
+    with ProcessPoolExecutor(1, get_context("spawn")) as pool:       # a fresh process: its own peak memory
+        extra = pool.submit(_peak_extra_mb, str(path)).result()
+    assert extra < 300, f"{extra:.0f} MB"
+
+
+def test_request_limits_refuse_with_their_kind_before_the_cost(tmp_path):
+    path = photo_videos(30, (1280, 720))[0].write(tmp_path / "pan.mp4", fps=30)   # 30 x 0.92 Mpx = 27.6
+    cases = {RequestLimits(29, 1000, 60): "too_many_frames", RequestLimits(900, 20, 60): "too_many_pixels",
+             RequestLimits(900, 1000, 0.01): "too_costly"}
+    for limits, kind in cases.items():
+        with pytest.raises(InputError, match="pan.mp4") as err:
+            face_frames(path, _spec(), limits)
+        assert err.value.kind == kind
+    assert face_frames(path, _spec(), RequestLimits(30, 28, 60)).crops.shape == (16, 112, 112, 3)
