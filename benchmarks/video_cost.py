@@ -44,9 +44,16 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+from service_load import load_level, summarize
 
-from a3lign_dfer.data.face_track import crop_square, detect_scaled, detector_for, select_boxes, smooth_and_fill, \
-    warm_detector
+from a3lign_dfer.data.face_track import (
+    crop_square,
+    detect_scaled,
+    detector_for,
+    select_boxes,
+    smooth_and_fill,
+    warm_detector,
+)
 from a3lign_dfer.data.face_videos import lfw_videos, photo_videos
 from a3lign_dfer.data.sampling import segment_indices
 from a3lign_dfer.data.video_io import read_video, write_video
@@ -55,7 +62,6 @@ from a3lign_dfer.inference.video_input import PreprocessSpec, face_frames
 from a3lign_dfer.model.clip_backbone import normalize_frames
 from a3lign_dfer.reporting.readme_blocks import replace_block
 from a3lign_dfer.serving.process import running_service
-from service_load import load_level, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE_REV = "fc2636c"            # the last commit with the old path

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,7 +27,8 @@ from a3lign_dfer.serving.artifact import ArtifactError, verify
 from a3lign_dfer.serving.process import running_service
 
 pytestmark = pytest.mark.slow
-LIMITS = {"max_upload_mb": 0.5, "max_frames": 120, "max_batch": 8, "max_wait_ms": 20, "preprocess_workers": 2}
+LIMITS = {"max_upload_mb": 0.5, "max_frames": 120, "max_megapixel_frames": 20, "max_cpu_seconds": 30, "max_batch": 8,
+          "max_wait_ms": 20, "preprocess_workers": 2}
 
 
 def _predict_cli(repo, deploy, videos) -> dict:
@@ -95,7 +97,8 @@ def test_health_metadata_and_the_page(served):
     assert meta["classes"] == served.classes and meta["backend"] == "onnxruntime"
     assert meta["model"]["stage"] is None and meta["model"]["test_metrics"] == manifest["test_metrics"]
     assert meta["preprocessing"] == json.loads((served.deploy / "preprocess.json").read_text())
-    assert meta["limits"] == {"max_upload_mb": 0.5, "max_frames": 120}
+    assert meta["limits"] == {"max_upload_mb": 0.5, "max_frames": 120, "max_megapixel_frames": 20,
+                              "max_cpu_seconds": 30}
     page = httpx.get(f"{served.url}/").text
     assert "<form" in page and not re.search(r"""(src|href)=["']?(https?:)?//""", page)   # nothing external
 
@@ -113,7 +116,9 @@ def _bad_uploads(served) -> list[tuple[str, dict, int, str]]:
     long = np.clip(rng.normal(128, 4, (1, 64, 64, 3)) + np.arange(150)[:, None, None, None] % 50, 0, 255)
     no_face = _clip_file(work / "wall.mp4", grey).read_bytes()
     too_long = _clip_file(work / "long.mp4", long.astype(np.uint8)).read_bytes()
-    assert len(too_long) < 0.5 * 2**20
+    # 1080p: 12 frames are 25 megapixel-frames (limit 20), 75 MB once decoded, 40 kB as sent.
+    hd = _clip_file(work / "hd.mp4", (np.full((1080, 1920, 3), 90, np.uint8) for _ in range(12))).read_bytes()
+    assert len(too_long) < 0.5 * 2**20 and len(hd) < 0.5 * 2**20
     return [
         ("no file field", {"files": {"video": ("clip.mp4", good)}}, 400, "no_file"),
         ("empty body", {"content": b""}, 400, "no_file"),
@@ -122,6 +127,7 @@ def _bad_uploads(served) -> list[tuple[str, dict, int, str]]:
         ("truncated", {"files": {"file": ("cut.mp4", good[:len(good) // 3])}}, 422, "truncated_video"),
         ("no face", {"files": {"file": ("wall.mp4", no_face)}}, 422, "no_face"),
         ("too many frames", {"files": {"file": ("long.mp4", too_long)}}, 413, "too_many_frames"),
+        ("too many pixels", {"files": {"file": ("hd.mp4", hd)}}, 413, "too_many_pixels"),
         ("too large", {"files": {"file": ("big.mp4", rng.bytes(int(0.6 * 2**20)))}}, 413, "upload_too_large"),
     ]
 
@@ -153,9 +159,10 @@ def test_mixed_concurrent_load_good_answers_4xx_for_bad_no_5xx_no_temp_files(ser
     assert set(served.tmp.rglob("*")) == present and list(uploads[0].iterdir()) == []
     # Prometheus counters moved by exactly what was sent.
     after = httpx.get(f"{served.url}/metrics").text
-    for _, _, status, kind in jobs:
-        if status != 200:
-            assert _counter(after, "a3lign_errors_total", f'kind="{kind}"') >= 1
+    sent = Counter(kind for _, _, status, kind in jobs if status != 200)
+    for kind, count in sent.items():
+        assert _counter(after, "a3lign_errors_total", f'kind="{kind}"') - \
+            _counter(before, "a3lign_errors_total", f'kind="{kind}"') == count, kind
     good = sum(1 for job in jobs if job[2] == 200)
     assert _counter(after, "a3lign_requests_total", 'endpoint="/predict",status="200"') - \
         _counter(before, "a3lign_requests_total", 'endpoint="/predict",status="200"') == good

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pandas as pd
 
 from a3lign_dfer.config import FaceCropConfig
@@ -24,6 +23,7 @@ from a3lign_dfer.data.frame_folders import frame_files, read_frame
 from a3lign_dfer.data.manifest import ClipError, kinds, reject, validate
 from a3lign_dfer.data.parallel import run_parallel
 from a3lign_dfer.data.video_io import VideoDecodeError
+
 
 def _rejected(clip_id: str, err: ClipError, decoded: int) -> dict:
     """A worker's reject as plain data (it crosses a process boundary)."""

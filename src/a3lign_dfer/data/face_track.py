@@ -174,8 +174,9 @@ def track_face(path: str | Path, cfg: FaceCropConfig, keep: Iterable[int] = (),
                max_cpu_seconds: float | None = None) -> tuple[FaceTrack, dict[int, np.ndarray]]:
     """Stream `path` once: the face track and the frames of `keep` (BGR, full resolution; only those are held).
     The detector runs on every detect_stride-th frame and on the last one the container declares, whatever
-    `keep` is, so training (keeping nothing) and serving (keeping the sampled frames) track alike. VideoDecodeError for an unreadable video; CostError once the calling
-    thread has spent `max_cpu_seconds` of CPU on it."""
+    `keep` is, so training (keeping nothing) and serving (keeping the sampled frames) track alike.
+    VideoDecodeError for an unreadable video; CostError once the calling thread has spent `max_cpu_seconds`
+    of CPU on it."""
     keep, detect, stride = set(keep), detector_for(cfg), cfg.detect_stride
     start = time.thread_time()
     cap = open_video(Path(path))

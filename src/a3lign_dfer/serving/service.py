@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from a3lign_dfer.config import ServeConfig
-from a3lign_dfer.inference.backends import load_backend
 from a3lign_dfer.data.face_track import warm_detector
+from a3lign_dfer.inference.backends import load_backend
 from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, RequestLimits, face_frames
 from a3lign_dfer.model.clip_backbone import normalize_frames
 from a3lign_dfer.serving.artifact import Artifact
