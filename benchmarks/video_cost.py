@@ -3,7 +3,7 @@
 The old path is the one before the streamed face track (commit BASELINE_REV): every frame
 decoded, converted and kept, the detector at full resolution on every frame, every frame
 cropped. The new one is `inference.video_input.face_frames` with the params' face_crop
-(detection on a shrunk copy at a stride, only the sampled frames kept). Both run on:
+(detection on a shrunk copy of at most detect_fps frames a second, only the sampled frames kept). Both run on:
   real   real-face clips (data.face_videos: photos and LFW faces) filmed at 640x360, 1280x720
          and 1920x1080, 3 s at 30 fps (90 frames), as a phone records;
   test   the benchmark's first test clips (data/raw) scaled to 480x360, 960x720 and 1440x1080;
@@ -165,7 +165,7 @@ def old_service_tree(tmp: Path, deploy: Path) -> tuple[Path, Path]:
     old_deploy = tmp / "deploy_baseline"
     shutil.copytree(deploy, old_deploy)
     spec = json.loads((old_deploy / "preprocess.json").read_text())
-    for key in ("detect_max_side", "detect_stride"):
+    for key in ("detect_max_side", "detect_fps"):
         spec["face_crop"].pop(key)
     (old_deploy / "preprocess.json").write_text(json.dumps(spec, indent=2) + "\n")
     manifest = json.loads((old_deploy / "manifest.json").read_text())
@@ -224,8 +224,8 @@ def markdown(report: dict) -> str:
         rows.append("| ratio | " + " | ".join(f"{svc['new'][str(c)]['clips_per_s'] / svc['old'][str(c)]['clips_per_s']:.1f}x"
                                                for c in CONCURRENCY) + " |")
     rows += ["", f"Label agreement over every clip: {report['label_agreement']:.3f}; face_crop "
-             f"detect_max_side {report['face_crop']['detect_max_side']}, detect_stride "
-             f"{report['face_crop']['detect_stride']}; {report['machine']}."]
+             f"detect_max_side {report['face_crop']['detect_max_side']}, detect_fps "
+             f"{report['face_crop']['detect_fps']:g}; {report['machine']}."]
     return "\n".join(rows)
 
 

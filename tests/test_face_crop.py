@@ -1,6 +1,8 @@
 """Face crop stage: finds the synthetic face, rejects bad videos, fills missed frames."""
 from __future__ import annotations
 
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -131,3 +133,18 @@ def test_video_roundtrip_and_decode_error(tmp_path):
     assert abs(int(back[0, 20, 30, 0]) - 200) < 15 and back[0, 20, 30, 2] < 80  # RGB order kept
     with pytest.raises(VideoDecodeError, match="missing.mp4"):
         read_video(tmp_path / "missing.mp4")
+
+
+def test_a_bad_file_gets_our_one_line_not_ffmpeg_or_opencv_logs(tmp_path):
+    (tmp_path / "notes.mp4").write_text("these are my notes\n")
+    good = np.zeros((20, 64, 64, 3), np.uint8)
+    write_video(good, tmp_path / "good.mp4", 12)
+    (tmp_path / "cut.mp4").write_bytes((tmp_path / "good.mp4").read_bytes()[:600])
+    script = ("import sys\nfrom a3lign_dfer.data.video_io import VideoDecodeError, read_video\n"
+              "for name in sys.argv[1:]:\n    try:\n        read_video(name)\n"
+              "    except VideoDecodeError as err:\n        print(err)\n")
+    out = subprocess.run([sys.executable, "-c", script, "notes.mp4", "cut.mp4"], cwd=tmp_path, capture_output=True,
+                         text=True, check=True)
+    assert out.stderr == ""                                           # no "moov atom not found", no "[ WARN"
+    lines = out.stdout.splitlines()
+    assert len(lines) == 2 and "notes.mp4" in lines[0] and "not a video" in lines[0] and "cut.mp4" in lines[1]

@@ -46,16 +46,17 @@ def test_shrunk_detector_finds_real_faces_in_1080p_and_crops_them_upright(tmp_pa
 def test_a_stride_detects_on_fewer_frames_and_interpolates_the_rest(tmp_path):
     video = photo_videos(30, (1280, 720))[1]
     path = video.write(tmp_path / "zoom.mp4", fps=30)
-    every, _ = track_face(path, replace(CFG, detect_stride=1))
-    third, _ = track_face(path, replace(CFG, detect_stride=3))
+    every, _ = track_face(path, replace(CFG, detect_fps=30))
+    third, _ = track_face(path, replace(CFG, detect_fps=10))    # 30 fps: every 3rd frame
+    assert (every.stride, third.stride) == (1, 3)
     np.testing.assert_array_equal(third.detected, [*range(0, 30, 3), 29])   # and the last frame
     assert third.boxes.shape == every.boxes.shape == (30, 3)
     assert np.abs(third.boxes[:, 2] / every.boxes[:, 2] - 1).max() < 0.1  # the zooming face's size followed
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_training_and_serving_crops_of_one_video_are_the_same_pixels(tmp_path, stride):
-    cfg = replace(CFG, detect_stride=stride)
+@pytest.mark.parametrize("detect_fps", [30, 15])
+def test_training_and_serving_crops_of_one_video_are_the_same_pixels(tmp_path, detect_fps):
+    cfg = replace(CFG, detect_fps=detect_fps)
     video = photo_videos(40, (1280, 720))[1]                       # 720p: detection on a shrunk copy
     path = video.write(tmp_path / "clip.mp4", fps=30)
     manifest = pd.DataFrame([{"clip_id": "clip", "path": "clip.mp4", "label_idx": 0, "label_name": "happy",

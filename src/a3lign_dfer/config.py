@@ -61,7 +61,7 @@ class FaceCropConfig:
     smooth_window: int
     min_face: int
     detect_max_side: int             # the detector sees a copy of the frame with at most this longer side
-    detect_stride: int               # the detector runs on every this-many-th frame; the track is interpolated
+    detect_fps: float                # the detector runs on at most this many frames per second of video
     yunet_score_threshold: float
     min_detection_rate: float
     jpeg_quality: int

@@ -1,8 +1,8 @@
 """The face track of one video, streamed: one box per frame at a bounded cost per pixel and frame.
 
 Phone videos are 720p/1080p and seconds to minutes long, so a video is decoded one frame
-at a time and never held whole: the detector sees a copy of every `detect_stride`-th frame
-scaled so its longer side is at most `detect_max_side` (boxes mapped back to the frame), and
+at a time and never held whole: the detector sees a copy of at most `detect_fps` frames per
+second of video scaled so its longer side is at most `detect_max_side` (boxes mapped back to the frame), and
 only the frames asked for are kept at full resolution, where the crops are cut. Per-frame
 detections miss frames, jitter and fire on clutter, so one box per detected frame is chosen
 by continuity, then centre and size are median-filtered over the detected frames and every
@@ -122,6 +122,12 @@ def warm_detector(cfg: FaceCropConfig) -> None:
     detector_for(cfg)
 
 
+def detection_stride(fps: float, detect_fps: float) -> int:
+    """Every how-many-th frame the detector sees so that it runs at most detect_fps times per second of video
+    (1 where the container states no frame rate)."""
+    return max(1, int(fps / detect_fps + 1e-6)) if fps > 0 else 1
+
+
 def detection_scale(height: int, width: int, max_side: int) -> float:
     """The factor a frame is shrunk by before detection (1: detected at its own resolution)."""
     return min(1.0, max_side / max(height, width))
@@ -150,6 +156,7 @@ class FaceTrack:
     selected: np.ndarray           # (detected frames, 4) the box (x, y, w, h) kept on each, NaN: none
     frames: int                    # decoded frames
     frame_size: tuple[int, int]    # (height, width) as decoded (display rotation applied)
+    stride: int                    # the detector ran on every stride-th frame (and the last)
 
     @property
     def detection_rate(self) -> float:
@@ -173,13 +180,14 @@ def require_face(track: FaceTrack, cfg: FaceCropConfig, source: str | Path) -> N
 def track_face(path: str | Path, cfg: FaceCropConfig, keep: Iterable[int] = (),
                max_cpu_seconds: float | None = None) -> tuple[FaceTrack, dict[int, np.ndarray]]:
     """Stream `path` once: the face track and the frames of `keep` (BGR, full resolution; only those are held).
-    The detector runs on every detect_stride-th frame and on the last one the container declares, whatever
+    The detector runs on every stride-th frame (detection_stride) and on the last one the container declares, whatever
     `keep` is, so training (keeping nothing) and serving (keeping the sampled frames) track alike.
     VideoDecodeError for an unreadable video; CostError once the calling thread has spent `max_cpu_seconds`
     of CPU on it."""
-    keep, detect, stride = set(keep), detector_for(cfg), cfg.detect_stride
+    keep, detect = set(keep), detector_for(cfg)
     start = time.thread_time()
     cap = open_video(Path(path))
+    stride = detection_stride(cap.get(cv2.CAP_PROP_FPS), cfg.detect_fps)
     last = declared_frames(cap) - 1            # detected too, so the track's end is not held from stride frames back
     detected, found_at, kept = [], [], {}
     scale = 1.0
@@ -203,7 +211,7 @@ def track_face(path: str | Path, cfg: FaceCropConfig, keep: Iterable[int] = (),
     boxes = select_boxes(found_at)
     found = int((~np.isnan(boxes[:, 0])).sum())
     track = smooth_and_fill(boxes, cfg.smooth_window, np.array(detected), frames) if found else None
-    return FaceTrack(track, found, np.array(detected), boxes, frames, size), kept
+    return FaceTrack(track, found, np.array(detected), boxes, frames, size, stride), kept
 
 
 def crops_along(path: str | Path, track: FaceTrack, cfg: FaceCropConfig, indices: Iterable[int],

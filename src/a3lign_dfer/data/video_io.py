@@ -7,6 +7,7 @@ decoder available here.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,12 @@ import cv2
 import numpy as np
 
 from a3lign_dfer.data.manifest import ClipError
+
+# A bad file gets one clear line of ours (VideoDecodeError), not FFmpeg's "moov atom not found" and
+# OpenCV's WARN lines before it; FFmpeg reads its level when the first capture opens. Set
+# OPENCV_FFMPEG_LOGLEVEL (e.g. 32) yourself to see FFmpeg's messages again.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 class VideoDecodeError(ClipError):

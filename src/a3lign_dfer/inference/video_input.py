@@ -51,7 +51,7 @@ class PreprocessSpec:
     def to_json(self) -> dict:
         return {"face_crop": dataclasses.asdict(self.face_crop), "image": dataclasses.asdict(self.image),
                 "frames": self.frames, "min_frames": self.min_frames,
-                "face_track": "the detector on a copy of every detect_stride-th frame (and the last) shrunk to "
+                "face_track": "the detector on a copy of at most detect_fps frames per second (and the last) shrunk to "
                               "detect_max_side, boxes mapped back, median over smooth_window frames, interpolated "
                               "between detected frames; crops cut from the full-resolution frame",
                 "sampling": "segment centres: the clip cut into `frames` equal segments, the centre frame of each",
