@@ -203,7 +203,7 @@ def test_monitor_flow_passes_a_clean_batch_and_fails_red_on_a_shifted_one(flow_r
 def test_deployments_register_with_their_schedules(prefect_backend):
     from prefect import get_client
 
-    from flows.deployments import MONITOR_CRON, MONITOR_WATCH, PIPELINE_CRON, ROOT, deployments
+    from flows.deployments import MONITOR_WATCH, ROOT, deployments
 
     for deployment in deployments():
         deployment.apply()
@@ -211,12 +211,14 @@ def test_deployments_register_with_their_schedules(prefect_backend):
         weekly = client.read_deployment_by_name("a3lign-dfer-pipeline/weekly")
         on_demand = client.read_deployment_by_name("a3lign-dfer-release/on-demand")
         daily = client.read_deployment_by_name("a3lign-dfer-monitor/daily")
-    assert [s.schedule.cron for s in weekly.schedules] == [PIPELINE_CRON] and weekly.schedules[0].active
+    # As README "Orchestration" states them: Mondays 03:00, daily 06:00, one run at a time each.
+    assert [s.schedule.cron for s in weekly.schedules] == ["0 3 * * 1"] and weekly.schedules[0].active
     assert on_demand.schedules == []
     assert weekly.parameters == {"repo": str(ROOT)} and "training" in weekly.tags and weekly.description
     assert "registry" in on_demand.tags and "staging" in on_demand.description
     assert weekly.global_concurrency_limit.limit == 1               # one pipeline run at a time
-    assert [s.schedule.cron for s in daily.schedules] == [MONITOR_CRON] and daily.schedules[0].active
+    assert [s.schedule.cron for s in daily.schedules] == ["0 6 * * *"] and daily.schedules[0].active
+    assert daily.global_concurrency_limit.limit == 1                # one monitor run at a time
     assert daily.parameters == {"repo": str(ROOT), "watch": MONITOR_WATCH} and "monitoring" in daily.tags
     assert "drift" in daily.description
 
