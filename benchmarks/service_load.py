@@ -36,6 +36,7 @@ import yaml
 from a3lign_dfer.config import load_params
 from a3lign_dfer.inference.backends import load_backend
 from a3lign_dfer.inference.video_input import PreprocessSpec, video_input
+from a3lign_dfer.reporting.readme_blocks import replace_block
 from a3lign_dfer.serving.process import running_service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,16 +145,26 @@ def main() -> None:
               "backend_alone": backend_alone(deploy, videos, params.serve.max_batch)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print("\n| mode | concurrency | p50 latency (s) | p95 latency (s) | clips/s | wrong or failed |")
-    print("|---|---|---|---|---|---|")
-    for mode, levels in results.items():
-        for c in CONCURRENCY:
-            level = levels[f"concurrency_{c}"]
-            print(f"| {mode} | {c} | {level['p50_s']} | {level['p95_s']} | {level['clips_per_s']} | "
-                  f"{level['wrong_or_failed']} |")
-    print(f"\nthroughput ratio, micro-batching / one at a time: {ratio} (target at 16: >= 1.5)")
+    replace_block(ROOT / "README.md", "service-load", markdown(report))
+    print(markdown(report))
     print(f"backend alone: {report['backend_alone']}; mean clips per backend call: {calls}")
 
+
+def markdown(report: dict) -> str:
+    lines = ["| mode | concurrency | p50 latency (s) | p95 latency (s) | clips/s | wrong or failed |",
+             "|---|---|---|---|---|---|"]
+    for mode, levels in report["modes"].items():
+        for c in CONCURRENCY:
+            level = levels[f"concurrency_{c}"]
+            lines.append(f"| {mode} | {c} | {level['p50_s']} | {level['p95_s']} | {level['clips_per_s']} | "
+                         f"{level['wrong_or_failed']} of {level['requests']} |")
+    ratio = report["throughput_ratio_batching_over_one_at_a_time"]
+    lines += ["", "Micro-batching over one at a time: " + ", ".join(
+        f"{ratio[f'concurrency_{c}']:.2f}x at concurrency {c}" for c in CONCURRENCY)
+        + f" (target at 16: {report['target_ratio_at_16']}x); clips per backend call: "
+        + ", ".join(f"{mode} {m['mean_clips_per_backend_call']}" for mode, m in report["modes"].items())
+        + f"; {report['preprocess_workers']} preprocessing workers, {report['machine']['threads']} cores."]
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()

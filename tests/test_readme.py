@@ -1,0 +1,59 @@
+"""README's measured numbers are the ones on disk: every generated block (between `<!-- NAME:start -->` and
+`<!-- NAME:end -->`) equals what its command renders from the report files it wrote, so editing a report
+(or re-running a stage without regenerating) fails here until the block is regenerated."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from a3lign_dfer.evaluation.results_table import results_markdown
+from a3lign_dfer.reporting.readme_blocks import markers
+
+ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def _benchmark(script: str, report: str):
+    module = __import__(script)
+    return lambda reports: module.markdown(json.loads((reports / report).read_text()))
+
+
+# block name -> (the command that writes it, how it renders from a reports folder)
+BLOCKS = {
+    "results": ("python -m a3lign_dfer results", results_markdown),
+    "service-load": ("python benchmarks/service_load.py", _benchmark("service_load", "benchmarks/service_load.json")),
+    "video-cost": ("python benchmarks/video_cost.py", _benchmark("video_cost", "benchmarks/video_cost.json")),
+}
+
+
+def block(text: str, name: str) -> str:
+    start, end = markers(name)
+    return text.split(start, 1)[1].split(end, 1)[0].strip("\n")
+
+
+def test_every_block_in_readme_is_known():
+    assert set(re.findall(r"<!-- ([\w-]+):start -->", (ROOT / "README.md").read_text())) == set(BLOCKS)
+
+
+@pytest.mark.parametrize("name", BLOCKS)
+def test_generated_block_matches_the_report_files(name):
+    command, render = BLOCKS[name]
+    assert block((ROOT / "README.md").read_text(), name) == render(ROOT / "reports"), \
+        f"README block {name!r} differs from the report files: regenerate it with `{command}`"
+
+
+def test_a_hand_edited_report_number_fails_the_check(tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    for name in ("face_crop.json", "pretrain_clip.json", "features.json"):
+        (reports / name).write_text((ROOT / "reports" / name).read_text())
+    (reports / "seeds").mkdir()
+    (reports / "seeds/summary.json").write_text((ROOT / "reports/seeds/summary.json").read_text())
+    crop = json.loads((reports / "face_crop.json").read_text())
+    crop["frames_per_second"] += 100
+    (reports / "face_crop.json").write_text(json.dumps(crop))
+    assert block((ROOT / "README.md").read_text(), "results") != results_markdown(reports)
