@@ -7,6 +7,7 @@ for key, value in {"DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER
                    "GX_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
     os.environ[key] = value
 
+import a3lign_dfer  # noqa: E402,F401  (pins the numerical code paths before torch loads)
 import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
