@@ -32,15 +32,17 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import tarfile
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pandas as pd
 import torch
@@ -175,7 +177,7 @@ def old_service_tree(tmp: Path, deploy: Path) -> tuple[Path, Path]:
     return tree, old_deploy
 
 
-def service_levels(deploy: Path, videos: list[Path], rounds: int, tmp: Path) -> dict:
+def service_levels(deploy: Path, videos: list[Path], long_clip: Path, rounds: int, tmp: Path) -> dict:
     """Clips/s and latency of today's and the new service on the same uploads, alternating rounds."""
     tree, old_deploy = old_service_tree(tmp, deploy)
     spec = PreprocessSpec.load(deploy / "preprocess.json")
@@ -199,7 +201,31 @@ def service_levels(deploy: Path, videos: list[Path], rounds: int, tmp: Path) -> 
                 results[name][str(level)] = summarize(runs[name])
             print(f"concurrency {level}: old {results['old'][str(level)]['clips_per_s']:.2f} clips/s, "
                   f"new {results['new'][str(level)]['clips_per_s']:.2f}", flush=True)
+        results["responsiveness"] = responsiveness(urls["new"], long_clip, uploads[0])
     return results
+
+
+def responsiveness(url: str, long_clip: Path, small: tuple) -> dict:
+    """The new service while it prepares a 30 s 1080p upload: that request's answer and time, and the latency
+    of small requests sent one after another meanwhile, against the same requests on the idle service."""
+    def small_latencies(count: int) -> list[float]:
+        return [load_level(url, [small], 1)[1] for _ in range(count)]
+
+    idle = small_latencies(5)
+    with ThreadPoolExecutor(1) as pool:
+        start = time.perf_counter()
+        pending = pool.submit(httpx.post, f"{url}/predict", files={"file": (long_clip.name, long_clip.read_bytes())},
+                              timeout=600)
+        busy = []
+        while not pending.done():
+            busy += small_latencies(1)
+        response = pending.result()
+        seconds = time.perf_counter() - start
+    body = response.json()
+    return {"long_status": response.status_code, "long_answer": body.get("label") or body.get("error"),
+            "long_seconds": round(seconds, 2), "small_idle_p50_s": round(statistics.median(idle), 3),
+            "small_during_p50_s": round(statistics.median(busy), 3), "small_during_max_s": round(max(busy), 3),
+            "small_during": len(busy)}
 
 
 def markdown(report: dict) -> str:
@@ -223,6 +249,11 @@ def markdown(report: dict) -> str:
                                                      for c in CONCURRENCY) + " |")
         rows.append("| ratio | " + " | ".join(f"{svc['new'][str(c)]['clips_per_s'] / svc['old'][str(c)]['clips_per_s']:.1f}x"
                                                for c in CONCURRENCY) + " |")
+        r = svc["responsiveness"]
+        rows += ["", f"While the new service prepared the 30 s 1080p upload ({r['long_status']} "
+                 f"`{r['long_answer']}` after {r['long_seconds']} s), {r['small_during']} small requests sent one "
+                 f"after another took {r['small_during_p50_s']} s at the median (at most {r['small_during_max_s']} s), "
+                 f"against {r['small_idle_p50_s']} s on the idle service."]
     rows += ["", f"Label agreement over every clip: {report['label_agreement']:.3f}; face_crop "
              f"detect_max_side {report['face_crop']['detect_max_side']}, detect_fps "
              f"{report['face_crop']['detect_fps']:g}; {report['machine']}."]
@@ -269,8 +300,8 @@ def main(argv: list[str] | None = None) -> dict:
                 print(name, res, json.dumps({k: v for k, v in row.items()}), flush=True)
         report["label_agreement"] = float(np.mean(agree))
         if not args.skip_service:
-            report["service"] = service_levels(deploy, sets["real"]["720p"] + sets["test"]["720p"], args.rounds,
-                                               Path(tmp))
+            report["service"] = service_levels(deploy, sets["real"]["720p"] + sets["test"]["720p"],
+                                               sets["long"]["1080p"][0], args.rounds, Path(tmp))
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     replace_block(Path(args.readme), "video-cost", markdown(report))
     print(markdown(report))

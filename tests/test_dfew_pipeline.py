@@ -1,5 +1,6 @@
 """A real dataset layout end to end: `dvc repro` on a tiny DFEW-layout tree (real JPEG frames),
 then the `folds` command (one DVC experiment per official fold) -> reports/folds."""
+import io
 import json
 import re
 import sys
@@ -54,21 +55,26 @@ def test_dvc_repro_on_a_dfew_tree_reaches_reports(dfew_repo):
 def test_folds_command_writes_per_fold_and_mean_std(dfew_repo):
     repo, _, _, _ = dfew_repo
     workspace = json.loads((repo / "reports/eval/metrics.json").read_text())
+    workspace_test = set(pd.read_csv(repo / "reports/eval/predictions.csv")["clip_id"].astype(int))
     before = (repo / "params.yaml").read_text()
     out = run_cmd([sys.executable, "-m", "a3lign_dfer", "folds", "--folds", "1", "2"], repo)
     assert (repo / "params.yaml").read_text() == before
     assert re.findall(r"\[folds\] (fold-\d): dvc exp run", out) == ["fold-1", "fold-2"]
     summary = json.loads((repo / "reports/folds/summary.json").read_text())
     assert summary["folds"] == [1, 2] and [r["test_clips"] for r in summary["per_fold"]] == [7, 7]
-    assert summary["per_fold"][0]["uar"] == pytest.approx(workspace["uar"])     # fold 1 is the workspace run
+    # Each fold's numbers are what that fold's own evaluate wrote (fold 1 is the workspace run).
+    fold2 = summary["experiments"]["2"]
+    report = json.loads(run_cmd(["git", "show", f"{fold2}:reports/eval/metrics.json"], repo))
+    assert [x for r in summary["per_fold"] for x in (r["uar"], r["war"])] == \
+        pytest.approx([workspace["uar"], workspace["war"], report["uar"], report["war"]])
     uar = [r["uar"] for r in summary["per_fold"]]
     assert summary["uar"]["mean"] == pytest.approx(sum(uar) / 2)
     assert summary["uar"]["std"] == pytest.approx(abs(uar[0] - uar[1]) / 2 ** 0.5)
-    assert summary["war"]["values"] == [r["war"] for r in summary["per_fold"]]
+    assert summary["war"]["mean"] == pytest.approx((workspace["war"] + report["war"]) / 2)
     # Each fold's experiment imported its own fold: fold 2 tests clips 8-14, never fold 1's.
-    fold2 = summary["experiments"]["2"]
-    report = json.loads(run_cmd(["git", "show", f"{fold2}:reports/eval/metrics.json"], repo))
-    assert report["num_test_clips"] == 7
+    fold2_test = set(pd.read_csv(io.StringIO(run_cmd(["git", "show", f"{fold2}:reports/eval/predictions.csv"], repo)))
+                     ["clip_id"].astype(int))
+    assert report["num_test_clips"] == 7 and (workspace_test, fold2_test) == (set(range(1, 8)), set(range(8, 15)))
     lock = yaml.safe_load(run_cmd(["git", "show", f"{fold2}:dvc.lock"], repo))
     assert lock["stages"]["prepare"]["params"]["params.yaml"]["data"]["fold"] == 2
     md = (repo / "reports/folds/summary.md").read_text()

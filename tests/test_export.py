@@ -90,7 +90,8 @@ def test_triton_config_parses_with_tritons_schema_and_matches_the_graph(exported
 def test_tensorrt_backend_says_why_it_cannot_run(tmp_path):
     reason = tensorrt_unavailable()
     if reason is None:
-        pytest.skip("TensorRT and a GPU are present: the engine itself is checked by tests/test_gpu.py")
+        pytest.skip("TensorRT and a GPU are present: the engine itself is checked by "
+                    "tests/test_gpu.py::test_tensorrt_fp16_engine_passes_the_export_parity_gate")
     assert "TensorRT" in reason or "CUDA" in reason
     with pytest.raises(RuntimeError, match="tensorrt cannot run here"):
         load_backend(tmp_path, "tensorrt")

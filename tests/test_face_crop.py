@@ -81,7 +81,12 @@ def test_metrics(dataset):
     assert crops["detection_rate"].between(CFG.min_detection_rate, 1).all()
     assert (crops["detection_rate"] * crops["num_frames"]).sum() / crops["num_frames"].sum() == \
         pytest.approx(m["detection_rate"])
-    assert m["frames_per_second"] > 0 and m["seconds"] > 0
+    assert m["frame_folders"] == 0 and m["rejected_by_problem"] == {"not_a_video": 1, "no_face": 1}
+    # Throughput counts every frame decoded, kept or not: both faces and the rejected no-face video (the corrupt
+    # file decodes none), over the stage's seconds (stored rounded to 0.01 s; frames_per_second is not).
+    decoded = sum(len(read_video(dataset["root"] / f"{c}.mp4")) for c in [*FACES, "noface"])
+    assert decoded == m["frames"] + 12 and m["seconds"] > 0
+    assert abs(m["frames_per_second"] * m["seconds"] - decoded) <= 0.005 * m["frames_per_second"] + 1e-6
 
 
 def test_track_follows_the_ground_truth_face(dataset):

@@ -180,24 +180,21 @@ def require_face(track: FaceTrack, cfg: FaceCropConfig, source: str | Path) -> N
 def track_face(path: str | Path, cfg: FaceCropConfig, keep: Iterable[int] = (),
                max_cpu_seconds: float | None = None) -> tuple[FaceTrack, dict[int, np.ndarray]]:
     """Stream `path` once: the face track and the frames of `keep` (BGR, full resolution; only those are held).
-    The detector runs on every stride-th frame (detection_stride) and on the last one the container declares, whatever
-    `keep` is, so training (keeping nothing) and serving (keeping the sampled frames) track alike.
-    VideoDecodeError for an unreadable video; CostError once the calling thread has spent `max_cpu_seconds`
-    of CPU on it."""
+    The detector runs on every stride-th frame (detection_stride) and on the last one the container
+    declares, whatever `keep` is, so training (keeping nothing) and serving (keeping the sampled frames)
+    track alike. VideoDecodeError for an unreadable video; CostError once the calling thread has spent
+    `max_cpu_seconds` of CPU on it (checked after every frame, decoded or only grabbed)."""
     keep, detect = set(keep), detector_for(cfg)
     start = time.thread_time()
     cap = open_video(Path(path))
     stride = detection_stride(cap.get(cv2.CAP_PROP_FPS), cfg.detect_fps)
     last = declared_frames(cap) - 1            # detected too, so the track's end is not held from stride frames back
     detected, found_at, kept = [], [], {}
-    scale = 1.0
     try:
         for t, frame in decoded_frames(cap, Path(path), lambda t: t % stride == 0 or t == last or t in keep):
-            if frame is None:
-                continue
-            if t == 0:
-                scale = detection_scale(*frame.shape[:2], cfg.detect_max_side)
+            if t == 0:                         # always decoded (0 % stride == 0)
                 size = frame.shape[:2]
+                scale = detection_scale(*size, cfg.detect_max_side)
             if t in keep:
                 kept[t] = frame
             if t % stride == 0 or t == last:
