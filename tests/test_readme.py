@@ -48,11 +48,11 @@ def test_generated_block_matches_the_report_files(name):
 
 def test_a_hand_edited_report_number_fails_the_check(tmp_path):
     reports = tmp_path / "reports"
-    reports.mkdir()
-    for name in ("face_crop.json", "pretrain_clip.json", "features.json"):
+    for name in ("face_crop.json", "pretrain_clip.json", "features.json", "seeds/summary.json", "eval/metrics.json",
+                 "shuffle/metrics.json"):
+        (reports / name).parent.mkdir(parents=True, exist_ok=True)
         (reports / name).write_text((ROOT / "reports" / name).read_text())
-    (reports / "seeds").mkdir()
-    (reports / "seeds/summary.json").write_text((ROOT / "reports/seeds/summary.json").read_text())
+    assert block((ROOT / "README.md").read_text(), "results") == results_markdown(reports)   # the copy renders alike
     crop = json.loads((reports / "face_crop.json").read_text())
     crop["frames_per_second"] += 100
     (reports / "face_crop.json").write_text(json.dumps(crop))

@@ -32,7 +32,12 @@ def results_markdown(reports: Path) -> str:
                  f"(UAR before pretraining {_pct(clip.get('zero_shot_frame_uar_before'))}%, "
                  f"chance {_pct(clip.get('zero_shot_chance'))}%). ")
     data += f"Feature cache: {feats['images_per_second']:.0f} images/s."
-    return summary_markdown(json.loads(seeds.read_text())) + "\n\n" + data
+    run = json.loads((reports / "eval/metrics.json").read_text())
+    drop = json.loads((reports / "shuffle/metrics.json").read_text())["shuffled"]["uar_drop"]
+    workspace = (f"This workspace's own `dvc repro` (train.seed {run['train_seed']}, one draw of the spread above): "
+                 f"final model test WAR {_pct(run['war'])}%, UAR {_pct(run['uar'])}%, shuffled-frame UAR drop "
+                 f"{_pct(drop)} points (reports/eval, reports/shuffle).")
+    return summary_markdown(json.loads(seeds.read_text())) + "\n\n" + workspace + "\n\n" + data
 
 
 def update_readme(readme: Path, reports: Path) -> None:
