@@ -184,8 +184,10 @@ def bounded_markdown(report: dict) -> list[str]:
              "a column); crop IoU = the crop boxes "
              "(margin included) at the 16 frames the model samples; ms/frame: CPU of the whole track per decoded "
              "frame, decode included, one thread. "
-             f"These clips are {FPS} fps: stride 2 is 6 detections a second, sparser than the default "
-             f"`detect_fps` {cfg['detect_fps']:g} gives a 30 fps phone clip (every 2nd frame, 15 a second). "
+             f"These clips are {FPS} fps: stride 2 is {FPS / 2:g} detections a second, stride 3 {FPS / 3:g}; the "
+             f"default `detect_fps` {cfg['detect_fps']:g} detects on 1 frame in "
+             f"{detection_stride(30, cfg['detect_fps'])} of a 30 fps phone clip "
+             f"({30 / detection_stride(30, cfg['detect_fps']):g} a second). "
              f"Default in params.yaml: **{default}** at {FPS} fps.", "",
              "| setting | " + " | ".join(f"{r}: detection | box IoU (p10) | vs truth | crop IoU | ms/frame"
                                         for r in res) + " |",
