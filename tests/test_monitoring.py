@@ -11,6 +11,7 @@ from conftest import PARAMS, ROOT
 
 from a3lign_dfer.config import load_params, to_dict
 from a3lign_dfer.data.synthetic import render_clip
+from a3lign_dfer.data.face_track import FaceTrack
 from a3lign_dfer.inference.video_input import CropStats
 from a3lign_dfer.monitoring.columns import STATS, embedding_columns
 from a3lign_dfer.monitoring.pca import Pca
@@ -43,9 +44,10 @@ def test_crop_stats_measure_light_contrast_sharpness_and_face_size():
     rng = np.random.default_rng(0)
     sharp = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     flat = np.full((4, 32, 32, 3), 40, np.uint8)
-    track = np.array([[50, 50, 30]] * 5, float)                          # 5 decoded frames, face side 30 px
-    stats = CropStats.of(sharp, track, found=4, frame_shape=(120, 160, 3))
-    dull = CropStats.of(flat, track, found=5, frame_shape=(120, 160, 3))
+    def track(found: int) -> FaceTrack:                                  # 5 decoded frames, face side 30 px
+        return FaceTrack(np.array([[50, 50, 30]] * 5, float), found, np.arange(5), np.zeros((5, 4)), 5, (120, 160), 1)
+
+    stats, dull = CropStats.of(sharp, track(4)), CropStats.of(flat, track(5))
     assert dull.brightness == pytest.approx(40) and dull.contrast == 0 and dull.sharpness == 0
     assert stats.contrast > 40 and stats.sharpness > 1000
     assert stats.face_size == pytest.approx(30 / 120) and stats.detection_rate == 0.8 and stats.frames == 5
