@@ -145,3 +145,22 @@ def pipeline(tmp_path_factory):
     run_cmd(["git", "add", "-A"], repo)
     run_cmd(["git", "commit", "-qm", "pipeline outputs"], repo)
     return repo, params, first
+
+
+def tiny_jas_model(clip_dir):
+    """(frozen tiny CLIP, an all-at-once joint model on it whose JAS is not the identity): what the export
+    and TensorRT tests put through the serving graph."""
+    from a3lign_dfer.model.clip_backbone import FrozenCLIP
+    from a3lign_dfer.training import bap
+
+    clip = FrozenCLIP.load(str(clip_dir))
+    params = load_params(ROOT / "params.yaml", {"clip": {"model": str(clip_dir)}, "features": {"num_frames": 8},
+                                                "model": {"sentences": 4, "tokens": 6, "heads": 2,
+                                                          "de_text_layers": 1},
+                                                "all_at_once": {"layers": 2}})
+    torch.manual_seed(0)
+    model, _ = bap.all_at_once_joint(params, clip, None)
+    with torch.no_grad():
+        for p in model.jas.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return clip, model

@@ -12,25 +12,13 @@ from a3lign_dfer.inference.backends import (load_backend, onnx_runner, onnx_sess
                                             torch_runner)
 from a3lign_dfer.inference.deploy_model import DeployModel
 from a3lign_dfer.inference.predict import class_matrix
-from a3lign_dfer.model.clip_backbone import FrozenCLIP
-from a3lign_dfer.training import bap
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_clip_dir, tmp_path_factory):
-    from conftest import ROOT
+    from conftest import tiny_jas_model
 
-    from a3lign_dfer.config import load_params
-
-    clip = FrozenCLIP.load(str(tiny_clip_dir))
-    params = load_params(ROOT / "params.yaml", {"clip": {"model": str(tiny_clip_dir)}, "features": {"num_frames": 8},
-                               "model": {"sentences": 4, "tokens": 6, "heads": 2, "de_text_layers": 1},
-                               "all_at_once": {"layers": 2}})
-    torch.manual_seed(0)
-    model, _ = bap.all_at_once_joint(params, clip, None)
-    with torch.no_grad():                                  # a JAS that is not the identity
-        for p in model.jas.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    clip, model = tiny_jas_model(tiny_clip_dir)
     deploy = DeployModel(clip, model)
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
     graph = export_onnx(deploy, path, model.spec.frames, clip.image_spec.size)

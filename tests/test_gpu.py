@@ -17,17 +17,14 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import ROOT, TINY_PIPELINE
+from conftest import ROOT, TINY_PIPELINE, tiny_jas_model
 from gpu_probe import DeviceProbe
 
 from a3lign_dfer.cli import main
-from a3lign_dfer.config import load_params
 from a3lign_dfer.export.onnx_graph import export_onnx, parity
 from a3lign_dfer.export.tensorrt_engine import FP16_LOGIT_ATOL, build_engine
 from a3lign_dfer.inference.backends import TensorRTRunner, onnx_runner, onnx_session, tensorrt_unavailable
 from a3lign_dfer.inference.deploy_model import DeployModel
-from a3lign_dfer.model.clip_backbone import FrozenCLIP
-from a3lign_dfer.training import bap
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(),
@@ -144,16 +141,7 @@ def test_export_traces_on_cpu_and_runs_tensorrt_on_cuda(stages):
 def test_tensorrt_fp16_engine_passes_the_export_parity_gate(tiny_clip_dir, tmp_path):
     """The engine export builds (FP16, batch profile 1..max_batch) from the exported ONNX graph, held to the
     gate export holds it to: top-1 agrees with ONNX Runtime on every clip, logits within FP16_LOGIT_ATOL."""
-    clip = FrozenCLIP.load(str(tiny_clip_dir))
-    params = load_params(ROOT / "params.yaml", {"clip": {"model": str(tiny_clip_dir)}, "features": {"num_frames": 8},
-                                                "model": {"sentences": 4, "tokens": 6, "heads": 2,
-                                                          "de_text_layers": 1},
-                                                "all_at_once": {"layers": 2}})
-    torch.manual_seed(0)
-    model, _ = bap.all_at_once_joint(params, clip, None)
-    with torch.no_grad():                                  # a JAS that is not the identity
-        for p in model.jas.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    clip, model = tiny_jas_model(tiny_clip_dir)
     frames, size, max_batch = model.spec.frames, clip.image_spec.size, 4
     onnx_path = tmp_path / "model.onnx"
     export_onnx(DeployModel(clip, model), onnx_path, frames, size)
