@@ -89,7 +89,7 @@ def test_export_bundle_matches_its_manifest_graph_and_triton_config(pipeline):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    from a3lign_dfer.export.bundle import sha256
+    from a3lign_dfer.checksums import sha256
     from a3lign_dfer.inference.backends import tensorrt_unavailable
 
     repo, params, _ = pipeline

@@ -23,6 +23,14 @@ from a3lign_dfer.serving.process import running_service
 
 KEY = "k3y-for-tests_0123456789"
 NO_KEY_ENV = {k: v for k, v in os.environ.items() if k != "A3LIGN_API_KEY"}
+# What the stand-in service's /metadata says (a valid serving.schemas.Metadata).
+METADATA = {"model": {"version": None, "stage": None, "manifest_sha256": "ab" * 32,
+                      "source_checkpoint": {"path": "models/stage3", "sha256": "cd" * 32, "stage": "stage3",
+                                            "train_seed": 0},
+                      "test_metrics": {"war": 0.5, "uar": 0.5, "shuffled_uar_drop": 0.25, "num_test_clips": 4}},
+            "classes": ["happy"], "backend": "onnxruntime", "preprocessing": {"frames": 16},
+            "limits": {"max_upload_mb": 1, "max_frames": 900, "max_megapixel_frames": 2000, "max_cpu_seconds": 10},
+            "batching": {"max_batch": 16, "max_wait_ms": 10}}
 
 
 def test_loopback_hosts():
@@ -71,7 +79,7 @@ def test_both_header_forms_are_accepted_and_nothing_else():
 
 def _client(api_key: str | None, metrics_need_key: bool = False) -> TestClient:
     """The app around a stand-in service that is still loading: /predict answers 503 once past the key."""
-    service = SimpleNamespace(metrics=ServiceMetrics(), ready=False, metadata=lambda: {"classes": ["happy"]},
+    service = SimpleNamespace(metrics=ServiceMetrics(), ready=False, metadata=lambda: METADATA,
                               cfg=SimpleNamespace(max_upload_mb=1, metrics_need_key=metrics_need_key))
     return TestClient(create_app(service, api_key))
 
@@ -86,7 +94,7 @@ def test_the_key_guards_predict_and_metadata_not_health_page_or_metrics():
             assert response.headers["www-authenticate"] == "Bearer"
             assert KEY not in response.text
     assert client.post("/predict", headers={"Authorization": f"Bearer {KEY}"}).status_code == 503   # past the key
-    assert client.get("/metadata", headers={"X-API-Key": KEY}).json() == {"classes": ["happy"]}
+    assert client.get("/metadata", headers={"X-API-Key": KEY}).json() == METADATA
     assert client.get("/health").status_code == 503                            # open (and still loading)
     assert "<form" in client.get("/").text
     text = client.get("/metrics").text

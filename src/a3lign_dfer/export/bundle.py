@@ -13,7 +13,6 @@ Example: python -m a3lign_dfer export --checkpoint models/stage3 --crops data/cr
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -24,6 +23,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import CLIPImageProcessor
 
+from a3lign_dfer.checksums import sha256
 from a3lign_dfer.config import Params
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.features import load_frames
@@ -40,14 +40,6 @@ from a3lign_dfer.model.clip_backbone import FrozenCLIP, normalize_frames
 from a3lign_dfer.monitoring.profile import write_reference
 
 PACKAGES = ("torch", "transformers", "onnx", "onnxruntime", "a3lign-dfer")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def parity_inputs(crops_dir: Path, classes: tuple[str, ...], spec: PreprocessSpec, clips: int) -> torch.Tensor:

@@ -18,8 +18,7 @@ from pathlib import Path
 from a3lign_dfer.config import ReleaseConfig
 from a3lign_dfer.orchestration.dvc_stages import dvc_env, pipeline_stages
 from a3lign_dfer.orchestration.experiments import run_checked, uncommitted
-
-STAGES = ("staging", "prod")
+from a3lign_dfer.registry.stages import STAGES
 
 
 @dataclass(frozen=True)

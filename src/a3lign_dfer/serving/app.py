@@ -11,8 +11,9 @@
 With an API key (serving/auth.py; required unless bound to loopback) every path but /health, / and
 (unless serve.metrics_need_key) /metrics answers 401 {"error": "unauthorized"} to a request without it.
 
-A bad upload gets a 4xx JSON error {"error": kind, "detail": message}; nothing a client
-sends takes the service down, and every upload's temporary file is removed.
+A bad upload gets a 4xx JSON error {"error": kind, "detail": message} (serving/errors.py); nothing a
+client sends takes the service down, and every upload's temporary file is removed. The bodies are the
+models of serving/schemas.py, declared on the routes: /openapi.json and /docs list every field and error kind.
 """
 from __future__ import annotations
 
@@ -25,15 +26,24 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from a3lign_dfer.config import Params
 from a3lign_dfer.serving.artifact import ArtifactError, fetch_registered, verify
 from a3lign_dfer.serving.auth import authorized
-from a3lign_dfer.serving.service import RequestError, Service
+from a3lign_dfer.serving.errors import UPLOAD_STATUS, RequestError, documented, error_response
+from a3lign_dfer.serving.schemas import Health, Metadata, Prediction
+from a3lign_dfer.serving.service import Service
 
 ENDPOINTS = ("/predict", "/health", "/metadata", "/metrics", "/")
 CHUNK = 1 << 20
+# What receive_upload reads, for the schema: the route takes the raw request, so FastAPI cannot infer it.
+UPLOAD_BODY = {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary",
+                                            "description": "the video itself; its name in the x-filename header"}}}}
 
 
 async def receive_upload(request: Request, dest: Path, limit: int) -> str:
@@ -85,8 +95,9 @@ def create_app(service: Service, api_key: str | None = None) -> FastAPI:
         yield
         await service.stop()
 
+    # JSONResponse (json.dumps) also for the models: the bytes clients always got (1e-06, not Pydantic's 1e-6).
     app = FastAPI(title="A3lign-DFER", description="dynamic facial expression recognition on face videos",
-                  lifespan=lifespan)
+                  lifespan=lifespan, default_response_class=JSONResponse)
     metrics = service.metrics
     limit = int(service.cfg.max_upload_mb * 2**20)
     open_paths = {"/health", "/"} | (set() if service.cfg.metrics_need_key else {"/metrics"})
@@ -98,9 +109,8 @@ def create_app(service: Service, api_key: str | None = None) -> FastAPI:
         if api_key is None or request.url.path in open_paths or authorized(request.headers, api_key):
             return await call_next(request)
         metrics.errors.labels("unauthorized").inc()
-        return JSONResponse({"error": "unauthorized", "detail": "this service needs its API key: send "
-                             "'Authorization: Bearer <key>' or 'X-API-Key: <key>'"}, 401,
-                            headers={"WWW-Authenticate": "Bearer"})
+        return error_response("unauthorized", "this service needs its API key: send 'Authorization: Bearer <key>' "
+                              "or 'X-API-Key: <key>'", headers={"WWW-Authenticate": "Bearer"})
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
@@ -109,32 +119,41 @@ def create_app(service: Service, api_key: str | None = None) -> FastAPI:
             response = await call_next(request)
         except Exception as err:                        # a bug must not take the service down: 500, counted
             metrics.errors.labels("internal").inc()
-            response = JSONResponse({"error": "internal", "detail": f"{type(err).__name__}: {err}"}, 500)
+            response = error_response("internal", f"{type(err).__name__}: {err}")
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
         metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
         return response
 
-    @app.post("/predict")
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, err: RequestValidationError):
+        metrics.errors.labels("invalid_request").inc()
+        return error_response("invalid_request", "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                                            for e in err.errors()))
+
+    @app.post("/predict", response_model=Prediction, response_model_exclude_unset=True,
+              responses=documented(*UPLOAD_STATUS, "invalid_request", "unauthorized", "not_ready", "internal"),
+              openapi_extra={"requestBody": UPLOAD_BODY})
     async def predict(request: Request, crops: bool = False):
         if not service.ready:
-            return JSONResponse({"error": "not_ready", "detail": "the model is still loading"}, 503)
+            return error_response("not_ready", "the model is still loading")
         path = service.uploads / f"{uuid.uuid4().hex}.upload"
         try:
             name = await receive_upload(request, path, limit)
             return await service.predict(path, name, crops)
         except RequestError as err:
             metrics.errors.labels(err.kind).inc()
-            return JSONResponse({"error": err.kind, "detail": err.message}, err.status)
+            return error_response(err.kind, err.message)
         finally:
             path.unlink(missing_ok=True)
 
-    @app.get("/health")
+    @app.get("/health", response_model=Health, response_model_exclude_unset=True,
+             responses={503: {"model": Health, "description": "still loading"}})
     async def health():
         if service.ready:
-            return {"status": "ready", "model": service.artifact.version or "unregistered"}
-        return JSONResponse({"status": "loading"}, 503)
+            return Health(status="ready", model=service.artifact.version or "unregistered")
+        return JSONResponse(Health(status="loading").model_dump(exclude_unset=True), 503)
 
-    @app.get("/metadata")
+    @app.get("/metadata", response_model=Metadata, responses=documented("unauthorized", "internal"))
     async def metadata():
         return service.metadata()
 

@@ -7,14 +7,14 @@ the release gate passed, so the service refuses to start rather than serve it.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from a3lign_dfer.export.bundle import sha256
-from a3lign_dfer.orchestration.dvc_stages import dvc_env
+from a3lign_dfer.checksums import sha256
 
 
 class ArtifactError(RuntimeError):
@@ -54,8 +54,15 @@ def verify(path: Path, version: str | None = None, stage: str | None = None) -> 
 
 def fetch_registered(repo: str, name: str, stage: str, dest: Path) -> Artifact:
     """The version of artifact `name` holding `stage` in the registry (GTO tags of `repo`), downloaded
-    into `dest` with `dvc artifacts get` and verified."""
+    into `dest` with `dvc artifacts get` and verified. GTO and DVC are the `registry` extra, imported only here:
+    a service that serves a folder does without them."""
+    missing = [package for package in ("gto", "dvc") if importlib.util.find_spec(package) is None]
+    if missing:
+        raise ArtifactError(f"serving a registry stage needs GTO and DVC (not installed: {', '.join(missing)}): "
+                            "pip install 'a3lign-dfer[registry]', or serve a folder with --artifact")
     from gto import api
+
+    from a3lign_dfer.orchestration.dvc_stages import dvc_env
 
     try:
         held = dict(api.show(repo).get(name, {}).get("stage", {}))

@@ -30,20 +30,9 @@ from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, Reques
 from a3lign_dfer.model.clip_backbone import normalize_frames
 from a3lign_dfer.serving.artifact import Artifact
 from a3lign_dfer.serving.batcher import MicroBatcher
+from a3lign_dfer.serving.errors import RequestError
 from a3lign_dfer.serving.metrics import ServiceMetrics
-
-# HTTP status of each kind of bad request (InputError.kind and the upload checks).
-STATUS = {"no_file": 400, "empty_video": 400, "missing_video": 400, "not_a_video": 415, "truncated_video": 422,
-          "no_face": 422, "too_few_frames": 422, "too_many_frames": 413, "too_many_pixels": 413, "too_costly": 413,
-          "upload_too_large": 413}
-
-
-class RequestError(Exception):
-    """A request the service refuses: `kind` (a STATUS key) and a message for the client."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind, self.message, self.status = kind, message, STATUS[kind]
+from a3lign_dfer.serving.schemas import Metadata, ModelVersion, Prediction
 
 
 class Service:
@@ -82,15 +71,15 @@ class Service:
         self.pool.shutdown(wait=True)
         shutil.rmtree(self.uploads, ignore_errors=True)
 
-    def metadata(self) -> dict:
-        return {"model": self.artifact.describe(), "classes": self.classes, "backend": self.backend,
-                "preprocessing": self.spec.to_json(),
-                "limits": {"max_upload_mb": self.cfg.max_upload_mb, "max_frames": self.cfg.max_frames,
-                           "max_megapixel_frames": self.cfg.max_megapixel_frames,
-                           "max_cpu_seconds": self.cfg.max_cpu_seconds},
-                "batching": {"max_batch": self.cfg.max_batch, "max_wait_ms": self.cfg.max_wait_ms}}
+    def metadata(self) -> Metadata:
+        return Metadata(model=self.artifact.describe(), classes=self.classes, backend=self.backend,
+                        preprocessing=self.spec.to_json(),
+                        limits={"max_upload_mb": self.cfg.max_upload_mb, "max_frames": self.cfg.max_frames,
+                                "max_megapixel_frames": self.cfg.max_megapixel_frames,
+                                "max_cpu_seconds": self.cfg.max_cpu_seconds},
+                        batching={"max_batch": self.cfg.max_batch, "max_wait_ms": self.cfg.max_wait_ms})
 
-    async def predict(self, path: Path, filename: str, with_crops: bool) -> dict:
+    async def predict(self, path: Path, filename: str, with_crops: bool) -> Prediction:
         """The prediction for one uploaded video; RequestError for a video that cannot be predicted."""
         self.preparing += 1
         try:
@@ -105,17 +94,15 @@ class Service:
             self.preparing -= 1
         frames = normalize_frames(torch.from_numpy(faces.crops), self.spec.image).numpy()
         _, probs, _ = await self.batcher(frames)       # no await between the count going down and the queue
-        result = {"filename": filename, "label": self.classes[int(probs.argmax())],
-                  "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, probs)},
-                  "frames_decoded": len(faces.track), "frames_used": faces.used.tolist(),
-                  "frame_size": list(faces.frame_size), "face_boxes": faces.boxes(),
-                  "detection_rate": round(faces.stats.detection_rate, 4),
-                  "model": {"version": self.artifact.version, "stage": self.artifact.stage,
-                            "manifest_sha256": self.artifact.manifest_sha256},
-                  "backend": self.backend}
-        if with_crops:
-            result["crops"] = [_jpeg_data_url(crop) for crop in faces.crops]
-        return result
+        crops = {"crops": [_jpeg_data_url(crop) for crop in faces.crops]} if with_crops else {}
+        return Prediction(filename=filename, label=self.classes[int(probs.argmax())],
+                          probabilities={c: round(float(p), 6) for c, p in zip(self.classes, probs)},
+                          frames_decoded=len(faces.track), frames_used=faces.used.tolist(),
+                          frame_size=faces.frame_size, face_boxes=faces.boxes(),
+                          detection_rate=round(faces.stats.detection_rate, 4),
+                          model=ModelVersion(version=self.artifact.version, stage=self.artifact.stage,
+                                             manifest_sha256=self.artifact.manifest_sha256),
+                          backend=self.backend, **crops)
 
 
 def _jpeg_data_url(rgb: np.ndarray) -> str:

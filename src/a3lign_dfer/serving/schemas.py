@@ -1,0 +1,84 @@
+"""The JSON bodies of /predict, /metadata and /health (errors: serving/errors.py) as Pydantic models.
+
+The routes declare them, so /openapi.json and /docs tell a client every field it gets; the field names
+and values are the ones the service always sent (the page, serving/page.html, reads them).
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+# A number from params.yaml, sent as written there (50 stays 50, not 50.0).
+Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
+
+
+class ModelVersion(BaseModel):
+    version: str | None = Field(description="the registry (GTO) version; null when served from a folder")
+    stage: str | None = Field(description="the registry stage it was fetched by (staging, prod), or null")
+    manifest_sha256: str = Field(description="sha256 of the artifact's manifest.json: the exact build")
+
+
+class Prediction(BaseModel):
+    filename: str = Field(description="the uploaded file's name (x-filename for a raw body)")
+    label: str = Field(description="the most probable class")
+    probabilities: dict[str, float] = Field(description="every class's probability, rounded to 6 decimals")
+    frames_decoded: int
+    frames_used: list[int] = Field(description="the decoded frames the model got (segment centres), in order")
+    frame_size: tuple[int, int] = Field(description="decoded (height, width) in pixels")
+    face_boxes: list[tuple[int, int, int, int]] = Field(
+        description="per decoded frame, the smoothed face track's square box [x, y, width, height] in pixels")
+    detection_rate: float = Field(description="share of the frames the detector ran on where it found the face")
+    model: ModelVersion
+    backend: str = Field(description="onnxruntime, tensorrt or torch")
+    crops: list[str] = Field(default_factory=list, description="only with ?crops=true (absent otherwise): the face "
+                             "crops the model saw, one per frames_used, as JPEG data URLs")
+
+
+class SourceCheckpoint(BaseModel):
+    model_config = ConfigDict(extra="allow")     # the manifest's section, passed through whole
+
+    path: str
+    sha256: str
+    stage: str
+    train_seed: int | None
+
+
+class EvaluationMetrics(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    war: float
+    uar: float
+    shuffled_uar_drop: float
+    num_test_clips: int
+
+
+class ModelRecord(ModelVersion):
+    source_checkpoint: SourceCheckpoint
+    test_metrics: EvaluationMetrics = Field(description="the test split's metrics of the exported model")
+
+
+class Limits(BaseModel):
+    max_upload_mb: Number
+    max_frames: int
+    max_megapixel_frames: Number = Field(description="frames x width x height / 1e6, as the container declares")
+    max_cpu_seconds: Number = Field(description="CPU time preparing one upload may take")
+
+
+class Batching(BaseModel):
+    max_batch: int
+    max_wait_ms: Number
+
+
+class Metadata(BaseModel):
+    model: ModelRecord
+    classes: list[str]
+    backend: str = Field(description="onnxruntime, tensorrt or torch")
+    preprocessing: dict[str, Any] = Field(description="the artifact's preprocess.json: raw video to model input")
+    limits: Limits
+    batching: Batching
+
+
+class Health(BaseModel):
+    status: Literal["ready", "loading"]
+    model: str | None = Field(None, description="when ready: the registry version, or `unregistered`")

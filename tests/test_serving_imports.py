@@ -1,0 +1,21 @@
+"""The HTTP service and `predict` import only what they run, none of the pipeline's tools: a serving install
+(the base and the `serve` extra, README "Serving") has none of them, and each would be start-up time and memory."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+PIPELINE_ONLY = ("dvc", "dvclive", "gto", "prefect", "great_expectations", "evidently", "tritonclient", "onnx",
+                 "matplotlib", "a3lign_dfer.export", "a3lign_dfer.orchestration", "a3lign_dfer.training",
+                 "a3lign_dfer.monitoring", "a3lign_dfer.registry", "a3lign_dfer.reporting", "a3lign_dfer.evaluation")
+
+
+@pytest.mark.parametrize("module", ["a3lign_dfer.serving.app", "a3lign_dfer.inference.predict_videos"])
+def test_importing_it_loads_nothing_of_the_pipeline(module):
+    code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.splitlines()[-1])
+    assert module in loaded
+    assert [m for m in loaded if any(m == p or m.startswith(f"{p}.") for p in PIPELINE_ONLY)] == []
