@@ -1,25 +1,30 @@
-"""The drift monitor on synthetic batches, side by side (not a test): false alarms and detections.
+"""The drift monitor's thresholds, chosen on some synthetic batches and measured on others (not a test).
 
-Against a deployment artifact (default models/deploy, from `dvc repro`) and the
-params that built it, it generates batches of new identities with the synthetic
-generator: in-distribution ones (same settings, one per seed) and shifted ones
-(darker lighting, blur plus camera noise, smaller faces, another class mix), runs
-each through the drift monitor's column builder and Evidently comparison, and
-records per batch: the verdict under the artifact's thresholds, the share of
-drifted input columns at the column p-value, which columns moved, the class-mix
-p-value, and the score of every Evidently embedding method (model, mmd, ratio,
-distance) so thresholds can be compared on the same batches. Results go to
-reports/benchmarks/drift.json and a table is printed.
+Against a deployment artifact (default models/deploy, from `dvc repro`) and the params that built it,
+the synthetic generator makes batches of new identities: in distribution (the same settings) and shifted
+(darker lighting, blur plus camera noise, smaller faces, another class mix). Each goes through the drift
+command's column builder and Evidently comparison (monitoring.columns, monitoring.drift.compare).
 
-Example (~10 minutes on 2 cores: 10 in-distribution seeds and 4 shifts, 48 clips each):
-    python benchmarks/drift.py --deploy models/deploy --params params.yaml
+Two disjoint sets of generator seeds:
+  selection  in-distribution batches only: the thresholds are chosen on them (monitoring.calibration: per
+             rule, one grid step less sensitive than the most sensitive value that flags none of them);
+  held out   in-distribution and shifted batches: false alarms and detections are counted on them, under
+             the artifact's thresholds (params.yaml `drift` at export) and under the chosen ones.
+A choice that differs from the artifact's thresholds is reported here, never written into params.yaml.
+
+Writes reports/benchmarks/drift.json and the README block `drift`.
+Example (about 30 minutes on 2 cores: 60 batches of 32 clips): python benchmarks/drift.py
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import platform
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from a3lign_dfer.config import load_params
@@ -27,88 +32,175 @@ from a3lign_dfer.inference.backends import load_backend
 from a3lign_dfer.inference.predict_videos import expand
 from a3lign_dfer.inference.video_input import PreprocessSpec
 from a3lign_dfer.monitoring.batches import make_batch
+from a3lign_dfer.monitoring.calibration import choose_thresholds, chosen_thresholds, threshold
 from a3lign_dfer.monitoring.columns import video_columns
 from a3lign_dfer.monitoring.drift import compare
 from a3lign_dfer.monitoring.profile import DriftProfile
+from a3lign_dfer.monitoring.rules import RULES, THRESHOLD_OF, thresholds_from_dict
+from a3lign_dfer.reporting.readme_blocks import replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 # A class mix far from the benchmark's DFEW-like one: surprise, disgust and fear dominate.
 CLASS_MIX = [0.05, 0.05, 0.05, 0.05, 0.35, 0.15, 0.30]
-SHIFTS = {
-    "dark": {"synthetic": {"light_gain": 0.4}},
-    "blur_noise": {"synthetic": {"extra_blur": 3.0, "noise_gain": 2.0}},
-    "small_faces": {"synthetic": {"face_scale": 0.6}},
-    "class_mix": {"synthetic": {"class_weights": CLASS_MIX}},
+SHIFTS = {                     # params `synthetic` knobs of each shifted kind
+    "dark": {"light_gain": 0.4},
+    "blur_noise": {"extra_blur": 3.0, "noise_gain": 2.0},
+    "small_faces": {"face_scale": 0.6},
+    "class_mix": {"class_weights": CLASS_MIX},
 }
+# Generator seeds: batch i of a (set, kind) has seed FIRST_SEED[set, kind] + i, so the sets never share one.
+FIRST_SEED = {("selection", "clean"): 101, ("held_out", "clean"): 201, ("held_out", "dark"): 301,
+              ("held_out", "blur_noise"): 401, ("held_out", "small_faces"): 501, ("held_out", "class_mix"): 601}
+KINDS = {"clean": "in distribution (false alarms)", "dark": "dark", "blur_noise": "blur + noise",
+         "small_faces": "smaller faces", "class_mix": "class mix"}
+# Per rule: the batch statistic it reads, and which end of it is the in-distribution extreme.
+STATISTIC = {"share": ("drifted_share", max), "columns": ("min_p", min), "embedding": ("embedding_score", max),
+             "class_mix": ("class_mix_p", min)}
 
 
-def embedding_scores(table, profile) -> dict:
-    from evidently.metrics.embeddings import DistanceDriftMethod, MMDDriftMethod, ModelDriftMethod, RatioDriftMethod
+def artifact_identity(deploy: Path) -> dict:
+    """What identifies the artifact measured: its path, the sha256 of its manifest (which hashes every file)
+    and the checkpoint it was exported from."""
+    manifest = deploy / "manifest.json"
+    path = deploy.resolve()
+    return {"path": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
+            "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+            "source_checkpoint": json.loads(manifest.read_text()).get("source_checkpoint")}
 
-    out = {}
-    for name, method in {"model": ModelDriftMethod(), "mmd": MMDDriftMethod(), "ratio": RatioDriftMethod(),
-                         "distance": DistanceDriftMethod(),
-                         "distance_bootstrap": DistanceDriftMethod(bootstrap=True)}.items():
-        score, drifted, _ = method(table[profile.embedding].reset_index(drop=True).copy(),
-                                   profile.reference[profile.embedding].reset_index(drop=True).copy())
-        out[name] = {"score": round(float(score), 5), "drifted_at_default": bool(drifted)}
+
+def seeds(batches: int) -> dict[str, dict[str, list[int]]]:
+    out: dict[str, dict[str, list[int]]] = {}
+    for (group, kind), first in FIRST_SEED.items():
+        out.setdefault(group, {})[kind] = list(range(first, first + batches))
     return out
+
+
+def row(group: str, kind: str, seed: int, comparison, videos: int, unreadable: int, seconds: float) -> dict:
+    """One batch in the JSON: the statistic each rule reads, and the rules the artifact's thresholds fire."""
+    lowest = min(comparison.columns, key=lambda c: comparison.columns[c].score)
+    return {"set": group, "kind": kind, "seed": seed, "videos": videos, "unreadable": unreadable,
+            "drifted_share": round(comparison.alarms.drifted_share, 4),
+            "min_p": comparison.columns[lowest].score, "min_p_column": lowest,
+            "embedding_score": comparison.embedding.score, "class_mix_p": comparison.class_mix.score,
+            "fired": {"artifact": list(comparison.alarms.fired)}, "seconds": round(seconds, 1)}
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deploy", default=str(ROOT / "models/deploy"))
     parser.add_argument("--params", default=str(ROOT / "params.yaml"), help="the params that built the artifact")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(101, 111)))
+    parser.add_argument("--batches", type=int, default=10, choices=range(1, 101), metavar="1..100",
+                        help="batches per kind in each set")
     parser.add_argument("--identities", type=int, default=16)
-    parser.add_argument("--clips-per-identity", type=int, default=3)
-    parser.add_argument("--shifts", nargs="*", default=list(SHIFTS))
+    parser.add_argument("--clips-per-identity", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="processes that render and read videos (1: this "
+                        "one; for batches this small, starting worker processes costs more than it saves)")
     parser.add_argument("--out", default=str(ROOT / "reports/benchmarks/drift.json"))
+    parser.add_argument("--readme", default=str(ROOT / "README.md"))
     args = parser.parse_args(argv)
 
+    start = time.perf_counter()
     deploy = Path(args.deploy)
+    identity = artifact_identity(deploy)                  # of the files loaded here, before any batch runs
     profile = DriftProfile.load(deploy)
     spec = PreprocessSpec.load(deploy / "preprocess.json")
     classes = json.loads((deploy / "labels.json").read_text())["classes"]
     run = load_backend(deploy, "onnxruntime")
-    batches = [(f"clean_{s}", s, {}) for s in args.seeds] + [
-        (name, 200 + i, SHIFTS[name]) for i, name in enumerate(args.shifts)]
-    results = {}
+    plan = seeds(args.batches)
+    total = sum(len(s) for kinds in plan.values() for s in kinds.values())
+    rows, comparisons = [], []
+
+    def measure(group: str, kind: str, seed: int, tmp: Path) -> None:
+        began = time.perf_counter()
+        folder = tmp / f"{kind}_{seed}"
+        synthetic = load_params(args.params, {"synthetic": {"workers": args.workers, **SHIFTS.get(kind, {})}})
+        make_batch(folder, synthetic.synthetic, tuple(classes), seed, args.identities, args.clips_per_identity)
+        table, bad = video_columns(expand([str(folder)]), run, spec, classes, profile.pca, args.workers,
+                                   desc=folder.name)
+        _, comparison = compare(table, profile, folder.name, {})
+        r = row(group, kind, seed, comparison, len(table) + len(bad), len(bad), time.perf_counter() - began)
+        rows.append(r)
+        comparisons.append(comparison)
+        print(f"[{len(rows)}/{total}] {group} {kind} seed {seed}: flagged by "
+              f"{', '.join(r['fired']['artifact']) or 'nothing'} (share {r['drifted_share']:.2f}, min p "
+              f"{r['min_p']:.2g} {r['min_p_column']}, embedding {r['embedding_score']:.2g}, class-mix p "
+              f"{r['class_mix_p']:.2g}) in {r['seconds']:.0f} s", flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
-        for name, seed, override in batches:
-            start = time.perf_counter()
-            folder = Path(tmp) / name
-            make_batch(folder, load_params(args.params, override).synthetic, tuple(classes), seed, args.identities,
-                       args.clips_per_identity)
-            table, bad = video_columns(expand([str(folder)]), run, spec, classes, profile.pca,
-                                       spec.face_crop.workers, desc=name)
-            _, summary = compare(table, profile, name, {})
-            results[name] = {
-                "seed": seed, "override": override, "videos": len(table) + len(bad), "unreadable": len(bad),
-                "drift": summary["drift"], "reasons": summary["reasons"], "drifted_share": summary["drifted_share"],
-                "drifted_columns": summary["drifted_columns"],
-                "min_column_p": min(r["score"] for r in summary["columns"].values()),
-                "column_p": {c: round(r["score"], 5) for c, r in summary["columns"].items()},
-                "class_mix_p": summary["prediction"]["class_mix"]["score"],
-                "class_mix": summary["prediction"]["class_mix"]["current"],
-                "confidence_p": summary["prediction"]["confidence"]["score"],
-                "embedding": embedding_scores(table, profile), "seconds": round(time.perf_counter() - start, 1)}
-    record = {"deploy": str(deploy), "reference_clips": len(profile.reference),
-              "thresholds": profile.meta["thresholds"], "batch_clips": args.identities * args.clips_per_identity,
-              "batches": results}
+        for seed in plan["selection"]["clean"]:
+            measure("selection", "clean", seed, Path(tmp))
+        choices = choose_thresholds(comparisons, profile.thresholds)     # the selection batches, and no other
+        chosen = chosen_thresholds(choices, profile.thresholds)
+        print(f"chosen on the selection set: {chosen}", flush=True)
+        for kind, kind_seeds in plan["held_out"].items():
+            for seed in kind_seeds:
+                measure("held_out", kind, seed, Path(tmp))
+    for comparison, r in zip(comparisons, rows):
+        r["fired"]["chosen"] = list(comparison.alarms_under(chosen).fired)
+    record = {"deploy": identity | {"reference_clips": len(profile.reference)},
+              "batch": {"identities": args.identities, "clips_per_identity": args.clips_per_identity},
+              "shifts": SHIFTS, "seeds": plan,
+              "thresholds": profile.meta["thresholds"],
+              "choice": {rule: asdict(choice) for rule, choice in choices.items()},
+              "batches": rows, "minutes": round((time.perf_counter() - start) / 60, 1),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2))
-    print(f"reference: {len(profile.reference)} val clips; batches of {record['batch_clips']} clips; "
-          f"thresholds {profile.meta['thresholds']}")
-    print("| batch | drift | drifted share | class-mix p | model | mmd | ratio | distance | columns moved |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, r in results.items():
-        e = r["embedding"]
-        print(f"| {name} | {'yes' if r['drift'] else 'no'} | {r['drifted_share']:.2f} | {r['class_mix_p']:.3f} | "
-              f"{e['model']['score']:.3f} | {e['mmd']['score']:.4f} | {e['ratio']['score']:.3f} | "
-              f"{e['distance']['score']:.4f} | {', '.join(r['drifted_columns'][:8])}"
-              f"{' ...' if len(r['drifted_columns']) > 8 else ''} |")
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    replace_block(Path(args.readme), "drift", markdown(record))
+    print(markdown(record))
     return record
+
+
+def _seed_range(values: list[int]) -> str:
+    if len(values) > 1 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}–{values[-1]}"
+    return ", ".join(map(str, values))
+
+
+def _extreme(rows: list[dict], rule: str) -> str:
+    key, pick = STATISTIC[rule]
+    value = pick(r[key] for r in rows)
+    return {"share": f"at most {value:.2f}", "columns": f"smallest p {value:.2g}", "embedding": f"at most {value:.2g}",
+            "class_mix": f"smallest p {value:.2g}"}[rule]
+
+
+def markdown(record: dict) -> str:
+    """The README block: the artifact, the thresholds and how they were chosen, the held-out counts."""
+    d, t = record["deploy"], record["thresholds"]
+    artifact = thresholds_from_dict(t)
+    batches = record["batches"]
+    selection = [r for r in batches if r["set"] == "selection"]
+    held_out = [r for r in batches if r["set"] == "held_out"]
+    clean = [r for r in held_out if r["kind"] == "clean"]
+    source = d["source_checkpoint"] or {}
+    size = record["batch"]
+    rule_names = {"share": f"share of the input columns drifted at p < {t['column_p_value']} (flag above)",
+                  "columns": "any one input column's p (flag below)",
+                  "embedding": f"embedding, {t['embedding']['method']} score (flag above)",
+                  "class_mix": "predicted-class mix p (flag below; 0: never)"}
+    lines = [f"Artifact `{d['path']}`: manifest.json sha256 `{d['manifest_sha256'][:16]}`, exported from "
+             f"`{source.get('path')}` (sha256 `{str(source.get('sha256'))[:16]}`), {d['reference_clips']} reference "
+             f"clips. Batches of {size['identities'] * size['clips_per_identity']} new clips ({size['identities']} "
+             f"identities x {size['clips_per_identity']}); {len(batches)} batches in {record['minutes']:.0f} min "
+             f"({record['machine']}).", "",
+             f"Thresholds chosen on the selection set only: {len(selection)} in-distribution batches, seeds "
+             f"{_seed_range(record['seeds']['selection']['clean'])}.", "",
+             "| rule | params `drift` (the artifact's) | in distribution, selection set | chosen on the selection set "
+             "| in distribution, held out |", "|---|---|---|---|---|"]
+    for rule in RULES:
+        lines.append(f"| {rule_names[rule]} | `{THRESHOLD_OF[rule]}` {threshold(artifact, rule):g} | "
+                     f"{_extreme(selection, rule)} | {record['choice'][rule]['chosen']:g} | {_extreme(clean, rule)} |")
+    lines += ["", "Held out (seeds the choice never saw): batches flagged, and by which rule under the artifact's "
+              "thresholds.", "",
+              "| held-out batches | seeds | flagged (artifact's thresholds) | by share / columns / embedding / "
+              "class mix | flagged (chosen thresholds) |", "|---|---|---|---|---|"]
+    for kind, title in KINDS.items():
+        of_kind = [r for r in held_out if r["kind"] == kind]
+        flagged = {name: sum(bool(r["fired"][name]) for r in of_kind) for name in ("artifact", "chosen")}
+        by_rule = " / ".join(str(sum(rule in r["fired"]["artifact"] for r in of_kind)) for rule in RULES)
+        lines.append(f"| {title} | {_seed_range(record['seeds']['held_out'][kind])} | {flagged['artifact']} of "
+                     f"{len(of_kind)} | {by_rule} | {flagged['chosen']} of {len(of_kind)} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,18 @@
-"""Prefect flow `a3lign-dfer-monitor`: the drift command on the newest batch in a watched folder.
+"""Prefect flow `a3lign-dfer-monitor`: the drift check on the newest batch in a watched folder.
 
 A batch is a folder of videos or a CSV of video paths (a `predict --out` table works)
-dropped into the watched folder; the newest (by modification time) is checked with
-`python -m a3lign_dfer drift` against the reference profile in the deployment
-artifact. The summary (verdict, reasons, drifted columns, embedding score, class mix,
-unreadable files) is attached as the markdown artifact `drift-summary` with a link to
-the HTML report, and the run fails (red in the UI) when drift is flagged.
+dropped into the watched folder; the newest (by modification time) is checked, in this
+process, by the drift command's library function (monitoring.drift.check_batch) against
+the reference profile in the deployment artifact. The summary (verdict, reasons, drifted
+columns, embedding score, class mix, unreadable files) is attached as the markdown
+artifact `drift-summary` with a link to the HTML report, and the run fails (red in the
+UI) when drift is flagged.
 
     python -m flows.monitor --watch data/batches
 """
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -22,10 +20,13 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from a3lign_dfer.inference.predict_videos import VIDEO_SUFFIXES
+from a3lign_dfer.monitoring.drift import check_batch
+from a3lign_dfer.monitoring.summary import DriftSummary
+from a3lign_dfer.monitoring.text import describe
 
 
 class DriftDetected(RuntimeError):
-    """The batch drifted from the reference profile (the drift command exited with 3)."""
+    """The batch drifted from the reference profile."""
 
 
 @task(cache_policy=NO_CACHE, task_run_name="newest_batch")
@@ -41,40 +42,28 @@ def newest_batch(watch: Path) -> Path:
 
 
 @task(cache_policy=NO_CACHE, task_run_name="drift_check")
-def drift_check(batch: Path, deploy: Path, out: Path, backend: str, repo: Path) -> dict:
-    """Run the drift command; its summary.json, or a failure with its last output lines (usage errors)."""
-    cmd = [sys.executable, "-m", "a3lign_dfer", "drift", str(batch), "--deploy", str(deploy), "--out", str(out),
-           "--backend", backend]
-    done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
-    logger = get_run_logger()
-    for line in (done.stdout + done.stderr).splitlines():
-        if line.strip() and "%|" not in line:                  # progress-bar redraws stay out of the log
-            logger.info(line)
-    if done.returncode not in (0, 1, 3) or not (out / "summary.json").exists():
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-        raise RuntimeError(f"drift command failed (exit {done.returncode}):\n{tail}")
-    return json.loads((out / "summary.json").read_text())
+def drift_check(batch: Path, deploy: Path, out: Path, backend: str) -> DriftSummary:
+    """The drift check of `batch`, its report in `out`; a usage error (no videos, no profile) fails the task."""
+    summary = check_batch([str(batch)], deploy, out, backend)
+    text, logger = describe(summary), get_run_logger()
+    for _, reason in text.unreadable:
+        logger.warning(f"error: {reason}")
+    logger.info(text.line)
+    return summary
 
 
-def summary_markdown(summary: dict) -> str:
-    html = Path(summary["report"]["html"]).resolve()
-    lines = [f"# {'DRIFT' if summary['drift'] else 'No drift'}: batch `{summary['batch']}`", "",
-             f"{summary['readable']} of {summary['videos']} videos compared with {summary['reference']['clips']} "
-             f"validation clips. Report: [{html.name}]({html.as_uri()}) (`{html}`)", ""]
-    lines += [f"* {r}" for r in summary.get("reasons", [])]
-    if "drifted_share" in summary:
-        e = summary["embedding"]
-        mix = summary["prediction"]["class_mix"]
-        lines += ["", "| check | value |", "|---|---|",
-                  f"| share of drifted input columns | {summary['drifted_share']:.2f} "
-                  f"(flag above {summary['thresholds']['drifted_share']}) |",
-                  f"| drifted columns | {', '.join(summary['drifted_columns']) or 'none'} |",
-                  f"| embedding drift ({e['method']}) | {e['score']:.4g} (flag above {e['threshold']}) |",
-                  f"| class mix p-value | {mix['score']:.3g} |",
-                  f"| confidence p-value | {summary['prediction']['confidence']['score']:.3g} |"]
-    if summary["bad_files"]:
-        lines += ["", f"**{len(summary['bad_files'])} unreadable video(s):**", ""]
-        lines += [f"* `{b['path']}`: {b['reason']}" for b in summary["bad_files"]]
+def summary_markdown(summary: DriftSummary) -> str:
+    text = describe(summary)
+    html = Path(summary.report_html).resolve()
+    lines = [f"# {text.verdict[0].upper()}{text.verdict[1:]}: batch `{summary.batch}`", "",
+             f"{text.compared}. Report: [{html.name}]({html.as_uri()}) (`{html}`)", ""]
+    lines += [f"* {r}" for r in text.reasons]
+    if text.checks:
+        lines += ["", "| check | value |", "|---|---|"]
+        lines += [f"| {name} | {value} |" for name, value in text.checks.items()]
+    if text.unreadable:
+        lines += ["", f"**{len(text.unreadable)} unreadable video(s):**", ""]
+        lines += [f"* `{path}`: {reason}" for path, reason in text.unreadable]
     return "\n".join(lines)
 
 
@@ -84,25 +73,24 @@ def monitor(watch: str = "data/batches", repo: str = ".", deploy: str = "models/
     """Drift report of the newest batch in `watch`; fails when drift is flagged.
 
     Args:
-        watch: folder where new batches (folders of videos or CSVs) arrive; relative paths are under `repo`.
-        repo: the project workspace (the drift command runs there).
+        watch: folder where new batches (folders of videos or CSVs) arrive.
+        repo: the project workspace: `watch`, `deploy` and `reports` are relative to it.
         deploy: the deployment artifact with its reference profile.
         reports: the report goes to <reports>/<batch name>/ (report.html, report.json, summary.json).
         backend: onnxruntime, torch or tensorrt.
     """
     root = Path(repo).resolve()
     batch = newest_batch(root / watch)
-    summary = drift_check(batch, root / deploy, root / reports / batch.stem, backend, root)
+    summary = drift_check(batch, root / deploy, root / reports / batch.stem, backend)
     create_markdown_artifact(key="drift-summary", markdown=summary_markdown(summary),
-                             description=f"drift of batch {summary['batch']} against the reference profile")
-    html = Path(summary["report"]["html"]).resolve()
-    create_link_artifact(key="drift-report", link=html.as_uri(), link_text=f"{summary['batch']}: report.html",
+                             description=f"drift of batch {summary.batch} against the reference profile")
+    html = Path(summary.report_html).resolve()
+    create_link_artifact(key="drift-report", link=html.as_uri(), link_text=f"{summary.batch}: report.html",
                          description="the Evidently drift report (HTML)")
-    logger = get_run_logger()
-    if summary["drift"]:
-        raise DriftDetected(f"drift in batch {summary['batch']}: " + "; ".join(summary["reasons"]) + f" ({html})")
-    logger.info(f"no drift in batch {summary['batch']} ({html})")
-    return summary
+    if summary.drift:
+        raise DriftDetected(describe(summary).line)
+    get_run_logger().info(describe(summary).line)
+    return summary.to_dict()
 
 
 if __name__ == "__main__":

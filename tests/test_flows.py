@@ -174,6 +174,7 @@ def test_monitor_flow_passes_a_clean_batch_and_fails_red_on_a_shifted_one(flow_r
 
     from a3lign_dfer.config import load_params
     from a3lign_dfer.monitoring.batches import make_batch
+    from a3lign_dfer.monitoring.summary import DriftSummary
 
     repo, _ = flow_repo
     params = load_params(repo / "params.yaml")
@@ -187,12 +188,13 @@ def test_monitor_flow_passes_a_clean_batch_and_fails_red_on_a_shifted_one(flow_r
     assert (reports / "monday/report.html").as_uri() in artifacts["drift-summary"]
     assert artifacts["drift-report"].endswith(f"({(reports / 'monday/report.html').as_uri()})")
     assert state.result()["drift"] is False
+    assert state.result() == DriftSummary.load(reports / "monday/summary.json").to_dict()   # what it wrote, read back
 
     make_batch(watch / "tuesday", replace(params.synthetic, light_gain=0.4), params.data.classes, 102, 8, 3)
     later = (watch / "monday").stat().st_mtime + 60
     os.utime(watch / "tuesday", (later, later))                      # the newest batch is the one checked
     state = monitor(str(watch), repo=str(repo), reports=str(reports), return_state=True)
-    assert state.is_failed() and "drift in batch tuesday" in state.message and "brightness" in state.message
+    assert state.is_failed() and "DRIFT in tuesday: " in state.message and "brightness" in state.message
     tasks, artifacts = _task_runs_and_artifacts(state)
     assert tasks == {"newest_batch": "COMPLETED", "drift_check": "COMPLETED"}   # the check ran; the run is red
     assert "# DRIFT: batch `tuesday`" in artifacts["drift-summary"] and "brightness" in artifacts["drift-summary"]

@@ -27,6 +27,7 @@ BLOCKS = {
     "results": ("python -m a3lign_dfer results", results_markdown),
     "service-load": ("python benchmarks/service_load.py", _benchmark("service_load", "benchmarks/service_load.json")),
     "video-cost": ("python benchmarks/video_cost.py", _benchmark("video_cost", "benchmarks/video_cost.json")),
+    "drift": ("python benchmarks/drift.py", _benchmark("drift", "benchmarks/drift.json")),
 }
 
 
@@ -57,3 +58,38 @@ def test_a_hand_edited_report_number_fails_the_check(tmp_path):
     crop["frames_per_second"] += 100
     (reports / "face_crop.json").write_text(json.dumps(crop))
     assert block((ROOT / "README.md").read_text(), "results") != results_markdown(reports)
+
+
+def _held_out_clean(record: dict) -> dict:
+    return next(r for r in record["batches"] if r["set"] == "held_out" and r["kind"] == "clean")
+
+
+def _flip_a_false_alarm(record: dict) -> None:
+    row = _held_out_clean(record)
+    row["fired"]["artifact"] = [] if row["fired"]["artifact"] else ["share"]
+
+
+def _lower_the_smallest_selection_p(record: dict) -> None:
+    min(filter(lambda r: r["set"] == "selection", record["batches"]), key=lambda r: r["min_p"])["min_p"] /= 10
+
+
+def _change_a_chosen_threshold(record: dict) -> None:
+    record["choice"]["share"]["chosen"] += 0.05
+
+
+def _change_the_artifact(record: dict) -> None:
+    record["deploy"]["manifest_sha256"] = "0" * 64
+
+
+@pytest.mark.parametrize("edit", [_flip_a_false_alarm, _lower_the_smallest_selection_p, _change_a_chosen_threshold,
+                                  _change_the_artifact])
+def test_a_hand_edited_drift_number_fails_the_check(tmp_path, edit):
+    _, render = BLOCKS["drift"]
+    report = tmp_path / "reports/benchmarks/drift.json"
+    report.parent.mkdir(parents=True)
+    record = json.loads((ROOT / "reports/benchmarks/drift.json").read_text())
+    report.write_text(json.dumps(record))
+    assert block((ROOT / "README.md").read_text(), "drift") == render(tmp_path / "reports")   # the copy renders alike
+    edit(record)
+    report.write_text(json.dumps(record))
+    assert block((ROOT / "README.md").read_text(), "drift") != render(tmp_path / "reports")

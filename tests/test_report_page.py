@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 from conftest import PARAMS, ROOT, run_cmd
 
+from a3lign_dfer.monitoring.results import ClassMixDrift, ColumnDrift, EmbeddingDrift
+from a3lign_dfer.monitoring.summary import Comparison, DriftSummary
 from a3lign_dfer.reporting.browser import find_chromium, image_spread, render
 from a3lign_dfer.reporting.curves import read_stage, render_curves
 from a3lign_dfer.reporting.page import SECTIONS, build_page
@@ -111,6 +113,21 @@ def assert_links_resolve(page: Path) -> list[Path]:
     return files
 
 
+def _drift_summary(batch: str, drifted: bool):
+    """47 of 48 videos read; five input columns, of which emb_02, brightness and contrast moved in the dark batch."""
+    ps = {"emb_02": 1e-9, "emb_03": 0.3, "brightness": 1e-6, "contrast": 0.02, "sharpness": 0.4} if drifted else \
+        {"emb_02": 0.3, "emb_03": 0.01, "brightness": 0.5, "contrast": 0.6, "sharpness": 0.4}
+    comparison = Comparison(
+        columns={c: ColumnDrift(p, "ks", 0.05, p < 0.05, 1.0, 1.0) for c, p in ps.items()},
+        class_mix=ClassMixDrift(0.5, "TVD", 0.05, False, {"happy": 1.0}, {"happy": 1.0}),
+        confidence=ColumnDrift(0.5, "ks", 0.05, False, 0.8, 0.8),
+        embedding=EmbeddingDrift(0.31 if drifted else 0.001, 32), thresholds=PARAMS.drift)
+    folder = f"reports/drift/{batch}"
+    return DriftSummary(batch, [f"data/batches/{batch}"], 48, 47, [{"path": "x.mp4", "reason": "x.mp4: no face"}],
+                        "val", 240, "models/deploy", "onnxruntime", f"{folder}/report.html", f"{folder}/report.json",
+                        comparison)
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """A workspace as the pipeline leaves it: the committed reports, Data Docs, a drift report, a deploy
@@ -133,13 +150,12 @@ def site(tmp_path_factory):
         folder = reports / "drift" / batch                                                # files, as it writes them
         folder.mkdir(parents=True)
         (folder / "report.html").write_text("<html><body>drift</body></html>")
-        (folder / "summary.json").write_text(json.dumps({
-            "batch": batch, "videos": 48, "readable": 47, "drift": drifted, "drifted_share": 0.42 if drifted else 0.05,
-            "drifted_columns": ["brightness", "contrast"] if drifted else ["emb_03"],
-            "alarm_columns": ["emb_02", "brightness"] if drifted else [],
-            "columns": {"emb_02": {"score": 1e-9}, "brightness": {"score": 1e-6}},
-            "embedding": {"method": "mmd", "score": 0.31 if drifted else 0.001, "threshold": 0.05}}))
+        (folder / "summary.json").write_text(_drift_summary(batch, drifted).to_json())
         os.utime(folder / "report.html", (1e9 + i, 1e9 + i))
+    (reports / "drift/old_0000").mkdir()                          # a report whose summary.json is not one
+    (reports / "drift/old_0000/report.html").write_text("<html><body>drift</body></html>")
+    (reports / "drift/old_0000/summary.json").write_text(json.dumps({"drift": True}))
+    os.utime(reports / "drift/old_0000/report.html", (1e9 - 1, 1e9 - 1))
     (repo / "models/deploy").mkdir(parents=True)
     (repo / "models/deploy/manifest.json").write_text(json.dumps(MANIFEST))
     for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "test"],
@@ -194,8 +210,11 @@ def test_page_shows_the_numbers_of_the_reports_it_links(site):
     assert "batch_0001/report.html" in text
     # Each drift report's verdict from its summary, newest first.
     dark, clean = text.index("dark_0002/report.html"), text.index("batch_0001/report.html")
-    assert dark < clean and "47 / 48" in text and "<td>42.0</td>" in text.replace('<td class="num">', "<td>")
-    assert text.count(">DRIFT</b>") == 1 and text.count(">no drift</b>") == 1 and "0.310 / 0.05" in text
+    assert dark < clean < text.index("old_0000/report.html") and "47 / 48" in text
+    assert text.count(">DRIFT</b>") == 1 and text.count(">no drift</b>") == 1 and "<td>?</td>" in text
+    assert "<td>3 of 5 (60%; flag above 30%): emb_02, brightness, contrast</td>" in text
+    assert "<td>1 of 5 (20%; flag above 30%): emb_03</td>" in text
+    assert "<td>0.31 (mmd; flag above 0.05)</td>" in text and "<td>0.001 (mmd; flag above 0.05)</td>" in text
     assert "<td>brightness, emb_02</td>" in text and "<td>none</td>" in text   # crop statistics named first
     assert "opset" in text.lower() and "<td>17</td>" in text and "model.onnx" in text
     assert "<b>v0.1.0</b>" in text and "staging" in text   # the registry as GTO reads the tags

@@ -25,13 +25,14 @@ from a3lign_dfer.inference.backends import Backend
 from a3lign_dfer.inference.video_input import CropStats, InputError, PreprocessSpec, face_frames
 from a3lign_dfer.model.clip_backbone import normalize_frames
 from a3lign_dfer.monitoring.pca import Pca
+from a3lign_dfer.monitoring.results import EMBEDDING_PREFIX
 
 STATS = tuple(f.name for f in dataclasses.fields(CropStats))
 PREDICTIONS = ("predicted", "confidence")
 
 
 def embedding_columns(k: int) -> list[str]:
-    return [f"emb_{i:02d}" for i in range(k)]
+    return [f"{EMBEDDING_PREFIX}{i:02d}" for i in range(k)]
 
 
 def _read(task: tuple[Path, PreprocessSpec]) -> tuple[np.ndarray | None, CropStats | None, str | None]:

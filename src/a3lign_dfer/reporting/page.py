@@ -31,6 +31,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from a3lign_dfer.config import Params
+from a3lign_dfer.monitoring.summary import DriftSummary
+from a3lign_dfer.monitoring.text import describe
 from a3lign_dfer.reporting.curves import BAP_STAGES, SERIES, render_curves
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -190,22 +192,26 @@ def data_section(page: Page, reports: Path) -> dict:
 
 
 def drift_section(page: Page, reports: Path) -> list[dict]:
-    """One row per drift report (the drift command's summary.json beside its report.html), newest first."""
+    """One row per drift report (the drift command's summary.json beside its report.html), newest first, in the
+    summary's own words (monitoring.text); a summary that is missing or unreadable shows as unknown."""
     reports_html = sorted((reports / "drift").glob("*/report.html"), key=lambda p: p.stat().st_mtime, reverse=True)
     batches = []
     for folder in (p.parent for p in reports_html):
-        summary = _load(folder / "summary.json") or {}
-        columns = summary.get("columns", {})            # crop statistics first, then by p-value, as the verdict
+        summary = _drift_summary(folder / "summary.json")
         batches.append({
-            "report": page.link(folder / "report.html", folder.name), "summary": bool(summary),
-            "drift": bool(summary.get("drift")), "readable": summary.get("readable"), "videos": summary.get("videos"),
-            "drifted_share": summary.get("drifted_share"),
-            "moved": sorted(summary.get("alarm_columns", []),
-                            key=lambda c: (c.startswith("emb_"), columns.get(c, {}).get("score", 1.0))),
-            "embedding": summary.get("embedding") or None,
+            "report": page.link(folder / "report.html", folder.name),
+            "text": describe(summary) if summary else None,
+            "readable": f"{summary.readable} / {summary.videos}" if summary else "",
             "files": [page.link(folder / name) for name in ("summary.json", "report.json")
                       if (folder / name).exists()]})
     return batches
+
+
+def _drift_summary(path: Path) -> DriftSummary | None:
+    try:
+        return DriftSummary.load(path)
+    except (OSError, ValueError, KeyError, TypeError):        # missing, not JSON, or not a drift summary
+        return None
 
 
 def deployment_section(page: Page, reports: Path, deploy: Path) -> dict:
