@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPConfig, CLIPModel
 
-from a3lign_dfer.config import load_params
+from a3lign_dfer.config.params import load_params
 from a3lign_dfer.export.onnx_graph import export_onnx
 from a3lign_dfer.export.tensorrt_engine import build_engine
 from a3lign_dfer.inference.backends import TensorRTRunner, onnx_session, tensorrt_unavailable

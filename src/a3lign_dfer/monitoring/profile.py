@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a3lign_dfer.config import DriftConfig, EmbeddingDriftConfig, to_dict
+from a3lign_dfer.config.deploy import DriftConfig, EmbeddingDriftConfig
+
+from a3lign_dfer.config.schema import to_dict
 from a3lign_dfer.data.features import load_feature_set
 from a3lign_dfer.data.manifest import kinds
 from a3lign_dfer.inference.backends import Backend

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from a3lign_dfer.config import ServeConfig
+from a3lign_dfer.config.serving import ServeConfig
 from a3lign_dfer.data.face_track import warm_detector
 from a3lign_dfer.inference.backends import load_backend
 from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, RequestLimits, face_frames
