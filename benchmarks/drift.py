@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from a3lign_dfer.config import load_params
+from a3lign_dfer.config.params import load_params
 from a3lign_dfer.inference.backends import load_backend
 from a3lign_dfer.inference.predict_videos import expand
 from a3lign_dfer.inference.video_input import PreprocessSpec

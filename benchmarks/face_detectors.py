@@ -35,7 +35,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from a3lign_dfer.config import FaceCropConfig, SyntheticConfig, load_params
+from a3lign_dfer.config.data import FaceCropConfig, SyntheticConfig
+
+from a3lign_dfer.config.params import load_params
 from a3lign_dfer.data.detectors import HaarDetector, YuNetDetector
 from a3lign_dfer.data.face_track import (
     crop_square,

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from a3lign_dfer.config import load_params
+from a3lign_dfer.config.params import load_params
 from a3lign_dfer.inference.backends import load_backend
 from a3lign_dfer.inference.video_input import PreprocessSpec, video_input
 from a3lign_dfer.reporting.readme_blocks import replace_block

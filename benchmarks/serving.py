@@ -8,7 +8,8 @@ frames, it times:
   (c) ONNX Runtime on the exported graph,
   (d) TensorRT, only where it runs (otherwise the reason is recorded, never a number),
 and the share of (b)'s time spent beyond the CLIP image encoder. Ratios against the
-targets are printed and written to reports/benchmarks/serving.json.
+targets are printed, written to reports/benchmarks/serving.json and rendered into
+README's `serving` block (`--markdown-only` re-renders the block from the JSON).
 
 Example (CPU, ~5 minutes on 2 cores): python benchmarks/serving.py
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPConfig, CLIPModel
 
-from a3lign_dfer.config import load_params
+from a3lign_dfer.config.params import load_params
 from a3lign_dfer.export.onnx_graph import export_onnx
 from a3lign_dfer.export.tensorrt_engine import build_engine
 from a3lign_dfer.inference.backends import TensorRTRunner, onnx_session, tensorrt_unavailable
@@ -35,6 +36,7 @@ from a3lign_dfer.model.clip_backbone import FrozenCLIP
 from a3lign_dfer.model.image_spec import ImageSpec
 from a3lign_dfer.model.small_clip import CLIP_MEAN, CLIP_STD, build_small_clip
 from a3lign_dfer.model.tokenizer import build_clip_tokenizer
+from a3lign_dfer.reporting.readme_blocks import replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,7 +117,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="reports/benchmarks/serving.json")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--readme", default="README.md", help="README whose `serving` block is rewritten")
+    parser.add_argument("--markdown-only", action="store_true", help="re-render the README block from --out")
     args = parser.parse_args(argv)
+    if args.markdown_only:
+        result = json.loads(Path(args.out).read_text())
+        replace_block(Path(args.readme), "serving", markdown(result))
+        return result
     torch.backends.mha.set_fastpath_enabled(True)
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                           "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
@@ -126,6 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(table(result))
+    replace_block(Path(args.readme), "serving", markdown(result))
     return result
 
 
@@ -143,6 +152,32 @@ def table(result: dict) -> str:
                          f"{_trt(r['d_tensorrt'])} | {r['speedup_b_over_a']:.1f}x | {r['speedup_c_over_b']:.2f}x | "
                          f"{100 * r['beyond_image_encoder_share']:.1f}% |")
     return "\n".join(lines)
+
+
+def _against(value: float, target: float, lower_is_better: bool = False) -> str:
+    met = value <= target if lower_is_better else value >= target
+    return "met" if met else f"**missed** by {100 * abs(target / value - 1):.0f}%"
+
+
+def markdown(result: dict) -> str:
+    """The table and its reading against the targets: README's `serving` block."""
+    targets, runs = result["targets"], result["vit_b32"]
+    sizes = sorted(runs, key=lambda key: int(key.split("_")[1]))          # batch_1, batch_16
+    first, last = runs[sizes[0]], runs[sizes[-1]]
+    n1, n2 = sizes[0].split("_")[1], sizes[-1].split("_")[1]
+    share = targets["beyond_image_encoder_share"]
+    return "\n".join([
+        table(result), "",
+        f"Against the targets (ViT-B/32 size, {result['machine']['threads']} CPU threads): (b) over (a) at batch {n1} "
+        f"is {first['speedup_b_over_a']:.1f}x (target {targets['b_over_a_batch1']:.0f}x: "
+        f"{_against(first['speedup_b_over_a'], targets['b_over_a_batch1'])}; the naive path runs MAT's sentences "
+        f"through the text encoder on every request); the time beyond the image encoder is "
+        f"{100 * first['beyond_image_encoder_share']:.1f}% at batch {n1} and {100 * last['beyond_image_encoder_share']:.1f}% "
+        f"at batch {n2} (target under {100 * share:.0f}%: "
+        f"{_against(max(first['beyond_image_encoder_share'], last['beyond_image_encoder_share']), share, True)}); "
+        f"(c) over (b) is {first['speedup_c_over_b']:.2f}x at batch {n1} "
+        f"({_against(first['speedup_c_over_b'], targets['c_over_b'])}) and {last['speedup_c_over_b']:.2f}x at batch "
+        f"{n2} ({_against(last['speedup_c_over_b'], targets['c_over_b'])}) against the {targets['c_over_b']}x target."])
 
 
 if __name__ == "__main__":

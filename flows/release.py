@@ -18,7 +18,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from a3lign_dfer.config import ReleaseConfig, load_params
+from a3lign_dfer.config.deploy import ReleaseConfig
+
+from a3lign_dfer.config.params import load_params
 from a3lign_dfer.registry.release import GateFailed, check_gate, register_committed
 
 

@@ -22,7 +22,7 @@ import yaml  # noqa: E402
 
 from dataclasses import replace  # noqa: E402
 
-from a3lign_dfer.config import load_params  # noqa: E402
+from a3lign_dfer.config.params import load_params  # noqa: E402
 from a3lign_dfer.data.features import FeatureSet, save_feature_set  # noqa: E402
 from a3lign_dfer.model.small_clip import build_small_clip, save_clip  # noqa: E402
 

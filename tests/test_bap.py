@@ -3,12 +3,13 @@
 import pytest
 import torch
 
-from a3lign_dfer.config import LearningRates
+from a3lign_dfer.config.training import LearningRates
 from a3lign_dfer.evaluation.report import split_report
 from a3lign_dfer.inference.predict import class_matrix, predict_logits
 from a3lign_dfer.model.checkpoint import load_checkpoint, save_checkpoint
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
 from a3lign_dfer.model.dynamic_encoder import DynamicEncoder
+from a3lign_dfer.report_files import TrainingReport, parse
 from a3lign_dfer.training import bap
 from a3lign_dfer.training.run_stage import run_stage
 from a3lign_dfer.training.trainer import fit, param_groups
@@ -101,7 +102,7 @@ def test_every_ladder_step_trains_only_its_parts_and_clip_stays_frozen(clip, tin
                                            ("all_at_once_joint", {"mat", "jas"})])
 def test_all_at_once_trains_everything_from_scratch_together(clip, tiny_params, data, stage, trained):
     params = tiny_params()
-    model, plan = bap.STAGES[stage](params, clip, None)
+    model, plan = bap.BUILDERS[stage](params, clip, None)
     assert plan.trainable == trained
     before = {name: _snapshot(getattr(model, name)) for name in trained}
     model = fit(model, clip, *data, plan, params.train, 0, NO_LOG)[-1].model
@@ -221,10 +222,14 @@ def test_a_stage_run_writes_its_val_report_and_every_phase(clip, tiny_params, tm
     write_toy_cache(tmp_path / "features", clip.embed_dim, {"train": 24, "val": 14})
     run_stage("stage1", params, tmp_path / "features", tmp_path / "s1", tmp_path / "live1")
     summary = run_stage("stage2", params, tmp_path / "features", tmp_path / "s2", tmp_path / "live2", tmp_path / "s1")
-    assert summary["layers"]["de_video"] == 2 and [p["depth"] for p in summary["phases"]] == [1, 2]
+    assert summary.layers["de_video"] == 2 and [p["depth"] for p in summary.phases] == [1, 2]
+    assert [(p.epochs, p.depth) for p in summary.plan] == list(zip(params.stage2.epochs, params.stage2.layers))
     assert load_checkpoint(tmp_path / "s2" / "phase1")[0].de_video.depth == 1
     assert load_checkpoint(tmp_path / "s2")[0].de_video.depth == 2
-    val = summary["val"]
-    assert val["num_samples"] == 14 and set(val["per_class_recall"]) == set(CLASSES)
-    assert val["shuffled"]["seeds"] == list(params.shuffle_check.seeds)
-    assert val["uar"] == pytest.approx(sum(val["per_class_recall"].values()) / len(CLASSES))
+    val = summary.val
+    assert val.num_samples == 14 and set(val.per_class_recall) == set(CLASSES)
+    assert val.shuffled.seeds == list(params.shuffle_check.seeds)
+    assert val.uar == pytest.approx(sum(val.per_class_recall.values()) / len(CLASSES))
+    # DVCLive's metrics file is the training report contract, the plan included.
+    written = parse(TrainingReport, (tmp_path / "live2/metrics.json").read_text(), "live2/metrics.json")
+    assert written.plan == summary.plan and written.val == summary.val and written.step == sum(params.stage2.epochs)

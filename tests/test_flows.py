@@ -172,7 +172,7 @@ def test_monitor_flow_passes_a_clean_batch_and_fails_red_on_a_shifted_one(flow_r
 
     from flows.monitor import monitor
 
-    from a3lign_dfer.config import load_params
+    from a3lign_dfer.config.params import load_params
     from a3lign_dfer.monitoring.batches import make_batch
     from a3lign_dfer.monitoring.summary import DriftSummary
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from conftest import PARAMS, ROOT
 
-from a3lign_dfer.config import load_params
+from a3lign_dfer.config.params import load_params
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.face_crop import crop_dataset
 from a3lign_dfer.data.features import load_frames

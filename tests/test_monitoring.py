@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 from conftest import PARAMS, ROOT
 
-from a3lign_dfer.config import load_params, to_dict
+from a3lign_dfer.config.params import load_params
+
+from a3lign_dfer.config.schema import to_dict
 from a3lign_dfer.data.synthetic import render_clip
 from a3lign_dfer.data.face_track import FaceTrack
 from a3lign_dfer.inference.video_input import CropStats

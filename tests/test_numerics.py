@@ -16,7 +16,7 @@ STEP = """
 import hashlib, json, sys
 import a3lign_dfer
 import torch
-from a3lign_dfer.config import load_params
+from a3lign_dfer.config.params import load_params
 from a3lign_dfer.model.small_clip import build_small_clip
 model, _, _ = build_small_clip(load_params(sys.argv[1]).pretrain_clip)
 torch.manual_seed(0)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import run_cmd
+from conftest import ROOT, run_cmd
 
 from a3lign_dfer.orchestration import experiments
 from a3lign_dfer.orchestration.dvc_stages import DvcLocked, StageFailed, metrics_markdown, pipeline_stages, \
@@ -95,16 +95,20 @@ def test_params_apply_only_to_a_clean_workspace_and_results_commit(repo):
 
 
 def test_gate_holds_tensorrt_to_parity_only_where_an_engine_was_built():
-    from a3lign_dfer.config import ReleaseConfig
-    from a3lign_dfer.registry.release import quality_gate
+    from dataclasses import replace
+
+    from a3lign_dfer.config.deploy import ReleaseConfig
+    from a3lign_dfer.registry.release import built_metrics, quality_gate
 
     gate = ReleaseConfig(artifact="a3lign-dfer", min_test_uar=0.7, min_shuffled_uar_drop=0.05)
-
-    metrics = {"evaluate": {"uar": 0.8}, "shuffle_check": {"shuffled": {"uar_drop": 0.1}},
-               "export": {"parity": {"passed": True}, "tensorrt": {"status": "skipped", "reason": "not installed"}}}
+    built = built_metrics(ROOT)                                        # the committed reports, read as the gate reads
+    metrics = replace(built, evaluation=replace(built.evaluation, uar=0.8),
+                      shuffle=replace(built.shuffle, shuffled=replace(built.shuffle.shuffled, uar_drop=0.1)),
+                      export=replace(built.export, parity=replace(built.export.parity, passed=True),
+                                     tensorrt={"status": "skipped", "reason": "not installed"}))
     assert [(c.name, c.passed) for c in quality_gate(metrics, gate)] == [
         ("test UAR", True), ("shuffled-frame UAR drop", True), ("ONNX Runtime vs PyTorch parity", True)]
-    metrics["export"]["tensorrt"] = {"parity_fp16_vs_onnxruntime": {"passed": False}}
-    metrics["shuffle_check"]["shuffled"]["uar_drop"] = 0.0             # an order-blind model
-    failed = [c.name for c in quality_gate(metrics, gate) if not c.passed]
+    metrics = replace(metrics, export=replace(metrics.export, tensorrt={"parity_fp16_vs_onnxruntime": {"passed": False}}),
+                      shuffle=replace(metrics.shuffle, shuffled=replace(metrics.shuffle.shuffled, uar_drop=0.0)))
+    failed = [c.name for c in quality_gate(metrics, gate) if not c.passed]   # an order-blind model, a failed engine
     assert failed == ["shuffled-frame UAR drop", "TensorRT FP16 vs ONNX Runtime parity"]

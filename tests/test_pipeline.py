@@ -91,10 +91,12 @@ def test_export_bundle_matches_its_manifest_graph_and_triton_config(pipeline):
 
     from a3lign_dfer.checksums import sha256
     from a3lign_dfer.inference.backends import tensorrt_unavailable
+    from a3lign_dfer.report_files import DEPLOY_MANIFEST, to_json
 
     repo, params, _ = pipeline
     deploy = repo / "models/deploy"
     manifest = json.loads((deploy / "manifest.json").read_text())
+    assert to_json(DEPLOY_MANIFEST.read(deploy)) == manifest            # written and read through its contract
     on_disk = {str(p.relative_to(deploy)) for p in deploy.rglob("*") if p.is_file()} - {"manifest.json"}
     assert set(manifest["files"]) == on_disk
     assert all(sha256(deploy / name) == digest for name, digest in manifest["files"].items())
@@ -205,7 +207,7 @@ def test_drift_passes_an_in_distribution_batch_and_flags_shifted_ones_naming_wha
     """Batches of new identities from the generator with the pipeline's own settings; the shifted ones
     change one camera knob each. The class-mix shift needs a model that tells classes apart: the tiny one
     does not, so it is measured on the default artifact (benchmarks/drift.py, README "Monitoring")."""
-    from a3lign_dfer.config import load_params
+    from a3lign_dfer.config.params import load_params
     from a3lign_dfer.monitoring.batches import make_batch
     from a3lign_dfer.monitoring.drift import EXIT_DRIFT, run_drift
 

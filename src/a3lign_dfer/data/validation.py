@@ -4,9 +4,10 @@ manifest and the crops on disk.
 Two tables are validated, each by its own suite, and both land in one Data Docs site:
 
 - `crops_manifest`, one row per clip: the manifest plus columns derived here from disk
-  and from the table itself (`frames_on_disk`, `label_idx_of_name`,
-  `splits_of_identity`), so every check is a stock expectation whose failing rows GE
-  names by clip_id.
+  and from the table itself (`frames_on_disk`, `splits_of_identity`, and per manifest
+  invariant what breaks it: the rules of data/manifest.py INVARIANTS, the same functions
+  every manifest read checks), so every check is a stock expectation whose failing rows
+  GE names by clip_id.
 - `class_counts`, one row per class of data.classes: clips per split (0 where a class is
   absent), so a class missing from train is a failing row, not a silent gap.
 
@@ -30,8 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from a3lign_dfer.config import ValidateConfig
-from a3lign_dfer.data.manifest import COLUMNS, SPLITS
+from a3lign_dfer.config.data import ValidateConfig
+from a3lign_dfer.data.manifest import COLUMNS, HOLDS, INVARIANTS, SPLITS, evidence
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -56,15 +57,16 @@ def crop_table(manifest: pd.DataFrame, crops_dir: Path, classes: tuple[str, ...]
     """The manifest plus the derived columns the suite checks.
 
     frames_on_disk: stored crop JPEGs in crops_dir/<path> (0 when the folder is missing);
-    label_idx_of_name: the index of label_name in data.classes (NaN when unknown);
+    one column per manifest invariant (manifest.INVARIANTS, named as the invariant): what
+    breaks it in the row, or manifest.HOLDS (only when every canonical column is present);
     splits_of_identity: splits the row's identity appears in within its fold (NaN when the
     identity is unknown; only with an `identity` column).
     """
     df = manifest.reset_index(drop=True).copy()
     if "path" in df.columns:
         df["frames_on_disk"] = [_count_frames(Path(crops_dir) / str(p)) for p in df["path"]]
-    if "label_name" in df.columns:
-        df["label_idx_of_name"] = df["label_name"].map({c: i for i, c in enumerate(classes)})
+    if set(COLUMNS) <= set(df.columns):
+        df = df.join(evidence(df, classes))
     if {"identity", "fold", "split"} <= set(df.columns):
         df["splits_of_identity"] = df.groupby(["fold", "identity"], dropna=True)["split"].transform("nunique")
     return df
@@ -91,17 +93,10 @@ def manifest_checks(df: pd.DataFrame, classes: tuple[str, ...], cfg: ValidateCon
     checks = [
         Check(gxe.ExpectTableColumnsToMatchSet(column_set=COLUMNS, exact_match=False),
               "every canonical manifest column is present"),
-        Check(gxe.ExpectColumnValuesToNotBeNull(column="clip_id"), "every clip has an id"),
-        Check(gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)), f"split is one of {list(SPLITS)}"),
-        Check(gxe.ExpectColumnValuesToBeInSet(column="label_name", value_set=list(classes)),
-              f"labels are in the class set data.classes {list(classes)}"),
-        Check(gxe.ExpectColumnPairValuesToBeEqual(column_A="label_idx", column_B="label_idx_of_name"),
-              "label_idx is the position of label_name in data.classes (map labels by name, never by index)"),
+        *(Check(gxe.ExpectColumnValuesToBeInSet(column=inv.name, value_set=[HOLDS]), inv.rule) for inv in INVARIANTS),
         Check(gxe.ExpectColumnValuesToBeBetween(column="num_frames", min_value=1), "every clip has at least one frame"),
         Check(gxe.ExpectColumnPairValuesToBeEqual(column_A="num_frames", column_B="frames_on_disk"),
               "num_frames equals the crop JPEGs stored on disk"),
-        Check(gxe.ExpectCompoundColumnsToBeUnique(column_list=["fold", "clip_id"]),
-              "a clip is in one split of a fold (no clip_id twice in a fold)"),
     ]
     skipped = []
     if "splits_of_identity" in df.columns and df["splits_of_identity"].notna().any():

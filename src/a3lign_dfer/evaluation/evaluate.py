@@ -12,7 +12,6 @@ Example: python -m a3lign_dfer evaluate --features data/features \
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from a3lign_dfer.inference.predict import predict_logits
 from a3lign_dfer.model.a3lign import A3lignDFER, ModelSpec
 from a3lign_dfer.model.checkpoint import load_checkpoint
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
+from a3lign_dfer.report_files import EVALUATION
 
 
 def table4_layers(spec: ModelSpec, joint_from_scratch: bool = False) -> tuple[str, str]:
@@ -90,7 +90,7 @@ def evaluate_checkpoints(ladder: list[Path], all_at_once: list[Path], features_d
         "table4": [r.label() | {"war": r.report["war"], "uar": r.report["uar"],
                                 "val_selected_epoch": r.meta["selected"].get("epoch")} for r in rows],
     }
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    EVALUATION.write(out_dir / "metrics.json", result)
     pd.DataFrame({"clip_id": test.clips["clip_id"], "actual": [classes[i] for i in labels],
                   "predicted": [classes[i] for i in pred]}).to_csv(out_dir / "predictions.csv", index=False)
     plot_confusion(confusion_matrix(labels, pred, len(classes)), classes, out_dir / "confusion.png")

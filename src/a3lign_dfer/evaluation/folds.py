@@ -12,6 +12,7 @@ from pathlib import Path
 
 from a3lign_dfer.evaluation.multi_seed import (plus_minus, run_sweep, stats, summarize, summary_markdown,
                                                write_summary)
+from a3lign_dfer.training.stage_table import FINAL
 
 
 def summarize_folds(per_fold: dict[int, dict]) -> dict:
@@ -22,7 +23,7 @@ def summarize_folds(per_fold: dict[int, dict]) -> dict:
     summary.pop("seeds")
     summary.pop("num_test_clips")
     per = [{"fold": f, "test_clips": per_fold[f]["test"]["num_test_clips"], "war": per_fold[f]["test"]["war"],
-            "uar": per_fold[f]["test"]["uar"], "val_uar": per_fold[f]["val"]["stage3"]["uar"]} for f in folds]
+            "uar": per_fold[f]["test"]["uar"], "val_uar": per_fold[f]["val"][FINAL]["uar"]} for f in folds]
     return {"folds": folds, "per_fold": per, "war": stats([r["war"] for r in per]),
             "uar": stats([r["uar"] for r in per])} | summary
 

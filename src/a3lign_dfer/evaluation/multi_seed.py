@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-TRAIN_STAGES = ("stage1", "stage2", "stage2_text", "stage3")
+from a3lign_dfer.report_files import EVALUATION, SHUFFLE_CHECK, ReportFile, parse, to_json, training
+from a3lign_dfer.training.stage_table import FINAL, LADDER
 
 
 def _git(*args: str, cwd: Path) -> str:
@@ -60,15 +61,17 @@ def run_sweep(param: str, values: list, overrides: list[str], repo: Path, prefix
         revs[value] = run_experiment(param, value, overrides, repo, name)
         results[value] = read_experiment(revs[value], repo)
         print(f"[{label}] {name}: test UAR {100 * results[value]['test']['uar']:.1f}, "
-              f"val UAR {100 * results[value]['val']['stage3']['uar']:.1f}", flush=True)
+              f"val UAR {100 * results[value]['val'][FINAL]['uar']:.1f}", flush=True)
     return results, revs
 
 
 def read_experiment(rev: str, repo: Path) -> dict:
     """The metrics `evaluate`, `shuffle_check` and each training stage wrote, as committed in the experiment."""
-    show = lambda path: json.loads(_git("show", f"{rev}:{path}", cwd=repo))  # noqa: E731
-    return {"test": show("reports/eval/metrics.json"), "shuffle": show("reports/shuffle/metrics.json"),
-            "val": {s: show(f"reports/train/{s}/metrics.json")["val"] for s in TRAIN_STAGES}}
+    def show(contract: ReportFile) -> dict:        # checked against its contract, kept as the JSON it is
+        return to_json(parse(contract.schema, _git("show", f"{rev}:reports/{contract.path}", cwd=repo), contract.path))
+
+    return {"test": show(EVALUATION), "shuffle": show(SHUFFLE_CHECK),
+            "val": {s: show(training(s))["val"] for s in LADDER}}
 
 
 def stats(values: list[float]) -> dict:
@@ -108,7 +111,7 @@ def summarize(per_seed: dict[int, dict]) -> dict:
         "val": {stage: {"uar": stats([per_seed[s]["val"][stage]["uar"] for s in seeds]),
                         "shuffled_uar_drop": stats([per_seed[s]["val"][stage]["shuffled"]["uar_drop"]
                                                      for s in seeds])}
-                for stage in TRAIN_STAGES},
+                for stage in LADDER},
     }
 
 

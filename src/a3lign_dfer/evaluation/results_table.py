@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from a3lign_dfer.evaluation.multi_seed import summary_markdown
+from a3lign_dfer.report_files import EVALUATION, FACE_CROP, FEATURES, PRETRAIN_CLIP, SHUFFLE_CHECK
 from a3lign_dfer.reporting.readme_blocks import replace_block
 
 def _pct(x: float | None) -> str:
@@ -21,22 +22,23 @@ def results_markdown(reports: Path) -> str:
     seeds = reports / "seeds/summary.json"
     if not seeds.exists():
         raise FileNotFoundError(f"{seeds} missing: run `python -m a3lign_dfer seeds` first")
-    crop = json.loads((reports / "face_crop.json").read_text())
-    clip = json.loads((reports / "pretrain_clip.json").read_text())
-    feats = json.loads((reports / "features.json").read_text())
-    data = (f"Face crop: {crop['accepted']}/{crop['videos']} videos kept, detection rate "
-            f"{_pct(crop['detection_rate'])}%, {crop['frames_per_second']:.0f} frames/s. ")
-    if not clip.get("skipped"):
+    crop, clip, feats = (FACE_CROP.read(reports), PRETRAIN_CLIP.read(reports), FEATURES.read(reports))
+    run, shuffle = EVALUATION.read(reports), SHUFFLE_CHECK.read(reports)
+    absent = [f"reports/{c.path}" for c, r in ((FACE_CROP, crop), (PRETRAIN_CLIP, clip), (FEATURES, feats),
+                                               (EVALUATION, run), (SHUFFLE_CHECK, shuffle)) if r is None]
+    if absent:
+        raise FileNotFoundError(f"{absent} missing: run `dvc repro` first")
+    data = (f"Face crop: {crop.accepted}/{crop.videos} videos kept, detection rate "
+            f"{_pct(crop.detection_rate)}%, {crop.frames_per_second:.0f} frames/s. ")
+    if not clip.skipped:
         data += (f"Small CLIP zero-shot on val frames showing a class prompt: accuracy "
-                 f"{_pct(clip.get('zero_shot_frame_accuracy'))}%, UAR {_pct(clip.get('zero_shot_frame_uar'))}% "
-                 f"(UAR before pretraining {_pct(clip.get('zero_shot_frame_uar_before'))}%, "
-                 f"chance {_pct(clip.get('zero_shot_chance'))}%). ")
-    data += f"Feature cache: {feats['images_per_second']:.0f} images/s."
-    run = json.loads((reports / "eval/metrics.json").read_text())
-    drop = json.loads((reports / "shuffle/metrics.json").read_text())["shuffled"]["uar_drop"]
-    workspace = (f"This workspace's own `dvc repro` (train.seed {run['train_seed']}, one draw of the spread above): "
-                 f"final model test WAR {_pct(run['war'])}%, UAR {_pct(run['uar'])}%, shuffled-frame UAR drop "
-                 f"{_pct(drop)} points (reports/eval, reports/shuffle).")
+                 f"{_pct(clip.zero_shot_frame_accuracy)}%, UAR {_pct(clip.zero_shot_frame_uar)}% "
+                 f"(UAR before pretraining {_pct(clip.zero_shot_frame_uar_before)}%, "
+                 f"chance {_pct(clip.zero_shot_chance)}%). ")
+    data += f"Feature cache: {feats.images_per_second:.0f} images/s."
+    workspace = (f"This workspace's own `dvc repro` (train.seed {run.train_seed}, one draw of the spread above): "
+                 f"final model test WAR {_pct(run.war)}%, UAR {_pct(run.uar)}%, shuffled-frame UAR drop "
+                 f"{_pct(shuffle.shuffled.uar_drop)} points (reports/eval, reports/shuffle).")
     return summary_markdown(json.loads(seeds.read_text())) + "\n\n" + workspace + "\n\n" + data
 
 

@@ -12,14 +12,14 @@ Example: python -m a3lign_dfer shuffle-check --features data/features \
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from a3lign_dfer.config import ShuffleCheckConfig
+from a3lign_dfer.config.evaluation import ShuffleCheckConfig
 from a3lign_dfer.evaluation.evaluate import table4_rows
+from a3lign_dfer.report_files import SHUFFLE_CHECK
 
 
 def shuffle_check(ladder: list[Path], all_at_once: list[Path], features_dir: Path, cfg: ShuffleCheckConfig,
@@ -36,7 +36,7 @@ def shuffle_check(ladder: list[Path], all_at_once: list[Path], features_dir: Pat
         "table5": [r.label() | {"uar": r.report["uar"], "shuffled_uar": r.report["shuffled"]["uar"],
                                 "shuffled_uar_drop": r.report["shuffled"]["uar_drop"]} for r in rows],
     }
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    SHUFFLE_CHECK.write(out_dir / "metrics.json", result)
     plot_recall(final["per_class_recall"], final["shuffled"]["per_class_recall"], out_dir / "per_class_recall.png")
     return result
 

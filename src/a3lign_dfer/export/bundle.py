@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from transformers import CLIPImageProcessor
 
 from a3lign_dfer.checksums import sha256
-from a3lign_dfer.config import Params
+from a3lign_dfer.config.deploy import ExportParams
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.features import load_frames
 from a3lign_dfer.data.sampling import segment_indices
@@ -38,6 +38,7 @@ from a3lign_dfer.inference.video_input import PreprocessSpec
 from a3lign_dfer.model.checkpoint import WEIGHTS, load_checkpoint
 from a3lign_dfer.model.clip_backbone import FrozenCLIP, normalize_frames
 from a3lign_dfer.monitoring.profile import write_reference
+from a3lign_dfer.report_files import DEPLOY_MANIFEST, EvaluationReport, ShuffleCheckReport, parse
 
 PACKAGES = ("torch", "transformers", "onnx", "onnxruntime", "a3lign-dfer")
 
@@ -56,7 +57,7 @@ def parity_inputs(crops_dir: Path, classes: tuple[str, ...], spec: PreprocessSpe
     return torch.stack(batch)
 
 
-def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, shuffle_metrics: Path, params: Params,
+def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, shuffle_metrics: Path, params: ExportParams,
                   out_dir: Path, raw_dir: Path, features_dir: Path) -> dict:
     cfg = params.export
     model, meta = load_checkpoint(checkpoint_dir)
@@ -104,20 +105,19 @@ def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, shu
                             params.drift)
     drift_seconds = round(time.perf_counter() - start, 1)
 
-    evaluation = json.loads(eval_metrics.read_text())
-    shuffled = json.loads(shuffle_metrics.read_text())["shuffled"]
+    evaluation = parse(EvaluationReport, eval_metrics.read_text(), str(eval_metrics))
+    shuffled = parse(ShuffleCheckReport, shuffle_metrics.read_text(), str(shuffle_metrics)).shuffled
     record = {
         "clip_model": meta["clip_model"], "classes": list(model.spec.classes),
         "source_checkpoint": {"path": str(checkpoint_dir), "sha256": sha256(checkpoint_dir / WEIGHTS),
                               "stage": meta["stage"], "train_seed": meta.get("train_seed")},
         "opset": OPSET, "io": io, "max_batch": cfg.max_batch,
-        "test_metrics": {"war": evaluation["war"], "uar": evaluation["uar"],
-                         "shuffled_uar_drop": shuffled["uar_drop"],
-                         "num_test_clips": evaluation["num_test_clips"]},
+        "test_metrics": {"war": evaluation.war, "uar": evaluation.uar, "shuffled_uar_drop": shuffled.uar_drop,
+                         "num_test_clips": evaluation.num_test_clips},
         "parity_onnxruntime_vs_torch": checked, "tensorrt": tensorrt, "drift_reference": drift,
         "versions": {p: version(p) for p in PACKAGES},
     }
     record["files"] = {str(p.relative_to(out_dir)): sha256(p) for p in sorted(out_dir.rglob("*")) if p.is_file()}
-    (out_dir / "manifest.json").write_text(json.dumps(record, indent=2))
+    DEPLOY_MANIFEST.write(out_dir / DEPLOY_MANIFEST.path, record)
     return {"parity": checked, "tensorrt": tensorrt, "onnx_megabytes": round(onnx_path.stat().st_size / 2**20, 2),
             "opset": OPSET, "files": len(record["files"]) + 1, "drift_reference": drift | {"seconds": drift_seconds}}

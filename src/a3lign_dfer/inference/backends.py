@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from a3lign_dfer.config import BACKENDS
+from a3lign_dfer.config.deploy import BACKENDS
 from a3lign_dfer.inference.deploy_model import OUTPUTS, DeployModel
 from a3lign_dfer.model.checkpoint import load_checkpoint
 from a3lign_dfer.model.clip_backbone import FrozenCLIP

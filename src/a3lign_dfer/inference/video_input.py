@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from a3lign_dfer.config import FaceCropConfig
+from a3lign_dfer.config.data import FaceCropConfig
 from a3lign_dfer.data.face_track import CostError, FaceTrack, NoFaceError, crops_along, require_face, track_face
 from a3lign_dfer.data.sampling import segment_indices
 from a3lign_dfer.data.video_io import VideoDecodeError, probe_video

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from a3lign_dfer.config import json_ready
+from a3lign_dfer.config.schema import json_ready
 from a3lign_dfer.model.a3lign import A3lignDFER, ModelSpec
 
 WEIGHTS, META = "model.safetensors", "meta.json"

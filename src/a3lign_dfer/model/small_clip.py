@@ -9,7 +9,7 @@ from pathlib import Path
 
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-from a3lign_dfer.config import PretrainClipConfig
+from a3lign_dfer.config.model import PretrainClipConfig
 from a3lign_dfer.model.tokenizer import build_clip_tokenizer
 
 # OpenAI CLIP's pixel statistics, kept so a small CLIP preprocesses like a real one.

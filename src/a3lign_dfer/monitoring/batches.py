@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from a3lign_dfer.config import SyntheticConfig
+from a3lign_dfer.config.data import SyntheticConfig
 from a3lign_dfer.data.synthetic import generate
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import reduce
 
-from a3lign_dfer.config import DriftConfig
+from a3lign_dfer.config.deploy import DriftConfig
 from a3lign_dfer.monitoring.rules import RULES, THRESHOLD_OF
 from a3lign_dfer.monitoring.summary import Comparison
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a3lign_dfer.config import EmbeddingDriftConfig
+from a3lign_dfer.config.deploy import EmbeddingDriftConfig
 from a3lign_dfer.inference.backends import load_backend
 from a3lign_dfer.inference.predict_videos import expand
 from a3lign_dfer.inference.video_input import InputError, PreprocessSpec

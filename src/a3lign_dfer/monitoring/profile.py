@@ -19,13 +19,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a3lign_dfer.config import DriftConfig, EmbeddingDriftConfig, to_dict
+from a3lign_dfer.config.deploy import DriftConfig
+
+from a3lign_dfer.config.schema import to_dict
 from a3lign_dfer.data.features import load_feature_set
 from a3lign_dfer.data.manifest import kinds
 from a3lign_dfer.inference.backends import Backend
 from a3lign_dfer.inference.video_input import PreprocessSpec
 from a3lign_dfer.monitoring.columns import PREDICTIONS, STATS, embedding_columns, video_columns
 from a3lign_dfer.monitoring.pca import Pca
+from a3lign_dfer.monitoring.rules import thresholds_from_dict
 
 PROFILE_DIR = "drift"
 
@@ -93,6 +96,6 @@ class DriftProfile:
                                     "profile (exported before the monitor existed, or from frame-folder data)")
         meta = json.loads((folder / "profile.json").read_text())
         raw = meta["thresholds"]
-        thresholds = DriftConfig(**{**raw, "embedding": EmbeddingDriftConfig(**raw["embedding"])})
+        thresholds = thresholds_from_dict(raw)
         return cls(Pca.load(folder / "pca.safetensors"), pd.read_parquet(folder / "reference.parquet"),
                    meta["columns"]["embedding"], meta["columns"]["stats"], thresholds, meta)

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from a3lign_dfer.config import DriftConfig, EmbeddingDriftConfig
+from a3lign_dfer.config.deploy import DriftConfig
+from a3lign_dfer.config.schema import build
 from a3lign_dfer.monitoring.results import ColumnDrift
 
 THRESHOLD_OF = {"share": "drifted_share", "columns": "alarm_p_value", "embedding": "embedding.threshold",
@@ -58,4 +59,4 @@ def alarms(columns: Mapping[str, ColumnDrift], class_mix_p: float, embedding_sco
 
 def thresholds_from_dict(raw: dict) -> DriftConfig:
     """DriftConfig from its JSON form (profile.json, summary.json)."""
-    return DriftConfig(**{**raw, "embedding": EmbeddingDriftConfig(**raw["embedding"])})
+    return build(DriftConfig, raw, source="drift thresholds")

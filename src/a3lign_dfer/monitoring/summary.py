@@ -10,7 +10,9 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from a3lign_dfer.config import DriftConfig, to_dict
+from a3lign_dfer.config.deploy import DriftConfig
+
+from a3lign_dfer.config.schema import to_dict
 from a3lign_dfer.monitoring import rules
 from a3lign_dfer.monitoring.results import ClassMixDrift, ColumnDrift, EmbeddingDrift
 from a3lign_dfer.monitoring.text import describe

@@ -1,7 +1,7 @@
 """Release: a quality gate on what the pipeline just built, then a GTO version and stage.
 
-The gate reads the metrics files that dvc.yaml names for `evaluate`,
-`shuffle_check` and `export`, and only in a workspace whose outputs are exactly
+The gate reads the report files of `evaluate`, `shuffle_check` and `export` (their
+contracts in report_files.py), and only in a workspace whose outputs are exactly
 what its committed dvc.lock says (GTO tags a commit, so an uncommitted model
 could not be fetched back from the registry). A failed gate registers nothing.
 
@@ -15,10 +15,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from a3lign_dfer.config import ReleaseConfig
-from a3lign_dfer.orchestration.dvc_stages import dvc_env, pipeline_stages
+from a3lign_dfer.config.deploy import ReleaseConfig
+from a3lign_dfer.orchestration.dvc_stages import dvc_env
 from a3lign_dfer.orchestration.experiments import run_checked, uncommitted
 from a3lign_dfer.registry.stages import STAGES
+from a3lign_dfer.report_files import (EVALUATION, EXPORT, SHUFFLE_CHECK, EvaluationReport, ExportReport,
+                                      ShuffleCheckReport)
 
 
 @dataclass(frozen=True)
@@ -33,25 +35,33 @@ class GateFailed(RuntimeError):
     """The model is below a threshold (or its metrics are missing): nothing was registered."""
 
 
-def built_metrics(repo: Path) -> dict[str, dict]:
-    """The metrics of the stages the gate reads, by stage name, from the files dvc.yaml names."""
-    files = {s.name: s.metrics for s in pipeline_stages(repo) if s.name in ("evaluate", "shuffle_check", "export")}
-    missing = [f"{name} ({path})" for name, paths in files.items() for path in paths if not (repo / path).exists()]
-    if len(files) < 3 or missing:
-        raise GateFailed(f"cannot release: metrics missing for {missing or 'evaluate/shuffle_check/export'}; "
-                         "run the pipeline first")
-    return {name: json.loads((repo / paths[0]).read_text()) for name, paths in files.items()}
+@dataclass(frozen=True)
+class BuiltMetrics:
+    """What the gate reads: the test metrics, the shuffled-frame check and the export's parity."""
+
+    evaluation: EvaluationReport
+    shuffle: ShuffleCheckReport
+    export: ExportReport
 
 
-def quality_gate(metrics: dict[str, dict], cfg: ReleaseConfig) -> list[Check]:
-    uar = metrics["evaluate"]["uar"]
-    drop = metrics["shuffle_check"]["shuffled"]["uar_drop"]
-    parity = metrics["export"]["parity"]["passed"]
+def built_metrics(repo: Path) -> BuiltMetrics:
+    reports = repo / "reports"
+    read = {contract: contract.read(reports) for contract in (EVALUATION, SHUFFLE_CHECK, EXPORT)}
+    missing = [f"{contract.writer} (reports/{contract.path})" for contract, report in read.items() if report is None]
+    if missing:
+        raise GateFailed(f"cannot release: metrics missing for {missing}; run the pipeline first")
+    return BuiltMetrics(*read.values())
+
+
+def quality_gate(metrics: BuiltMetrics, cfg: ReleaseConfig) -> list[Check]:
+    uar = metrics.evaluation.uar
+    drop = metrics.shuffle.shuffled.uar_drop
+    parity = metrics.export.parity.passed
     checks = [Check("test UAR", uar, f">= {cfg.min_test_uar}", uar >= cfg.min_test_uar),
               Check("shuffled-frame UAR drop", drop, f">= {cfg.min_shuffled_uar_drop}",
                     drop >= cfg.min_shuffled_uar_drop),
               Check("ONNX Runtime vs PyTorch parity", parity, "passed", bool(parity))]
-    trt = metrics["export"].get("tensorrt", {}).get("parity_fp16_vs_onnxruntime")
+    trt = metrics.export.tensorrt.get("parity_fp16_vs_onnxruntime")
     if trt is not None:                      # only where an engine was built and measured
         checks.append(Check("TensorRT FP16 vs ONNX Runtime parity", trt["passed"], "passed", bool(trt["passed"])))
     return checks

@@ -3,7 +3,8 @@
 Each training stage logs one DVCLive row per epoch (`<live>/plots/metrics/{train,val}/*.tsv`,
 step = epoch - 1, epochs counted across the stage's growth phases). A stage's figure
 has two panels, train/val loss and val WAR/UAR, with the growth phases marked (the
-encoder depth of each phase, its boundaries from the stage's `epochs` params) and
+encoder depth of each phase, its boundaries from the phase plan the stage wrote into its
+metrics.json, i.e. what was trained, whatever params.yaml says today) and
 the val-selected epoch of each phase (from the stage's metrics.json) starred. The
 ladder figure joins the BAP stages' val UAR end to end.
 
@@ -12,7 +13,6 @@ Example: python -m a3lign_dfer report-page --reports reports --deploy models/dep
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,18 +20,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from a3lign_dfer.config import Params
-
-BAP_STAGES = ("stage1", "stage2", "stage2_text", "stage3")
-ABLATION_STAGES = ("all_at_once_separate", "all_at_once_joint")
-TITLES = {
-    "stage1": "stage 1: MAT + DE_text, frame-mean video (Average|2)",
-    "stage2": "stage 2: DE_video grown, MAT + DE_text frozen",
-    "stage2_text": "stage 2 text: DE_text grown with MAT, DE_video frozen (4|4)",
-    "stage3": "stage 3: JAS grown, trained with MAT (4 (JAS)|4)",
-    "all_at_once_separate": "all at once: MAT + DE_text + DE_video from scratch (4|4)",
-    "all_at_once_joint": "all at once: MAT + JAS from scratch (4 (Joint))",
-}
+from a3lign_dfer.report_files import TrainingReport, training
+from a3lign_dfer.training.stage_table import BY_NAME, LADDER, STAGES
 SERIES = {"train_loss": "train/loss.tsv", "val_loss": "val/loss.tsv", "val_war": "val/war.tsv",
           "val_uar": "val/uar.tsv"}
 # PNG text chunks hold no version or date, so the same curves give the same bytes.
@@ -42,8 +32,8 @@ PNG_METADATA = {"Software": None}
 class StageCurves:
     stage: str
     log: pd.DataFrame                 # epoch (1-based), train_loss, val_loss, val_war, val_uar
-    metrics: dict                     # the stage's metrics.json (val report, selected epoch per phase)
-    phase_epochs: tuple[int, ...]     # epochs of each growth phase, from params; () when they do not match the log
+    report: TrainingReport | None     # the stage's metrics.json (plan, val report, selected epoch per phase)
+    phase_epochs: tuple[int, ...]     # epochs of each growth phase, from its plan; () when they do not match the log
 
     @property
     def boundaries(self) -> list[int]:
@@ -58,19 +48,11 @@ class StageCurves:
 def training_stages(train_dir: Path) -> list[str]:
     """Stages with a DVCLive log under `train_dir`: the BAP ladder in order, the ablations, then any other."""
     present = sorted(p.parents[3].name for p in train_dir.glob("*/plots/metrics/val/uar.tsv"))
-    known = [s for s in (*BAP_STAGES, *ABLATION_STAGES) if s in present]
+    known = [row.name for row in STAGES if row.name in present]
     return known + [s for s in present if s not in known]
 
 
-def phase_epochs(stage: str, params: Params | None) -> tuple[int, ...]:
-    """Epochs per growth phase of a training stage, as its params section says (() for an unknown stage)."""
-    section = getattr(params, "all_at_once" if stage.startswith("all_at_once") else stage, None)
-    if section is None or not hasattr(section, "epochs"):
-        return ()
-    return (section.epochs,) if isinstance(section.epochs, int) else tuple(section.epochs)
-
-
-def read_stage(train_dir: Path, stage: str, params: Params | None) -> StageCurves:
+def read_stage(train_dir: Path, stage: str) -> StageCurves:
     """A stage's per-epoch log (one column per DVCLive series) and its metrics."""
     plots = train_dir / stage / "plots/metrics"
     log = None
@@ -80,17 +62,21 @@ def read_stage(train_dir: Path, stage: str, params: Params | None) -> StageCurve
         log = table if log is None else log.merge(table, on="step", how="outer")
     log = log.sort_values("step").reset_index(drop=True)
     log.insert(0, "epoch", log.pop("step") + 1)
-    metrics_path = train_dir / stage / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    phases = phase_epochs(stage, params)
-    if sum(phases) != len(log):     # the log was written under other params: no phase marks rather than wrong ones
+    report = training(stage).read(train_dir.parent)
+    phases = tuple(p.epochs for p in report.plan) if report else ()
+    if sum(phases) != len(log):     # the log and the metrics are of different runs: no phase marks rather than wrong ones
         phases = ()
-    return StageCurves(stage, log, metrics, phases)
+    return StageCurves(stage, log, report, phases)
+
+
+def selected_epochs(curves: StageCurves) -> list[dict]:
+    """Each phase's val-selected epoch row (empty without a report)."""
+    return [p for p in (curves.report.phases if curves.report else []) if "val_uar" in p]
 
 
 def _phase_marks(ax, curves: StageCurves, top: float) -> None:
     starts = [0, *curves.boundaries]
-    depths = [p.get("depth") for p in curves.metrics.get("phases", [])]
+    depths = [p.depth for p in curves.report.plan] if curves.report else []
     for end in curves.boundaries:
         ax.axvline(end + 0.5, color="0.45", linestyle="--", linewidth=0.9)
     if len(curves.phase_epochs) > 1 and len(depths) == len(curves.phase_epochs):
@@ -113,7 +99,7 @@ def plot_stage(curves: StageCurves, path: Path) -> None:
     acc_ax.plot(log["epoch"], 100 * log["val_war"], label="val WAR", color="tab:green", marker=marker, markersize=3)
     acc_ax.plot(log["epoch"], 100 * log["val_uar"], label="val UAR", color="tab:purple", marker=marker,
                 markersize=3)
-    selected = [p for p in curves.metrics.get("phases", []) if "val_uar" in p]
+    selected = selected_epochs(curves)
     if selected:
         acc_ax.plot([p["epoch"] for p in selected], [100 * p["val_uar"] for p in selected], linestyle="none",
                     marker="*", markersize=13, color="tab:red", label="val-selected epoch")
@@ -124,7 +110,7 @@ def plot_stage(curves: StageCurves, path: Path) -> None:
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
         ax.set_xlim(0.5, max(len(log), 1) + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(TITLES.get(curves.stage, curves.stage), fontsize=11)
+    fig.suptitle(BY_NAME[curves.stage].title if curves.stage in BY_NAME else curves.stage, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata=PNG_METADATA)
 
@@ -139,9 +125,8 @@ def plot_ladder(stages: list[StageCurves], path: Path) -> None:
         ax.plot(epochs, 100 * curves.log["val_uar"], linewidth=1.2, label=curves.stage)
         if offset:
             ax.axvline(offset + 0.5, color="0.3", linewidth=1)
-        for p in curves.metrics.get("phases", []):
-            if "val_uar" in p:
-                ax.plot(p["epoch"] + offset, 100 * p["val_uar"], marker="*", markersize=11, color="tab:red")
+        for p in selected_epochs(curves):
+            ax.plot(p["epoch"] + offset, 100 * p["val_uar"], marker="*", markersize=11, color="tab:red")
         offset += len(curves.log)
     ax.set(xlabel="epoch (stages end to end)", ylabel="val UAR %",
            title="BAP ladder: val UAR through the stages (stars: each growth phase's val-selected epoch)")
@@ -152,20 +137,20 @@ def plot_ladder(stages: list[StageCurves], path: Path) -> None:
     fig.savefig(path, dpi=100, metadata=PNG_METADATA)
 
 
-def render_curves(train_dir: Path, out_dir: Path, params: Params | None) -> list[dict]:
+def render_curves(train_dir: Path, out_dir: Path) -> list[dict]:
     """One PNG per training stage (and the ladder) in `out_dir`; what was drawn, per stage."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.png"):           # a stage that no longer exists leaves no stale figure
         old.unlink()
     drawn, ladder = [], []
     for stage in training_stages(train_dir):
-        curves = read_stage(train_dir, stage, params)
+        curves = read_stage(train_dir, stage)
         path = out_dir / f"{stage}.png"
         plot_stage(curves, path)
-        if stage in BAP_STAGES:
+        if stage in LADDER:
             ladder.append(curves)
         drawn.append({"stage": stage, "figure": path, "epochs": len(curves.log),
-                      "phase_epochs": list(curves.phase_epochs), "metrics": curves.metrics})
+                      "phase_epochs": list(curves.phase_epochs), "report": curves.report})
     if ladder:
         plot_ladder(ladder, out_dir / "bap_ladder.png")
     return drawn

@@ -22,7 +22,6 @@ Example: python -m a3lign_dfer report-page --reports reports --deploy models/dep
 from __future__ import annotations
 
 import html
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +29,12 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from a3lign_dfer.config import Params
 from a3lign_dfer.monitoring.summary import DriftSummary
 from a3lign_dfer.monitoring.text import describe
-from a3lign_dfer.reporting.curves import BAP_STAGES, SERIES, render_curves
+from a3lign_dfer.report_files import (DEPLOY_MANIFEST, EVALUATION, EXPORT, FACE_CROP, FEATURES, PRETRAIN_CLIP,
+                                      SHUFFLE_CHECK, VALIDATION)
+from a3lign_dfer.reporting.curves import SERIES, render_curves
+from a3lign_dfer.training.stage_table import LADDER
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "report_page.html.j2"
@@ -41,10 +42,6 @@ TEMPLATE = "report_page.html.j2"
 SECTIONS = (("metrics", "Test metrics"), ("figures", "Evaluation figures"), ("curves", "Training curves"),
             ("data", "Data"), ("drift", "Drift"), ("deployment", "Deployment"), ("registry", "Registry"),
             ("more", "More reports"))
-
-
-def _load(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _pct(value) -> str:
@@ -102,30 +99,28 @@ class Page:
 
 
 def metrics_section(page: Page, reports: Path) -> dict | None:
-    evaluation = _load(reports / "eval/metrics.json")
-    shuffle = _load(reports / "shuffle/metrics.json")
-    export = _load(reports / "export.json")
+    evaluation, shuffle, export = EVALUATION.read(reports), SHUFFLE_CHECK.read(reports), EXPORT.read(reports)
     if evaluation is None:
         return None
-    shuffled = {(r["paradigm"], r["image_layers"], r["text_layers"]): r for r in (shuffle or {}).get("table5", [])}
+    shuffled = {(r["paradigm"], r["image_layers"], r["text_layers"]): r for r in (shuffle.table5 if shuffle else [])}
     table4 = []
-    for r in evaluation["table4"]:
+    for r in evaluation.table4:
         s = shuffled.get((r["paradigm"], r["image_layers"], r["text_layers"]), {})
         table4.append({"paradigm": r["paradigm"], "image_layers": r["image_layers"], "text_layers": r["text_layers"],
                        "war": r["war"], "uar": r["uar"], "shuffled_uar": s.get("shuffled_uar"),
                        "shuffled_uar_drop": s.get("shuffled_uar_drop"), "stage": r["stage"],
                        "selected_epoch": r.get("val_selected_epoch")})
-    classes = list(evaluation["classes"])
-    recall = [("normal order", [evaluation["per_class_recall"][c] for c in classes])]
+    classes = list(evaluation.classes)
+    recall = [("normal order", [evaluation.per_class_recall[c] for c in classes])]
     if shuffle:
-        recall.append(("shuffled frames", [shuffle["shuffled"]["per_class_recall"][c] for c in classes]))
-    return {"war": evaluation["war"], "uar": evaluation["uar"], "chance_uar": evaluation["chance_uar"],
-            "uar_drop": shuffle["shuffled"]["uar_drop"] if shuffle else None,
-            "parity": (export or {}).get("parity") or None,
-            "train_seed": evaluation.get("train_seed"), "table4": table4, "classes": classes, "recall": recall,
+        recall.append(("shuffled frames", [shuffle.shuffled.per_class_recall[c] for c in classes]))
+    return {"war": evaluation.war, "uar": evaluation.uar, "chance_uar": evaluation.chance_uar,
+            "uar_drop": shuffle.shuffled.uar_drop if shuffle else None,
+            "parity": export.parity if export else None,
+            "train_seed": evaluation.train_seed, "table4": table4, "classes": classes, "recall": recall,
             "seeds": page.link(reports / "seeds/summary.md", "seeds/summary.md"),
-            "files": [page.link(reports / rel, rel) for rel in ("eval/metrics.json", "eval/predictions.csv",
-                                                                "shuffle/metrics.json")]}
+            "files": [page.link(reports / rel, rel) for rel in (EVALUATION.path, "eval/predictions.csv",
+                                                                SHUFFLE_CHECK.path)]}
 
 
 def figures_section(page: Page, reports: Path) -> list[Figure]:
@@ -134,26 +129,23 @@ def figures_section(page: Page, reports: Path) -> list[Figure]:
                         "Per-class test recall, normal vs shuffled frame order", 600)]
 
 
-def curves_section(page: Page, reports: Path, curves_dir: Path, params: Params) -> dict:
-    drawn = render_curves(reports / "train", curves_dir, params)
+def curves_section(page: Page, reports: Path, curves_dir: Path) -> dict:
+    drawn = render_curves(reports / "train", curves_dir)
     ladder = (page.figure(curves_dir / "bap_ladder.png", "BAP ladder: val UAR through stages 1 to 3")
-              if any(d["stage"] in BAP_STAGES for d in drawn) else None)
+              if any(d["stage"] in LADDER for d in drawn) else None)
     stages = []
     for d in drawn:
-        stage, metrics = d["stage"], d["metrics"]
-        val, selected = metrics.get("val", {}), metrics.get("selected", {})
+        stage, report = d["stage"], d["report"]
         facts = [f"{d['epochs']} epochs"]
-        if selected.get("epoch") is not None:
+        if report:
+            selected, val = report.selected, report.val
             facts.append(f"kept epoch {selected['epoch']}" + (f" ({selected['depth']} layers)"
                                                              if selected.get("depth") else ""))
-        if val:
-            facts.append(f"val WAR {_pct(val.get('war'))}%, UAR {_pct(val.get('uar'))}%")
-            if "shuffled" in val:
-                facts.append(f"shuffled-frame UAR drop {_pct(val['shuffled']['uar_drop'])} points")
-        if metrics.get("seconds") is not None:
-            facts.append(f"{metrics['seconds']:.0f} s")
+            facts.append(f"val WAR {_pct(val.war)}%, UAR {_pct(val.uar)}%")
+            facts.append(f"shuffled-frame UAR drop {_pct(val.shuffled.uar_drop)} points")
+            facts.append(f"{report.seconds:.0f} s")
         if not d["phase_epochs"]:
-            facts.append("phase boundaries not drawn: the log does not match the stage's epochs in params")
+            facts.append("phase boundaries not drawn: the log does not match the phase plan in the stage's metrics")
         live = reports / "train" / stage
         stages.append({"stage": stage, "figure": page.figure(d["figure"], "; ".join(facts)),
                        "files": [page.link(live / "metrics.json", "metrics.json")]
@@ -162,32 +154,23 @@ def curves_section(page: Page, reports: Path, curves_dir: Path, params: Params) 
 
 
 def data_section(page: Page, reports: Path) -> dict:
-    crop = _load(reports / "face_crop.json")
-    validation = _load(reports / "validation.json")
-    clip = _load(reports / "pretrain_clip.json")
-    feats = _load(reports / "features.json")
+    crop, validation = FACE_CROP.read(reports), VALIDATION.read(reports)
+    clip, feats = PRETRAIN_CLIP.read(reports), FEATURES.read(reports)
     data = {"docs": page.link(reports / "validation/index.html", "validation/index.html"),
             "crop": None, "validation": None, "clip": None, "features": None}
     if crop:
-        data["crop"] = {key: crop[key] for key in ("accepted", "videos", "rejected", "detection_rate",
-                                                  "frames_per_second")}
-        data["crop"]["link"] = page.link(reports / "face_crop.json")
+        data["crop"] = {"report": crop, "link": page.link(reports / FACE_CROP.path)}
     if validation:
-        expectations = validation.get("expectations", [])
         data["validation"] = {
-            "success": bool(validation.get("success")), "passed": sum(e["success"] for e in expectations),
-            "expectations": len(expectations), "clips": validation.get("clips"),
-            "split": ", ".join(f"{k} {v}" for k, v in validation.get("clips_per_split", {}).items()),
-            "smallest": (validation.get("smallest_class") or {}).get("train"),
-            "failures": validation.get("failures", [])[:10], "link": page.link(reports / "validation.json")}
+            "success": validation.success, "passed": sum(e["success"] for e in validation.expectations),
+            "expectations": len(validation.expectations), "clips": validation.clips,
+            "split": ", ".join(f"{k} {v}" for k, v in validation.clips_per_split.items()),
+            "smallest": validation.smallest_class.get("train"),
+            "failures": validation.failures[:10], "link": page.link(reports / VALIDATION.path)}
     if clip:
-        data["clip"] = {"skipped": bool(clip.get("skipped")), "accuracy": clip.get("zero_shot_frame_accuracy"),
-                        "uar": clip.get("zero_shot_frame_uar"), "uar_before": clip.get("zero_shot_frame_uar_before"),
-                        "chance": clip.get("zero_shot_chance"), "link": page.link(reports / "pretrain_clip.json")}
+        data["clip"] = {"report": clip, "link": page.link(reports / PRETRAIN_CLIP.path)}
     if feats:
-        data["features"] = {key: feats[key] for key in ("train_clips", "train_views", "val_clips", "test_clips",
-                                                        "embed_dim", "images_per_second")}
-        data["features"]["link"] = page.link(reports / "features.json")
+        data["features"] = {"report": feats, "link": page.link(reports / FEATURES.path)}
     return data
 
 
@@ -215,30 +198,23 @@ def _drift_summary(path: Path) -> DriftSummary | None:
 
 
 def deployment_section(page: Page, reports: Path, deploy: Path) -> dict:
-    manifest = _load(deploy / "manifest.json")
-    section = {"folder": deploy.as_posix(), "export": page.link(reports / "export.json"), "manifest": None}
+    manifest = DEPLOY_MANIFEST.read(deploy)
+    section = {"folder": deploy.as_posix(), "export": page.link(reports / EXPORT.path), "manifest": None}
     if manifest is None:
         return section
-    source = manifest.get("source_checkpoint", {})
-    io = manifest.get("io", {})
-    parity = manifest.get("parity_onnxruntime_vs_torch", {})
-    trt = manifest.get("tensorrt", {})
-    test = manifest.get("test_metrics", {})
-    section["manifest_link"] = page.link(deploy / "manifest.json", "manifest.json")
+    source = manifest.source_checkpoint
+    section["manifest_link"] = page.link(deploy / DEPLOY_MANIFEST.path, DEPLOY_MANIFEST.path)
     section["manifest"] = {
-        "source": {"path": source.get("path"), "stage": source.get("stage"), "train_seed": source.get("train_seed"),
-                   "sha256": str(source.get("sha256"))[:12]},
-        "clip_model": manifest.get("clip_model"), "classes": manifest.get("classes", []),
-        "opset": manifest.get("opset"), "max_batch": manifest.get("max_batch"),
+        "source": {"path": source.path, "stage": source.stage, "train_seed": source.train_seed,
+                   "sha256": source.sha256[:12]},
+        "clip_model": manifest.clip_model, "classes": manifest.classes, "opset": manifest.opset,
+        "max_batch": manifest.max_batch,
         "shapes": "; ".join(f"{kind[:-1]} {name} {['batch' if d is None else d for d in shape]}"
-                            for kind in ("inputs", "outputs") for name, shape in io.get(kind, {}).items()),
-        "test": {key: test.get(key) for key in ("war", "uar", "shuffled_uar_drop", "num_test_clips")},
-        "parity": {"passed": bool(parity.get("passed")), "clips": parity.get("clips"),
-                   "max_abs_logit_difference": parity.get("max_abs_logit_difference", float("nan")),
-                   "logit_atol": parity.get("logit_atol"), "top1_agreement": parity.get("top1_agreement")},
-        "tensorrt": {"status": trt.get("status", "n/a"), "reason": trt.get("reason")},
-        "versions": list(manifest.get("versions", {}).items()),
-        "files": [(name, digest[:16]) for name, digest in sorted(manifest.get("files", {}).items())]}
+                            for kind in ("inputs", "outputs") for name, shape in manifest.io.get(kind, {}).items()),
+        "test": manifest.test_metrics, "parity": manifest.parity_onnxruntime_vs_torch,
+        "tensorrt": {"status": manifest.tensorrt.get("status", "n/a"), "reason": manifest.tensorrt.get("reason")},
+        "versions": list(manifest.versions.items()),
+        "files": [(name, digest[:16]) for name, digest in sorted(manifest.files.items())]}
     return section
 
 
@@ -279,20 +255,18 @@ def render_page(context: dict) -> str:
     return environment().get_template(TEMPLATE).render(context)
 
 
-def build_page(reports: Path, deploy: Path, curves_dir: Path, out: Path, params: Params,
-               repo: Path = Path(".")) -> dict:
+def build_page(reports: Path, deploy: Path, curves_dir: Path, out: Path, repo: Path = Path(".")) -> dict:
     """Write the page (and the curve figures it shows); what it linked, for checks."""
     page = Page(out)
-    evaluation = _load(reports / "eval/metrics.json")
+    evaluation = EVALUATION.read(reports)
     header = None if not evaluation else {
-        "checkpoint": evaluation["checkpoint"], "train_seed": evaluation.get("train_seed"),
-        "clips": evaluation["num_test_clips"], "classes": len(evaluation["classes"]),
-        "clip_model": evaluation["clip_model"]}
+        "checkpoint": evaluation.checkpoint, "train_seed": evaluation.train_seed, "clips": evaluation.num_test_clips,
+        "classes": len(evaluation.classes), "clip_model": evaluation.clip_model}
     context = {
         "sections": SECTIONS, "header": header,
         "metrics": metrics_section(page, reports),
         "figures": figures_section(page, reports),
-        "curves": curves_section(page, reports, curves_dir, params),
+        "curves": curves_section(page, reports, curves_dir),
         "data": data_section(page, reports),
         "drift": drift_section(page, reports),
         "deployment": deployment_section(page, reports, deploy),

@@ -29,7 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from a3lign_dfer.config import Params
+from a3lign_dfer.config.serving import ServeParams
 from a3lign_dfer.serving.artifact import ArtifactError, fetch_registered, verify
 from a3lign_dfer.serving.auth import authorized
 from a3lign_dfer.serving.errors import UPLOAD_STATUS, RequestError, documented, error_response
@@ -168,7 +168,7 @@ def create_app(service: Service, api_key: str | None = None) -> FastAPI:
     return app
 
 
-def load_artifact(params: Params, artifact: str | None, stage: str | None, fetched: Path | None):
+def load_artifact(params: ServeParams, artifact: str | None, stage: str | None, fetched: Path | None):
     """The folder given (models/deploy by default) or the registry's version in `stage` (into `fetched`),
     verified."""
     if stage is not None:
@@ -176,7 +176,7 @@ def load_artifact(params: Params, artifact: str | None, stage: str | None, fetch
     return verify(Path(artifact or "models/deploy"))
 
 
-def serve(params: Params, artifact: str | None, stage: str | None, host: str, port: int, backend: str,
+def serve(params: ServeParams, artifact: str | None, stage: str | None, host: str, port: int, backend: str,
           device: str, api_key: str | None = None) -> int:
     import uvicorn
 

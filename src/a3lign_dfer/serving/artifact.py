@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from a3lign_dfer.checksums import sha256
+from a3lign_dfer.report_files import DEPLOY_MANIFEST, DeployManifest, parse
 
 
 class ArtifactError(RuntimeError):
@@ -24,23 +24,24 @@ class ArtifactError(RuntimeError):
 @dataclass(frozen=True)
 class Artifact:
     path: Path
-    manifest: dict
+    manifest: DeployManifest
     manifest_sha256: str        # identifies the exact build, registered or not
     version: str | None         # the registry version, when fetched by stage
     stage: str | None
 
     def describe(self) -> dict:
         return {"version": self.version, "stage": self.stage, "manifest_sha256": self.manifest_sha256,
-                "source_checkpoint": self.manifest["source_checkpoint"], "test_metrics": self.manifest["test_metrics"]}
+                "source_checkpoint": self.manifest.source_checkpoint, "test_metrics": self.manifest.test_metrics}
 
 
 def verify(path: Path, version: str | None = None, stage: str | None = None) -> Artifact:
     """The artifact in `path` when every file matches manifest.json; ArtifactError listing what does not."""
-    manifest_path = path / "manifest.json"
+    manifest_path = path / DEPLOY_MANIFEST.path
     if not manifest_path.is_file():
         raise ArtifactError(f"{path} is not a deployment artifact: no manifest.json (run the export stage)")
     raw = manifest_path.read_bytes()
-    listed = json.loads(raw)["files"]
+    manifest = parse(DeployManifest, raw.decode(), str(manifest_path))       # its contract, or a clear error
+    listed = manifest.files
     present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()} - {"manifest.json"}
     problems = [f"{name}: missing" for name in sorted(set(listed) - present)]
     problems += [f"{name}: sha256 {digest[:12]}... differs from the manifest's {listed[name][:12]}..."
@@ -49,7 +50,7 @@ def verify(path: Path, version: str | None = None, stage: str | None = None) -> 
     if problems:
         raise ArtifactError(f"refusing to serve {path}: {len(problems)} file(s) do not match manifest.json: "
                             + "; ".join(problems[:10]))
-    return Artifact(path, json.loads(raw), hashlib.sha256(raw).hexdigest(), version, stage)
+    return Artifact(path, manifest, hashlib.sha256(raw).hexdigest(), version, stage)
 
 
 def fetch_registered(repo: str, name: str, stage: str, dest: Path) -> Artifact:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from a3lign_dfer.report_files import SourceCheckpoint, TestMetrics
 
 # A number from params.yaml, sent as written there (50 stays 50, not 50.0).
 Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
@@ -35,27 +37,9 @@ class Prediction(BaseModel):
                              "crops the model saw, one per frames_used, as JPEG data URLs")
 
 
-class SourceCheckpoint(BaseModel):
-    model_config = ConfigDict(extra="allow")     # the manifest's section, passed through whole
-
-    path: str
-    sha256: str
-    stage: str
-    train_seed: int | None
-
-
-class EvaluationMetrics(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    war: float
-    uar: float
-    shuffled_uar_drop: float
-    num_test_clips: int
-
-
 class ModelRecord(ModelVersion):
-    source_checkpoint: SourceCheckpoint
-    test_metrics: EvaluationMetrics = Field(description="the test split's metrics of the exported model")
+    source_checkpoint: SourceCheckpoint = Field(description="the checkpoint the artifact was exported from")
+    test_metrics: TestMetrics = Field(description="the test split's metrics of the exported model")
 
 
 class Limits(BaseModel):

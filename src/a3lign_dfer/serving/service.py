@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from a3lign_dfer.config import ServeConfig
+from a3lign_dfer.config.serving import ServeConfig
 from a3lign_dfer.data.face_track import warm_detector
 from a3lign_dfer.inference.backends import load_backend
 from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, RequestLimits, face_frames
@@ -39,7 +39,7 @@ class Service:
     def __init__(self, artifact: Artifact, cfg: ServeConfig, backend: str, device: str = "cpu") -> None:
         self.artifact, self.cfg, self.backend = artifact, cfg, backend
         self.spec = PreprocessSpec.load(artifact.path / "preprocess.json")
-        self.classes: list[str] = artifact.manifest["classes"]
+        self.classes: list[str] = artifact.manifest.classes
         self.metrics = ServiceMetrics()
         self.preparing = 0                       # uploads being decoded and cropped: the batcher waits for them
         self.batcher = MicroBatcher(load_backend(artifact.path, backend, device), cfg.max_batch,

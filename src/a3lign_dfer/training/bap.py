@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from typing import Callable
 
-from a3lign_dfer.config import Params
+from a3lign_dfer.config.training import TrainingParams
 from a3lign_dfer.model.a3lign import A3lignDFER, ModelSpec
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
+from a3lign_dfer.training.stage_table import STAGES, stage
 from a3lign_dfer.training.trainer import Phase, StagePlan
 
 
-def initial_spec(params: Params, clip: FrozenCLIP, **encoders) -> ModelSpec:
+def initial_spec(params: TrainingParams, clip: FrozenCLIP, **encoders) -> ModelSpec:
     m = params.model
     return ModelSpec(
         classes=tuple(params.data.classes), sentences=m.sentences, tokens=m.tokens,
@@ -45,34 +46,34 @@ def _phases(layers: tuple[int, ...], epochs: tuple[int, ...]) -> list[Phase]:
     return [Phase(e, d) for d, e in zip(layers, epochs)]
 
 
-def _fresh(params: Params, clip: FrozenCLIP, **encoders) -> A3lignDFER:
+def _fresh(params: TrainingParams, clip: FrozenCLIP, **encoders) -> A3lignDFER:
     model = A3lignDFER(initial_spec(params, clip, **encoders))
     model.init_mat(clip, params.model.init, params.model.init_text, params.train.seed)
     return model
 
 
-def stage1(params: Params, clip: FrozenCLIP, previous: A3lignDFER | None) -> tuple[A3lignDFER, StagePlan]:
+def stage1(params: TrainingParams, clip: FrozenCLIP, previous: A3lignDFER | None) -> tuple[A3lignDFER, StagePlan]:
     model = _fresh(params, clip, de_text_layers=params.model.de_text_layers)
-    return model, StagePlan({"mat", "de_text"}, params.stage1.lr, [Phase(params.stage1.epochs)])
+    return model, StagePlan(stage("stage1").trains, params.stage1.lr, [Phase(params.stage1.epochs)])
 
 
-def stage2(params: Params, clip: FrozenCLIP, previous: A3lignDFER) -> tuple[A3lignDFER, StagePlan]:
+def stage2(params: TrainingParams, clip: FrozenCLIP, previous: A3lignDFER) -> tuple[A3lignDFER, StagePlan]:
     if previous.spec.video_encoder != "mean":
         raise ValueError("stage 2 starts from a stage-1 checkpoint (video vector = mean of frames)")
     model = rebuilt(previous, previous.current_spec().evolve(video_encoder="de_video", de_video_layers=0))
     cfg = params.stage2
-    return model, StagePlan({"de_video"}, cfg.lr, _phases(cfg.layers, cfg.epochs), grows="de_video")
+    return model, StagePlan(stage("stage2").trains, cfg.lr, _phases(cfg.layers, cfg.epochs), grows="de_video")
 
 
-def stage2_text(params: Params, clip: FrozenCLIP, previous: A3lignDFER) -> tuple[A3lignDFER, StagePlan]:
+def stage2_text(params: TrainingParams, clip: FrozenCLIP, previous: A3lignDFER) -> tuple[A3lignDFER, StagePlan]:
     if previous.de_video is None or previous.de_text is None:
         raise ValueError("stage2_text grows DE_text against a trained DE_video: start it from a stage-2 checkpoint")
     cfg = params.stage2_text
-    return rebuilt(previous, previous.current_spec()), StagePlan({"mat", "de_text"}, cfg.lr,
+    return rebuilt(previous, previous.current_spec()), StagePlan(stage("stage2_text").trains, cfg.lr,
                                                                   _phases(cfg.layers, cfg.epochs), grows="de_text")
 
 
-def stage3(params: Params, clip: FrozenCLIP, previous: A3lignDFER) -> tuple[A3lignDFER, StagePlan]:
+def stage3(params: TrainingParams, clip: FrozenCLIP, previous: A3lignDFER) -> tuple[A3lignDFER, StagePlan]:
     cfg = params.stage3
     depth = previous.de_video.depth if previous.de_video is not None else 0
     if depth < cfg.init_layers:
@@ -84,24 +85,20 @@ def stage3(params: Params, clip: FrozenCLIP, previous: A3lignDFER) -> tuple[A3li
                                           de_video_layers=0, jas_layers=jas.depth)
     model = rebuilt(previous, spec)
     model.jas.load_state_dict(jas.state_dict())
-    return model, StagePlan({"mat", "jas"}, cfg.lr, _phases(cfg.layers, cfg.epochs), grows="jas")
+    return model, StagePlan(stage("stage3").trains, cfg.lr, _phases(cfg.layers, cfg.epochs), grows="jas")
 
 
-def all_at_once_separate(params: Params, clip: FrozenCLIP, previous: None) -> tuple[A3lignDFER, StagePlan]:
+def all_at_once_separate(params: TrainingParams, clip: FrozenCLIP, previous: None) -> tuple[A3lignDFER, StagePlan]:
     cfg = params.all_at_once
     model = _fresh(params, clip, video_encoder="de_video", de_text_layers=cfg.layers, de_video_layers=cfg.layers)
-    return model, StagePlan({"mat", "de_text", "de_video"}, cfg.lr, [Phase(cfg.epochs)])
+    return model, StagePlan(stage("all_at_once_separate").trains, cfg.lr, [Phase(cfg.epochs)])
 
 
-def all_at_once_joint(params: Params, clip: FrozenCLIP, previous: None) -> tuple[A3lignDFER, StagePlan]:
+def all_at_once_joint(params: TrainingParams, clip: FrozenCLIP, previous: None) -> tuple[A3lignDFER, StagePlan]:
     cfg = params.all_at_once
     model = _fresh(params, clip, text_encoder="jas", video_encoder="jas", jas_layers=cfg.layers)
-    return model, StagePlan({"mat", "jas"}, cfg.lr, [Phase(cfg.epochs)])
+    return model, StagePlan(stage("all_at_once_joint").trains, cfg.lr, [Phase(cfg.epochs)])
 
 
-Builder = Callable[[Params, FrozenCLIP, "A3lignDFER | None"], tuple[A3lignDFER, StagePlan]]
-STAGES: dict[str, Builder] = {
-    "stage1": stage1, "stage2": stage2, "stage2_text": stage2_text, "stage3": stage3,
-    "all_at_once_separate": all_at_once_separate, "all_at_once_joint": all_at_once_joint,
-}
-STARTS_FROM = {"stage2": "stage1", "stage2_text": "stage2", "stage3": "stage2_text"}
+Builder = Callable[[TrainingParams, FrozenCLIP, "A3lignDFER | None"], tuple[A3lignDFER, StagePlan]]
+BUILDERS: dict[str, Builder] = {row.name: globals()[row.name] for row in STAGES}   # one builder per table row

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from a3lign_dfer.config import PretrainClipConfig
+from a3lign_dfer.config.model import PretrainClipConfig
 from a3lign_dfer.data.features import load_frames
 from a3lign_dfer.evaluation.metrics import recall_metrics
 from a3lign_dfer.model.clip_backbone import FrozenCLIP

@@ -18,24 +18,22 @@ from pathlib import Path
 import torch
 from dvclive import Live
 
-from a3lign_dfer.config import Params, to_dict
+from a3lign_dfer.config.training import TrainingParams
+
+from a3lign_dfer.config.schema import to_dict
 from a3lign_dfer.data.features import load_feature_set
 from a3lign_dfer.evaluation.report import split_report
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
-from a3lign_dfer.training import bap
+from a3lign_dfer.training import bap, stage_table
 from a3lign_dfer.model.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from a3lign_dfer.report_files import TrainingSummary, from_dict, to_json
 from a3lign_dfer.training.trainer import fit
 
 
-def params_section(stage: str) -> str:
-    return "all_at_once" if stage.startswith("all_at_once") else stage
-
-
-def run_stage(stage: str, params: Params, features_dir: Path, out_dir: Path, live_dir: Path,
-              init_dir: Path | None = None, device: str = "cpu") -> dict:
-    if stage not in bap.STAGES:
-        raise ValueError(f"unknown stage {stage!r}; known: {list(bap.STAGES)}")
-    seed = params.train.seed * 100 + list(bap.STAGES).index(stage)
+def run_stage(stage: str, params: TrainingParams, features_dir: Path, out_dir: Path, live_dir: Path,
+              init_dir: Path | None = None, device: str = "cpu") -> TrainingSummary:
+    stage_row = stage_table.stage(stage)
+    seed = params.train.seed * 100 + stage_row.seed_offset
     torch.manual_seed(seed)  # new layers and positions draw from it: same seed, same model
     classes = tuple(params.data.classes)
     clip = FrozenCLIP.load(params.clip.model, device)
@@ -45,12 +43,12 @@ def run_stage(stage: str, params: Params, features_dir: Path, out_dir: Path, liv
         raise ValueError(f"feature cache has dim {train.embed_dim} but CLIP {params.clip.model!r} has "
                          f"{clip.embed_dim}: rebuild the features stage")
     previous = None
-    if stage in bap.STARTS_FROM:
+    if stage_row.starts_from:
         if init_dir is None:
-            raise ValueError(f"{stage} starts from the {bap.STARTS_FROM[stage]} checkpoint: pass --init")
+            raise ValueError(f"{stage} starts from the {stage_row.starts_from} checkpoint: pass --init")
         previous, meta = load_checkpoint(init_dir, device)
         check_compatible(meta, classes, params.clip.model, init_dir)
-    model, plan = bap.STAGES[stage](params, clip, previous)
+    model, plan = bap.BUILDERS[stage](params, clip, previous)
 
     if live_dir.exists():
         shutil.rmtree(live_dir)
@@ -68,14 +66,15 @@ def run_stage(stage: str, params: Params, features_dir: Path, out_dir: Path, liv
         final = phases[-1]
         report = split_report(final.model, clip, val, params.shuffle_check.seeds)
         spec = final.model.current_spec()
-        summary = {"stage": stage, "train_seed": params.train.seed, "selected": final.record,
-                   "layers": {"de_text": spec.de_text_layers, "de_video": spec.de_video_layers,
-                              "jas": spec.jas_layers},
-                   "phases": [p.record for p in phases], "val": report, "seconds": seconds}
-        live.summary = summary
+        summary = from_dict(TrainingSummary, {
+            "stage": stage, "train_seed": params.train.seed, "selected": final.record,
+            "layers": {"de_text": spec.de_text_layers, "de_video": spec.de_video_layers, "jas": spec.jas_layers},
+            "plan": [{"epochs": p.epochs, "depth": p.depth} for p in plan.phases],
+            "phases": [p.record for p in phases], "val": report, "seconds": seconds}, f"train {stage} summary")
+        live.summary = to_json(summary)
     meta = {"stage": stage, "clip_model": params.clip.model, "train_seed": params.train.seed,
             "trainable": sorted(plan.trainable),
-            "params": {k: to_dict(getattr(params, k)) for k in ("model", "train", params_section(stage))}}
+            "params": {k: to_dict(getattr(params, k)) for k in ("model", "train", stage_row.section)}}
     for i, phase in enumerate(phases[:-1], start=1):
         save_checkpoint(phase.model, out_dir / f"phase{i}", selected=phase.record, **meta)
     save_checkpoint(final.model, out_dir, selected=final.record, val=report, **meta)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from a3lign_dfer.config import LearningRates, TrainConfig
+from a3lign_dfer.config.training import LearningRates, TrainConfig
 from a3lign_dfer.data.features import FeatureSet
 from a3lign_dfer.evaluation.metrics import recall_metrics
 from a3lign_dfer.inference.predict import class_matrix, predict_logits

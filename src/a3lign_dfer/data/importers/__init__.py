@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from a3lign_dfer.config import Params
+from a3lign_dfer.config.data import PrepareParams
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.importers.csv_videos import import_csv
 from a3lign_dfer.data.importers.dfew import import_dfew
@@ -26,7 +26,7 @@ IMPORTERS = {"dfew": import_dfew, "ferv39k": import_ferv39k, "mafw": import_mafw
              "csv": import_csv}
 
 
-def import_dataset(params: Params) -> tuple[pd.DataFrame, list[dict], dict]:
+def import_dataset(params: PrepareParams) -> tuple[pd.DataFrame, list[dict], dict]:
     """The manifest, rejects and import report of data.dataset at data.root (not synthetic)."""
     data = params.data
     if data.dataset not in IMPORTERS:
@@ -38,7 +38,7 @@ def import_dataset(params: Params) -> tuple[pd.DataFrame, list[dict], dict]:
     return builder.build(data.val_fraction, data.seed)
 
 
-def prepare_manifest(params: Params, out_dir: Path) -> pd.DataFrame:
+def prepare_manifest(params: PrepareParams, out_dir: Path) -> pd.DataFrame:
     classes = tuple(params.data.classes)
     out_dir = Path(out_dir)
     if params.data.dataset == "synthetic":

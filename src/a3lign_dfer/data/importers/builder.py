@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from a3lign_dfer.config import DataConfig
+from a3lign_dfer.config.data import DataConfig
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.frame_folders import frame_files
 from a3lign_dfer.data.importers.annotations import read_lines

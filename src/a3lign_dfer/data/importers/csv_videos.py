@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from a3lign_dfer.config import DataConfig
+from a3lign_dfer.config.data import DataConfig
 from a3lign_dfer.data.importers.builder import ManifestBuilder
 from a3lign_dfer.data.importers.labels import ClassMap
 from a3lign_dfer.data.manifest import reject

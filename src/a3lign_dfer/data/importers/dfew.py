@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from a3lign_dfer.config import DataConfig
+from a3lign_dfer.config.data import DataConfig
 from a3lign_dfer.data.importers.builder import ManifestBuilder, OfficialSplits
 
 ORDER = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")   # DFEW labels 1..7

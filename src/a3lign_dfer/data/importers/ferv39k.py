@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from a3lign_dfer.config import DataConfig
+from a3lign_dfer.config.data import DataConfig
 from a3lign_dfer.data.importers.builder import ManifestBuilder
 from a3lign_dfer.data.importers.labels import ClassMap
 

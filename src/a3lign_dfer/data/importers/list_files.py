@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from a3lign_dfer.config import DataConfig
+from a3lign_dfer.config.data import DataConfig
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.importers.builder import ManifestBuilder
 from a3lign_dfer.data.importers.labels import ClassMap

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from a3lign_dfer.config import DataConfig
+from a3lign_dfer.config.data import DataConfig
 from a3lign_dfer.data.importers.builder import ManifestBuilder, OfficialSplits
 
 ORDER = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise", "contempt", "anxiety",

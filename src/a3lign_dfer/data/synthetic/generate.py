@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from a3lign_dfer.config import SyntheticConfig
+from a3lign_dfer.config.data import SyntheticConfig
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.parallel import run_parallel
 from a3lign_dfer.data.synthetic.controls import PROTOTYPES, caption_for

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from a3lign_dfer.config import SyntheticConfig
+from a3lign_dfer.config.data import SyntheticConfig
 from a3lign_dfer.data.synthetic.controls import expression_curve
 from a3lign_dfer.data.synthetic.face import draw_face, sample_identity
 

@@ -1,0 +1,40 @@
+"""The subcommands, one module each: `HELP`, `add_arguments(parser)` and `run(args)`.
+
+dvc.yaml runs a stage's module directly (`python -m a3lign_dfer.commands.<stage>`), so
+a stage depends on its own module and what that imports, never on the list of all
+subcommands (`cli.py`): adding a subcommand re-runs no stage. Each `run` reads
+params.yaml through its area's typed view and takes its paths as arguments, so
+dvc.yaml is the one place paths are named. Heavy imports stay inside `run`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from types import ModuleType
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def command_name(module: ModuleType) -> str:
+    return module.__spec__.name.rsplit(".", 1)[-1].replace("_", "-")
+
+
+def add_params_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+
+
+def invoke(module: ModuleType, args: argparse.Namespace) -> int:
+    if getattr(args, "device", "") is None:       # --device not given: the GPU where there is one
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    return module.run(args) or 0
+
+
+def run_module(module: ModuleType, argv: list[str] | None = None) -> int:
+    """`python -m a3lign_dfer.commands.<name>`: the same command as `python -m a3lign_dfer <name>`."""
+    parser = argparse.ArgumentParser(prog=f"a3lign_dfer {command_name(module)}", description=module.HELP)
+    add_params_option(parser)
+    module.add_arguments(parser)
+    return invoke(module, parser.parse_args(argv))

@@ -1,0 +1,37 @@
+"""`features`: frozen CLIP image features of every frame, cached for the training stages."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from a3lign_dfer.commands import run_module
+
+HELP = "cache frozen CLIP image features of every frame"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--crops", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--metrics", required=True)
+    p.add_argument("--device", default=None)
+
+
+def run(args) -> None:
+    from a3lign_dfer.config.model import FeaturesParams
+    from a3lign_dfer.config.schema import load
+    from a3lign_dfer.data import manifest
+    from a3lign_dfer.data.features import build_feature_cache
+    from a3lign_dfer.model.clip_backbone import FrozenCLIP
+    from a3lign_dfer.report_files import FEATURES
+
+    params = load(FeaturesParams, args.params)
+    crops = manifest.read(Path(args.crops) / "manifest.parquet", tuple(params.data.classes))
+    clip = FrozenCLIP.load(params.clip.model, args.device)
+    metrics = build_feature_cache(crops, Path(args.crops), clip, params.features, params.data.seed, Path(args.out))
+    FEATURES.write(Path(args.metrics), metrics)
+    print(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(run_module(sys.modules[__name__]))

@@ -1,0 +1,48 @@
+"""`serve`: the HTTP service on a deployment artifact (README "Serving")."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from a3lign_dfer.commands import run_module
+from a3lign_dfer.config.deploy import BACKENDS
+from a3lign_dfer.registry.stages import STAGES
+
+HELP = ("HTTP service on a deployment artifact: POST /predict, /health, /metadata, /metrics, a browser page at / "
+        "(README \"Serving\"); limits in params serve")
+
+
+def add_arguments(p) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--artifact", help="a deployment folder (default models/deploy); refused unless every file "
+                                          "matches its manifest.json sha256")
+    where.add_argument("--stage", choices=STAGES, help="serve the registry's version in this stage (GTO tags of "
+                                                       "serve.registry_repo, fetched with dvc artifacts get)")
+    p.add_argument("--host", help="default serve.host (127.0.0.1); any other address needs an API key")
+    p.add_argument("--port", type=int, help="default serve.port")
+    p.add_argument("--backend", choices=BACKENDS, help="default serve.backend")
+    p.add_argument("--api-key-file", metavar="PATH", help="a file holding the API key that /predict and /metadata "
+                                                          "then need (default: the env var A3LIGN_API_KEY)")
+    p.add_argument("--device", default=None)
+
+
+def run(args) -> int:
+    from a3lign_dfer.config.schema import load
+    from a3lign_dfer.config.serving import ServeParams
+    from a3lign_dfer.serving.app import serve
+    from a3lign_dfer.serving.auth import AuthError, required_key
+
+    params = load(ServeParams, args.params)
+    cfg = params.serve
+    host = args.host or cfg.host
+    try:                                        # before loading anything: an exposed service without a key never starts
+        api_key = required_key(host, Path(args.api_key_file) if args.api_key_file else None)
+    except AuthError as err:
+        print(f"error: {err}")
+        return 1
+    return serve(params, args.artifact, args.stage, host, args.port or cfg.port, args.backend or cfg.backend,
+                 args.device, api_key)
+
+
+if __name__ == "__main__":
+    sys.exit(run_module(sys.modules[__name__]))

@@ -1,0 +1,99 @@
+"""params.yaml sections of the data stages: prepare, face_crop, validate."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str
+    root: str
+    csv: str
+    lists: dict[str, str]
+    list_classes: tuple[str, ...]
+    fold: int
+    val_fraction: float
+    classes: tuple[str, ...]
+    seed: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"data.val_fraction must be between 0 and 1, got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    identities: dict[str, int]
+    clips_per_identity: int
+    min_frames: int
+    max_frames: int
+    width: int
+    height: int
+    fps: int
+    class_weights: tuple[float, ...]
+    label_noise: float
+    light_gain: float
+    extra_blur: float
+    noise_gain: float
+    face_scale: float
+    workers: int
+
+    def __post_init__(self) -> None:
+        for key in ("light_gain", "face_scale"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"synthetic.{key} is a positive factor (1 = the benchmark), got {getattr(self, key)}")
+        for key in ("extra_blur", "noise_gain"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"synthetic.{key} must not be negative, got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
+class FaceCropConfig:
+    detector: str
+    size: int
+    margin: float
+    smooth_window: int
+    min_face: int
+    detect_max_side: int             # the detector sees a copy of the frame with at most this longer side
+    detect_fps: float                # the detector runs on at most this many frames per second of video
+    yunet_score_threshold: float
+    min_detection_rate: float
+    jpeg_quality: int
+    workers: int
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """The data gate before training (the `validate` stage); see params.yaml."""
+
+    min_clip_detection_rate: float
+    min_train_clips_per_class: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_clip_detection_rate <= 1:
+            raise ValueError(f"validate.min_clip_detection_rate is a fraction of frames (0 to 1), "
+                             f"got {self.min_clip_detection_rate}")
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    """What `prepare` reads: the dataset and, for the embedded default, the generator."""
+
+    data: DataConfig
+    synthetic: SyntheticConfig
+
+    def __post_init__(self) -> None:
+        if self.data.dataset == "synthetic" and len(self.synthetic.class_weights) != len(self.data.classes):
+            raise ValueError("synthetic.class_weights needs one weight per entry of data.classes")
+
+
+@dataclass(frozen=True)
+class FaceCropParams:
+    data: DataConfig
+    face_crop: FaceCropConfig
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    data: DataConfig
+    validate: ValidateConfig

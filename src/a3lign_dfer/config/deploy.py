@@ -1,0 +1,71 @@
+"""params.yaml sections of the deployment artifact: export, its drift profile, the release gate."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from a3lign_dfer.config.data import DataConfig, FaceCropConfig
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")          # how models/deploy runs (inference.backends)
+EMBEDDING_DRIFT_METHODS = ("model", "mmd", "ratio", "distance")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    max_batch: int
+    parity_clips: int
+    parity_atol: float
+    min_frames: int
+
+
+@dataclass(frozen=True)
+class EmbeddingDriftConfig:
+    """The whole-embedding test (Evidently's EmbeddingsDrift) on the PCA components."""
+
+    method: str                      # model, mmd, ratio or distance (Evidently's embedding drift methods)
+    threshold: float                 # drifted when the method's score is above this
+
+    def __post_init__(self) -> None:
+        if self.method not in EMBEDDING_DRIFT_METHODS:
+            raise ValueError(f"drift.embedding.method must be one of {EMBEDDING_DRIFT_METHODS}, got {self.method!r}")
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """The drift monitor's reference profile and thresholds, saved into models/deploy by export."""
+
+    pca_components: int              # embedding components (PCA fitted on the training clips)
+    column_p_value: float            # a column drifted (in the report and the share) when its p-value is below this
+    drifted_share: float             # drift flagged when more than this share of input columns drifted,
+    alarm_p_value: float             # or any one input column's p-value is below this,
+    class_mix_p_value: float         # or the predicted-class mix test's p-value is below this (0: never),
+    embedding: EmbeddingDriftConfig  # or the embedding as a whole drifted
+
+    def __post_init__(self) -> None:
+        if not (0 < self.column_p_value < 1 and 0 < self.alarm_p_value < 1 and 0 <= self.class_mix_p_value < 1
+                and 0 <= self.drifted_share <= 1 and self.pca_components >= 1):
+            raise ValueError("drift: column_p_value and alarm_p_value must be in (0, 1), class_mix_p_value in "
+                             "[0, 1), drifted_share in [0, 1], pca_components >= 1")
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    """The quality gate a model passes before the registry gives it a stage."""
+
+    artifact: str
+    min_test_uar: float
+    min_shuffled_uar_drop: float
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    """What `export` reads: the face track the artifact replays, the export and drift settings."""
+
+    data: DataConfig
+    face_crop: FaceCropConfig
+    export: ExportConfig
+    drift: DriftConfig
+
+
+@dataclass(frozen=True)
+class ReleaseParams:
+    release: ReleaseConfig

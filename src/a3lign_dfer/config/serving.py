@@ -1,0 +1,42 @@
+"""params.yaml section of the HTTP service (`serve`); no pipeline stage reads it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from a3lign_dfer.config.deploy import BACKENDS, ReleaseConfig
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """The HTTP service (`serve`, README "Serving"): what one request may send, and micro-batching."""
+
+    backend: str                     # onnxruntime | tensorrt | torch, as in `predict`
+    host: str                        # 127.0.0.1 unless the service must be reachable from elsewhere
+    port: int
+    max_upload_mb: float             # a larger upload is refused (413) while it streams in
+    max_frames: int                  # a video with more frames is refused (413), checked before decoding
+    max_megapixel_frames: float      # frames x width x height / 1e6 above this: refused (413) before decoding
+    max_cpu_seconds: float           # preprocessing one upload stops (413) after this much CPU time
+    max_batch: int                   # clips per backend call; 1 serves one request at a time
+    max_wait_ms: float               # how long a batch waits for more requests after its first
+    preprocess_workers: int          # uploads decoded and face-cropped at once (processes)
+    registry_repo: str               # the git repo whose GTO tags `--stage` reads (a path or URL)
+    metrics_need_key: bool           # /metrics also needs the API key (when one is set); /health never does
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"serve.backend must be one of {BACKENDS}, got {self.backend!r}")
+        for key in ("max_upload_mb", "max_frames", "max_megapixel_frames", "max_cpu_seconds", "max_batch",
+                    "preprocess_workers"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"serve.{key} must be positive, got {getattr(self, key)}")
+        if self.max_wait_ms < 0:
+            raise ValueError(f"serve.max_wait_ms must not be negative, got {self.max_wait_ms}")
+
+
+@dataclass(frozen=True)
+class ServeParams:
+    """What `serve` reads: its own section, and the registry artifact `--stage` fetches."""
+
+    release: ReleaseConfig
+    serve: ServeConfig

@@ -1,0 +1,272 @@
+"""The report files one stage writes and others read: each file's path and schema, in one place.
+
+Writers build the dataclass (an unknown or missing key fails there, in the stage) and
+write it with `write`; readers (the reports page, the curves, the release gate, the
+multi-seed summary, export's manifest, the README results block) read with
+`ReportFile.read`, which refuses an unknown, missing or wrongly typed key. So renaming
+a key fails a test, not a page. Paths are relative to the reports folder; dvc.yaml
+names the same paths (tests/test_report_files.py holds the two together). A field
+that is None and defaults to None is left out of the file (e.g. the small CLIP's
+numbers when a real CLIP skips pretraining).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from a3lign_dfer.config.schema import build, json_ready
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FaceCropReport:
+    videos: int
+    accepted: int
+    rejected: int
+    frames: int
+    frame_folders: int
+    detection_rate: float | None             # None without videos (frame folders only)
+    frames_per_second: float
+    seconds: float
+    rejected_by_problem: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    success: bool
+    clips: int
+    clips_per_split: dict[str, int]
+    class_counts: dict[str, dict[str, int]]
+    smallest_class: dict[str, dict]          # split -> {"class", "clips"}
+    clips_without_detection_rate: int
+    expectations: list[dict]                 # {"expectation", "success", ...} per expectation
+    skipped: list[str]
+    failures: list[str]
+    data_docs: str
+
+
+@dataclass(frozen=True)
+class PretrainClipReport:
+    skipped: bool
+    reason: str | None = None                # why nothing was pretrained (a real CLIP is configured)
+    train_frames: int | None = None
+    distinct_captions: int | None = None
+    final_loss: float | None = None
+    zero_shot_frame_uar_before: float | None = None
+    zero_shot_frame_accuracy: float | None = None
+    zero_shot_frame_uar: float | None = None
+    zero_shot_frames: int | None = None
+    zero_shot_choices: int | None = None
+    zero_shot_chance: float | None = None
+    device: str | None = None
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class FeaturesReport:
+    embed_dim: int
+    train_clips: int
+    train_views: int
+    val_clips: int
+    val_views: int
+    test_clips: int
+    test_views: int
+    images_encoded: int
+    seconds: float
+    images_per_second: float
+
+
+@dataclass(frozen=True)
+class ShuffledReport:
+    """The same clips with their frames in random order (paper Table 5)."""
+
+    seeds: list[int]
+    war: float
+    uar: float
+    war_drop: float
+    uar_drop: float
+    per_class_recall: dict[str, float]
+    per_class_drop: dict[str, float]
+
+
+@dataclass(frozen=True)
+class SplitReport:
+    """A model on one split (val, at the end of a training stage)."""
+
+    war: float
+    uar: float
+    per_class_recall: dict[str, float]
+    absent_classes: list[str]
+    num_samples: int
+    shuffled: ShuffledReport
+
+
+@dataclass(frozen=True)
+class PhaseRun:
+    """One growth phase as planned: `epochs` epochs at `depth` layers of the growing encoder."""
+
+    epochs: int
+    depth: int | None
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What a training stage reports (DVCLive's summary), val only: choices are made on these."""
+
+    stage: str
+    train_seed: int
+    selected: dict[str, Any]                 # the final phase's val-selected epoch row
+    layers: dict[str, int]
+    plan: list[PhaseRun]                     # what was trained (the curves mark phases from this)
+    phases: list[dict[str, Any]]             # each phase's val-selected epoch row
+    val: SplitReport
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainingReport(TrainingSummary):
+    step: int                                # epochs logged (DVCLive adds it)
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    checkpoint: str
+    clip_model: str
+    train_seed: int | None
+    classes: list[str]
+    chance_uar: float
+    num_test_clips: int
+    war: float
+    uar: float
+    per_class_recall: dict[str, float]
+    absent_classes: list[str]
+    table4: list[dict[str, Any]]             # one row per Table 4 row: paradigm, layers, war, uar, stage, ...
+
+
+@dataclass(frozen=True)
+class ShuffleCheckReport:
+    checkpoint: str
+    seeds: list[int]
+    num_test_clips: int
+    war: float
+    uar: float
+    per_class_recall: dict[str, float]
+    shuffled: ShuffledReport
+    table5: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Parity:
+    clips: int
+    max_abs_logit_difference: float
+    top1_agreement: float
+    logit_atol: float
+    passed: bool
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    parity: Parity                           # ONNX Runtime vs PyTorch on the test clips
+    tensorrt: dict[str, Any]                 # status, reason; the FP16 engine's parity where one was built
+    onnx_megabytes: float
+    opset: int
+    files: int
+    drift_reference: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SourceCheckpoint:
+    path: str
+    sha256: str
+    stage: str
+    train_seed: int | None
+
+
+@dataclass(frozen=True)
+class TestMetrics:
+    war: float
+    uar: float
+    shuffled_uar_drop: float
+    num_test_clips: int
+
+
+@dataclass(frozen=True)
+class DeployManifest:
+    """models/deploy/manifest.json: what the artifact is; serving refuses files that do not match `files`."""
+
+    clip_model: str
+    classes: list[str]
+    source_checkpoint: SourceCheckpoint
+    opset: int
+    io: dict[str, dict[str, list]]           # inputs/outputs: name -> shape (None: the batch axis)
+    max_batch: int
+    test_metrics: TestMetrics
+    parity_onnxruntime_vs_torch: Parity
+    tensorrt: dict[str, Any]
+    drift_reference: dict[str, Any]
+    versions: dict[str, str | None]
+    files: dict[str, str]                    # every other file of the artifact: sha256
+
+
+@dataclass(frozen=True)
+class ReportFile(Generic[T]):
+    path: str                                # relative to the reports folder (the artifact's, for the manifest)
+    schema: type[T]
+    writer: str                              # the command that writes it (the dvc.yaml stage of that name)
+
+    def read(self, reports: Path) -> T | None:
+        """The report, or None where the stage has not run; a file of another shape raises."""
+        target = reports / self.path
+        return parse(self.schema, target.read_text(), self.path) if target.is_file() else None
+
+    def write(self, path: Path, report: T | dict) -> T:
+        """Write `report` (the dataclass, or a dict checked against it) to `path`, where dvc.yaml puts it."""
+        if isinstance(report, dict):
+            report = from_dict(self.schema, report, f"{self.writer} writing {self.path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(to_json(report), indent=2))
+        return report
+
+
+FACE_CROP = ReportFile("face_crop.json", FaceCropReport, "face_crop")
+VALIDATION = ReportFile("validation.json", ValidationReport, "validate")
+PRETRAIN_CLIP = ReportFile("pretrain_clip.json", PretrainClipReport, "pretrain_clip")
+FEATURES = ReportFile("features.json", FeaturesReport, "features")
+EVALUATION = ReportFile("eval/metrics.json", EvaluationReport, "evaluate")
+SHUFFLE_CHECK = ReportFile("shuffle/metrics.json", ShuffleCheckReport, "shuffle_check")
+EXPORT = ReportFile("export.json", ExportReport, "export")
+FILES = (FACE_CROP, VALIDATION, PRETRAIN_CLIP, FEATURES, EVALUATION, SHUFFLE_CHECK, EXPORT)
+DEPLOY_MANIFEST = ReportFile("manifest.json", DeployManifest, "export")     # in models/deploy, not reports/
+
+
+def training(stage: str) -> ReportFile[TrainingReport]:
+    """A training stage's metrics (DVCLive writes them under reports/train/<stage>/)."""
+    return ReportFile(f"train/{stage}/metrics.json", TrainingReport, f"train --stage {stage}")
+
+
+def parse(schema: type[T], text: str, source: str) -> T:
+    return from_dict(schema, json.loads(text), source)
+
+
+def from_dict(schema: type[T], raw: dict[str, Any], source: str) -> T:
+    """`raw` as `schema`, refusing an unknown, missing or wrongly typed key (named with `source`)."""
+    return build(schema, raw, source=source)
+
+
+def to_json(report: Any) -> dict[str, Any]:
+    """Plain JSON in field order; optional fields that are None are left out."""
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                    if not (getattr(value, f.name) is None and f.default is None)}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return json_ready(plain(report))
+
