@@ -144,9 +144,11 @@ def site(tmp_path_factory):
     (reports / "validation/index.html").write_text("<html><body>Data Docs</body></html>")
     (reports / "validation.json").write_text(json.dumps({
         "success": True, "clips": 1015, "clips_per_split": {"train": 419, "val": 238, "test": 358},
-        "smallest_class": {"train": {"class": "disgust", "clips": 12}},
-        "expectations": [{"expectation": "expect_column_values_to_be_in_set(label_name)", "success": True,
-                          "unexpected": 0}], "failures": []}))
+        "class_counts": {}, "smallest_class": {"train": {"class": "disgust", "clips": 12}},
+        "clips_without_detection_rate": 0,
+        "expectations": [{"expectation": "expect_column_values_to_be_in_set(label_known)", "success": True,
+                          "unexpected": 0}], "skipped": [], "failures": [],
+        "data_docs": "reports/validation/index.html"}))       # a whole report: the page reads it by its contract
     for i, (batch, drifted) in enumerate([("batch_0001", False), ("dark_0002", True)]):   # the drift command's
         folder = reports / "drift" / batch                                                # files, as it writes them
         folder.mkdir(parents=True)
@@ -237,14 +239,13 @@ def test_curve_renders_exist_and_are_drawn(site):
 def test_phase_marks_follow_the_trained_plan_and_are_dropped_when_the_log_disagrees(tmp_path):
     curves = read_stage(REPORTS / "train", "stage2")
     # The plan the stage ran, written into its metrics by the stage itself.
-    assert curves.metrics["plan"] == [{"epochs": e, "depth": d} for e, d in zip(PARAMS.stage2.epochs,
-                                                                               PARAMS.stage2.layers)]
+    assert [(p.epochs, p.depth) for p in curves.report.plan] == list(zip(PARAMS.stage2.epochs, PARAMS.stage2.layers))
     assert curves.phase_epochs == tuple(PARAMS.stage2.epochs) and curves.boundaries == [PARAMS.stage2.epochs[0]]
     assert len(curves.log) == sum(PARAMS.stage2.epochs)
     assert list(curves.log["epoch"][:2]) == [1, 2]
     logged = pd.read_csv(REPORTS / "train/stage2/plots/metrics/val/uar.tsv", sep="\t")
     assert curves.log["val_uar"].tolist() == logged["uar"].tolist()          # DVCLive's series, in epoch order
-    for phase in curves.metrics["phases"]:      # the epoch each phase kept, numbered as the trainer numbers it
+    for phase in curves.report.phases:      # the epoch each phase kept, numbered as the trainer numbers it
         assert curves.log.loc[curves.log["epoch"] == phase["epoch"], "val_uar"].item() == \
             pytest.approx(phase["val_uar"])
     shutil.copytree(REPORTS / "train/stage2", tmp_path / "train/stage2")
