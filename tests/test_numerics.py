@@ -4,45 +4,17 @@ AVX-512 computes on its own, because importing the package pins MKL, oneDNN, ATe
 The control run without the pins shows this CPU's own best path gives other bytes (where it has AVX-512)."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-STEP = """
-import hashlib, json, sys
-import a3lign_dfer
-import torch
-from a3lign_dfer.config.params import load_params
-from a3lign_dfer.model.small_clip import build_small_clip
-model, _, _ = build_small_clip(load_params(sys.argv[1]).pretrain_clip)
-torch.manual_seed(0)
-images, opt = torch.randn(64, 3, 64, 64), torch.optim.SGD(model.parameters(), lr=0.01)
-for _ in range(2):
-    model.get_image_features(pixel_values=images).pooler_output.pow(2).mean().backward()
-    opt.step()
-    opt.zero_grad()
-digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()
-print(json.dumps({"sha256": digest, "aten": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}))
-"""
-# What a CPU without AVX-512 computes on its own: MKL, oneDNN and ATen limited to AVX2, MKL's default CBWR.
-AVX2_MACHINE = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
-                "MKL_CBWR": "AUTO"}
-# What this CPU computes on its own when it has AVX-512 (the pins overridden).
-OWN_BEST = {"MKL_CBWR": "AUTO", "ONEDNN_MAX_CPU_ISA": "ALL", "ATEN_CPU_CAPABILITY": "avx512"}
-PINS = ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from numerics_cost import AVX2_MACHINE, OWN_BEST, run_step  # noqa: E402  (the step the cost benchmark times)
 
 
 def _step(env: dict) -> dict:
-    from conftest import ROOT
-
-    base = {k: v for k, v in os.environ.items() if k not in PINS}
-    out = subprocess.run([sys.executable, "-c", STEP, str(ROOT / "params.yaml")], env={**base, **env},
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_step(env, steps=2)
 
 
 def test_a_training_step_gives_an_avx2_machines_bytes_on_any_cpu():

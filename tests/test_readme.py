@@ -28,6 +28,7 @@ BLOCKS = {
     "serving": ("python benchmarks/serving.py", _benchmark("serving", "benchmarks/serving.json")),
     "service-load": ("python benchmarks/service_load.py", _benchmark("service_load", "benchmarks/service_load.json")),
     "video-cost": ("python benchmarks/video_cost.py", _benchmark("video_cost", "benchmarks/video_cost.json")),
+    "numerics-cost": ("python benchmarks/numerics_cost.py", _benchmark("numerics_cost", "benchmarks/numerics_cost.json")),
     "drift": ("python benchmarks/drift.py", _benchmark("drift", "benchmarks/drift.json")),
 }
 
@@ -51,7 +52,7 @@ def test_generated_block_matches_the_report_files(name):
 def test_a_hand_edited_report_number_fails_the_check(tmp_path):
     reports = tmp_path / "reports"
     for name in ("face_crop.json", "pretrain_clip.json", "features.json", "seeds/summary.json", "eval/metrics.json",
-                 "shuffle/metrics.json"):
+                 "shuffle/metrics.json", *(p.relative_to(ROOT / "reports") for p in (ROOT / "reports").glob("train/*/metrics.json"))):
         (reports / name).parent.mkdir(parents=True, exist_ok=True)
         (reports / name).write_text((ROOT / "reports" / name).read_text())
     assert block((ROOT / "README.md").read_text(), "results") == results_markdown(reports)   # the copy renders alike

@@ -11,8 +11,9 @@ import json
 from pathlib import Path
 
 from a3lign_dfer.evaluation.multi_seed import summary_markdown
-from a3lign_dfer.report_files import EVALUATION, FACE_CROP, FEATURES, PRETRAIN_CLIP, SHUFFLE_CHECK
+from a3lign_dfer.report_files import EVALUATION, FACE_CROP, FEATURES, PRETRAIN_CLIP, SHUFFLE_CHECK, training
 from a3lign_dfer.reporting.readme_blocks import replace_block
+from a3lign_dfer.training.stage_table import STAGES
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
@@ -36,6 +37,12 @@ def results_markdown(reports: Path) -> str:
                  f"(UAR before pretraining {_pct(clip.zero_shot_frame_uar_before)}%, "
                  f"chance {_pct(clip.zero_shot_chance)}%). ")
     data += f"Feature cache: {feats.images_per_second:.0f} images/s."
+    timed = {"face_crop": crop.seconds, "pretrain_clip": clip.seconds, "features": feats.seconds}
+    timed |= {row.name: report.seconds for row in STAGES if (report := training(row.name).read(reports))}
+    data += (" Stage times of this workspace's last run (`seconds` in each metrics file; "
+             "the other stages record none): " + ", ".join(
+                 f"{name} {seconds:.0f} s" for name, seconds in timed.items() if seconds is not None)
+             + f"; {sum(s for s in timed.values() if s is not None) / 60:.1f} min together.")
     workspace = (f"This workspace's own `dvc repro` (train.seed {run.train_seed}, one draw of the spread above): "
                  f"final model test WAR {_pct(run.war)}%, UAR {_pct(run.uar)}%, shuffled-frame UAR drop "
                  f"{_pct(shuffle.shuffled.uar_drop)} points (reports/eval, reports/shuffle).")

@@ -1,0 +1,103 @@
+"""What pinning the numerical code paths costs (not a test): a small-CLIP training step, pinned vs this CPU's own.
+
+Importing the package pins MKL, oneDNN and ATen to AVX2 and 2 threads, so every torch stage gives the same
+bytes on any x86 CPU (README "Reproducibility"; tests/test_numerics.py checks the bytes with this module's
+STEP). This script times the same step in fresh processes, alternating pinned and unpinned (this CPU's own
+best path, the thread count kept at 2), and writes the median seconds per step of each and their ratio to
+reports/benchmarks/numerics_cost.json and README's `numerics-cost` block.
+
+Example (about a minute on 2 cores): python benchmarks/numerics_cost.py
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from a3lign_dfer.reporting.readme_blocks import replace_block
+
+ROOT = Path(__file__).resolve().parents[1]
+# A pretrain_clip step (patch convolution, attention, matmuls; forward and backward), `steps` times after one
+# untimed step: the sha256 of the weights it leaves, the seconds per timed step, and the paths torch took.
+STEP = """
+import hashlib, json, sys, time
+import a3lign_dfer
+import torch
+from a3lign_dfer.config.params import load_params
+from a3lign_dfer.model.small_clip import build_small_clip
+model, _, _ = build_small_clip(load_params(sys.argv[1]).pretrain_clip)
+torch.manual_seed(0)
+images, opt = torch.randn(64, 3, 64, 64), torch.optim.SGD(model.parameters(), lr=0.01)
+def step():
+    model.get_image_features(pixel_values=images).pooler_output.pow(2).mean().backward()
+    opt.step()
+    opt.zero_grad()
+steps = int(sys.argv[2])
+step()
+start = time.perf_counter()
+for _ in range(steps - 1):
+    step()
+seconds = (time.perf_counter() - start) / max(steps - 1, 1)
+digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()
+print(json.dumps({"sha256": digest, "seconds_per_step": seconds, "aten": torch.backends.cpu.get_cpu_capability(),
+                  "threads": torch.get_num_threads()}))
+"""
+PINS = ("MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# What a CPU without AVX-512 computes on its own: MKL, oneDNN and ATen limited to AVX2, MKL's default CBWR.
+AVX2_MACHINE = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+                "MKL_CBWR": "AUTO"}
+# What this CPU computes on its own (the pins overridden; ATen's best is AVX-512 where the CPU has it).
+OWN_BEST = {"MKL_CBWR": "AUTO", "ONEDNN_MAX_CPU_ISA": "ALL",
+            "ATEN_CPU_CAPABILITY": "avx512" if "avx512" in Path("/proc/cpuinfo").read_text() else "avx2"}
+
+
+def run_step(env: dict, steps: int, params: Path = ROOT / "params.yaml") -> dict:
+    """STEP in a fresh process under `env` (on top of the environment without the pins)."""
+    base = {k: v for k, v in os.environ.items() if k not in PINS}
+    out = subprocess.run([sys.executable, "-c", STEP, str(params), str(steps)], env={**base, **env},
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def markdown(result: dict) -> str:
+    pinned, own = result["pinned"], result["own_best"]
+    return (f"A small-CLIP training step (batch 64, forward and backward), median of {result['runs']} fresh processes "
+            f"each, alternating, on this machine ({result['cpu']}): pinned (ATen {pinned['aten']}) "
+            f"{1000 * pinned['median_s']:.0f} ms, this CPU's own path (ATen {own['aten']}) "
+            f"{1000 * own['median_s']:.0f} ms, so the pins cost {100 * (result['ratio'] - 1):+.0f}% on this step "
+            f"({'the same' if pinned['sha256'] == own['sha256'] else 'different'} bytes).")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--out", default=str(ROOT / "reports/benchmarks/numerics_cost.json"))
+    parser.add_argument("--readme", default=str(ROOT / "README.md"))
+    args = parser.parse_args(argv)
+    times: dict[str, list] = {"pinned": [], "own_best": []}
+    last = {}
+    for i in range(args.runs):
+        for name, env in (("pinned", {}), ("own_best", {**OWN_BEST, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"})):
+            last[name] = run_step(env, args.steps)
+            times[name].append(last[name]["seconds_per_step"])
+            print(f"run {i + 1}/{args.runs} {name}: {1000 * last[name]['seconds_per_step']:.0f} ms/step", flush=True)
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")
+    result = {"cpu": cpu, "runs": args.runs, "steps": args.steps,
+              **{name: {"median_s": statistics.median(t), "seconds": t, "aten": last[name]["aten"],
+                        "sha256": last[name]["sha256"]} for name, t in times.items()}}
+    result["ratio"] = result["pinned"]["median_s"] / result["own_best"]["median_s"]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    replace_block(Path(args.readme), "numerics-cost", markdown(result))
+    print(markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
