@@ -16,7 +16,7 @@ server serve: export PREFECT_HOME ?= $(abspath .prefect)
 serve: export PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check --no-warn-script-location
 
-.PHONY: install repro seeds test server serve ui-check service service-check lock clean-venv
+.PHONY: install repro pull seeds test server serve ui-check service service-check lock clean-venv
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 repro: install
 	dvc repro
+
+# What a fresh clone needs (data, features, every stage's outputs, models/deploy) from the default DVC
+# remote; one must be configured (README "Scaling out"). `dvc repro` afterwards runs no stage.
+pull: install
+	dvc pull
 
 # One DVC experiment per training seed (after `make repro`); mean +- std to reports/seeds,
 # then the README results block is rewritten from it.

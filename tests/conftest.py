@@ -23,7 +23,7 @@ import yaml  # noqa: E402
 from dataclasses import replace  # noqa: E402
 
 from a3lign_dfer.config.params import load_params  # noqa: E402
-from a3lign_dfer.data.features import FeatureSet, save_feature_set  # noqa: E402
+from a3lign_dfer.data.feature_cache import FeatureSet, InMemoryFrames, save_feature_set  # noqa: E402
 from a3lign_dfer.model.small_clip import build_small_clip, save_clip  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
@@ -38,6 +38,19 @@ def tiny_clip_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("clip") / "tiny_clip"
     save_clip(*build_small_clip(TINY_CLIP, seed=0), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def scale():
+    """The scale config of in-process stage calls: one 2-worker LocalCluster for the session (a cluster per
+    call costs seconds) and small shards, so a few clips already make several shards."""
+    import logging
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster:
+        yield replace(PARAMS.scale, scheduler=cluster.scheduler_address, shard_size=2)
 
 
 @pytest.fixture
@@ -72,7 +85,7 @@ def toy_features(num_clips: int, dim: int = 16, frames: int = 12, views: int = 1
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     clips = pd.DataFrame({"clip_id": [f"c{i}" for i in range(num_clips)],
                           "label_name": [CLASSES[y] for y in labels]})
-    return FeatureSet(torch.tensor(np.concatenate(feats), dtype=torch.float16), torch.tensor(offsets),
+    return FeatureSet(InMemoryFrames(torch.tensor(np.concatenate(feats), dtype=torch.float16), torch.tensor(offsets)),
                       torch.tensor(labels), clips)
 
 
@@ -80,7 +93,7 @@ def write_toy_cache(cache_dir, dim: int, sizes: dict[str, int]) -> None:
     """A feature cache in the real on-disk format, from toy features."""
     for i, (split, n) in enumerate(sizes.items()):
         data = toy_features(n, dim=dim, seed=i)
-        save_feature_set(data.feats, data.offsets, data.clips, cache_dir, split)
+        save_feature_set(data.frames.feats, data.frames.offsets, data.clips, cache_dir, split)
 
 
 # The whole pipeline in about a minute on one core: every stage runs, nothing is meaningful.

@@ -26,7 +26,7 @@ FACES = {"face_a": ("happy", 1, 1), "face_b": ("surprise", 2, 5)}  # clip_id: (l
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def dataset(tmp_path_factory, scale):
     root = tmp_path_factory.mktemp("raw")
     rows, truth = [], {}
     for clip_id, (label, index, identity) in FACES.items():
@@ -44,7 +44,7 @@ def dataset(tmp_path_factory):
     df = pd.DataFrame(rows, columns=["clip_id", "path", "label_idx", "label_name"])
     df = df.assign(dataset="test", fold=0, split="train", num_frames=0, identity=range(len(df)))
     out = tmp_path_factory.mktemp("crops")
-    crops, rejects, metrics = crop_dataset(df, root, out, CFG, CLASSES)
+    crops, rejects, metrics = crop_dataset(df, root, out, CFG, scale, CLASSES)
     return {"root": root, "out": out, "df": df, "crops": crops, "rejects": rejects, "metrics": metrics,
             "truth": truth}
 

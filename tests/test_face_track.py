@@ -55,13 +55,13 @@ def test_a_stride_detects_on_fewer_frames_and_interpolates_the_rest(tmp_path):
 
 
 @pytest.mark.parametrize("detect_fps", [30, 15])
-def test_training_and_serving_crops_of_one_video_are_the_same_pixels(tmp_path, detect_fps):
+def test_training_and_serving_crops_of_one_video_are_the_same_pixels(tmp_path, detect_fps, scale):
     cfg = replace(CFG, detect_fps=detect_fps)
     video = photo_videos(40, (1280, 720))[1]                       # 720p: detection on a shrunk copy
     path = video.write(tmp_path / "clip.mp4", fps=30)
     manifest = pd.DataFrame([{"clip_id": "clip", "path": "clip.mp4", "label_idx": 0, "label_name": "happy",
                               "dataset": "test", "fold": 0, "split": "test", "num_frames": 40, "identity": 0}])
-    crops, rejects, _ = crop_dataset(manifest, tmp_path, tmp_path / "crops", cfg, PARAMS.data.classes)
+    crops, rejects, _ = crop_dataset(manifest, tmp_path, tmp_path / "crops", cfg, scale, PARAMS.data.classes)
     assert not rejects and crops["num_frames"].item() == 40
     served = face_frames(path, _spec(cfg))
     assert len(served.used) == 16

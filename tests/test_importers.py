@@ -19,7 +19,7 @@ from conftest import PARAMS, ROOT
 from a3lign_dfer.config.params import load_params
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.face_crop import crop_dataset
-from a3lign_dfer.data.features import load_frames
+from a3lign_dfer.data.frame_folders import load_frames
 from a3lign_dfer.data.importers import import_dataset, prepare_manifest
 from a3lign_dfer.data.importers.mafw import ORDER as MAFW_ORDER
 from a3lign_dfer.data.importers.validation_split import carve_validation
@@ -98,7 +98,7 @@ def test_val_carve_keeps_identities_apart_and_stratifies():
     assert again.equals(carved) and not other.equals(carved)
 
 
-def test_ferv39k_natural_frame_order_and_crops_resized(tmp_path):
+def test_ferv39k_natural_frame_order_and_crops_resized(tmp_path, scale):
     root = tmp_path / "FERV39k"
     clips = {"Action/Happy/0001": ("Happy", 12), "Action/Sad/0002": ("Sad", 9), "Daily Life/Angry/0001": ("Angry", 7),
              "Daily Life/Neutral/0004": ("Neutral", 8)}
@@ -115,7 +115,7 @@ def test_ferv39k_natural_frame_order_and_crops_resized(tmp_path):
     with pytest.raises(ValueError, match="FERV39k has one official split"):
         import_dataset(_params(dataset="ferv39k", root=str(root), fold=2))
 
-    crops, crop_rejects, metrics = crop_dataset(df, root, tmp_path / "crops", CROP, PARAMS.data.classes)
+    crops, crop_rejects, metrics = crop_dataset(df, root, tmp_path / "crops", CROP, scale, PARAMS.data.classes)
     assert crop_rejects == [] and metrics["frame_folders"] == 4 and metrics["detection_rate"] is None
     for row in crops.itertuples():
         frames = load_frames(tmp_path / "crops" / row.path)
@@ -191,7 +191,7 @@ def test_list_files_recount_frames_and_report_mismatches(tmp_path):
 
 # ---- bad input: every kind named, every good clip kept -------------------------------------------------
 
-def test_frame_folder_problems_are_rejects_naming_the_file(tmp_path):
+def test_frame_folder_problems_are_rejects_naming_the_file(tmp_path, scale):
     root = tmp_path / "DFEW"
     truth = make_dfew(root, clips_per_class=2)                 # clips 1-14, all fine
     write_frames(root / "Clip/clip_224x224/00016", 4, seed=16)                    # an empty folder: 00016 emptied
@@ -228,7 +228,7 @@ def test_frame_folder_problems_are_rejects_naming_the_file(tmp_path):
     assert sorted(df["clip_id"]) == sorted([*truth, "00018"])                  # every good clip, and 00018 so far
     assert df.set_index("clip_id").loc["00008", "label_name"] == "happy"        # the first listing's label
 
-    crops, crop_rejects, metrics = crop_dataset(df, root, tmp_path / "crops", CROP, DFEW_ORDER)
+    crops, crop_rejects, metrics = crop_dataset(df, root, tmp_path / "crops", CROP, scale, DFEW_ORDER)
     assert [(r["clip_id"], r["problem"], r["path"]) for r in crop_rejects] == \
         [("00018", "unreadable_image", "Clip/clip_224x224/00018/00002.jpg")]
     assert "00002.jpg" in crop_rejects[0]["reason"] and not (tmp_path / "crops/frames/00018").exists()
@@ -269,7 +269,7 @@ def _faststart_mp4(frames: np.ndarray, path) -> None:
         out.mux(stream.encode())
 
 
-def test_video_problems_are_rejects_naming_the_file(tmp_path):
+def test_video_problems_are_rejects_naming_the_file(tmp_path, scale):
     root = tmp_path / "videos"
     root.mkdir()
     syn = replace(PARAMS.synthetic, min_frames=16, max_frames=18)
@@ -306,7 +306,7 @@ def test_video_problems_are_rejects_naming_the_file(tmp_path):
     assert list(df["clip_id"]) == ["good", "good2", "cut_late", "wall"] and set(df["kind"]) == {"video"}
     assert df.set_index("clip_id").loc["good", "label_name"] == "happy" and df["identity"].notna().all()
 
-    crops, crop_rejects, metrics = crop_dataset(df, root, tmp_path / "crops", replace(PARAMS.face_crop, workers=1),
+    crops, crop_rejects, metrics = crop_dataset(df, root, tmp_path / "crops", PARAMS.face_crop, scale,
                                                 PARAMS.data.classes)
     by = {r["clip_id"]: (r["problem"], r["path"]) for r in crop_rejects}
     assert by == {"cut_late": ("truncated_video", "cut_late.mp4"), "wall": ("no_face", "wall.mp4")}

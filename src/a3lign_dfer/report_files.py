@@ -33,6 +33,9 @@ class FaceCropReport:
     frames_per_second: float
     seconds: float
     rejected_by_problem: dict[str, int]
+    shards: int
+    shards_reused: int                       # finished by an earlier, interrupted run with the same inputs
+    workers: int                             # Dask workers the shards ran on
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,12 @@ class FeaturesReport:
     val_views: int
     test_clips: int
     test_views: int
-    images_encoded: int
+    images_encoded: int                      # by this run (not by the shards it reused)
     seconds: float
     images_per_second: float
+    shards: int
+    shards_reused: int                       # finished by an earlier, interrupted run with the same inputs
+    workers: int                             # Dask workers the shards ran on
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from types import ModuleType
+
+from a3lign_dfer.errors import DEBUG_ENV, UserError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -29,7 +32,13 @@ def invoke(module: ModuleType, args: argparse.Namespace) -> int:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    return module.run(args) or 0
+    try:
+        return module.run(args) or 0
+    except UserError as err:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"a3lign_dfer {command_name(module)}: error: {err}", file=sys.stderr)
+        return 2
 
 
 def run_module(module: ModuleType, argv: list[str] | None = None) -> int:

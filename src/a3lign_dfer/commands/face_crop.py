@@ -27,7 +27,7 @@ def run(args) -> None:
     classes = tuple(params.data.classes)
     raw = manifest.read(Path(args.raw) / "manifest.parquet", classes)
     out = Path(args.out)
-    crops, rejects, metrics = crop_dataset(raw, Path(params.data.root), out, params.face_crop, classes)
+    crops, rejects, metrics = crop_dataset(raw, Path(params.data.root), out, params.face_crop, params.scale, classes)
     manifest.write(crops, out / "manifest.parquet")
     manifest.write_rejects(rejects, out / "rejects.csv")
     FACE_CROP.write(Path(args.metrics), metrics)

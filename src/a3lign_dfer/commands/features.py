@@ -14,21 +14,21 @@ def add_arguments(p) -> None:
     p.add_argument("--crops", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--metrics", required=True)
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda, or auto (default): each worker's GPU where it has one (README \"Scaling out\")")
 
 
 def run(args) -> None:
     from a3lign_dfer.config.model import FeaturesParams
     from a3lign_dfer.config.schema import load
     from a3lign_dfer.data import manifest
-    from a3lign_dfer.data.features import build_feature_cache
-    from a3lign_dfer.model.clip_backbone import FrozenCLIP
+    from a3lign_dfer.data.features import ClipEncoder, build_feature_cache
     from a3lign_dfer.report_files import FEATURES
 
     params = load(FeaturesParams, args.params)
     crops = manifest.read(Path(args.crops) / "manifest.parquet", tuple(params.data.classes))
-    clip = FrozenCLIP.load(params.clip.model, args.device)
-    metrics = build_feature_cache(crops, Path(args.crops), clip, params.features, params.data.seed, Path(args.out))
+    metrics = build_feature_cache(crops, Path(args.crops), ClipEncoder(params.clip.model, args.device), params.features,
+                                  params.data.seed, Path(args.out), params.scale)
     FEATURES.write(Path(args.metrics), metrics)
     print(json.dumps(metrics, indent=2))
 

@@ -1,6 +1,7 @@
-"""params.yaml sections of the data stages: prepare, face_crop, validate."""
+"""params.yaml sections of the data stages: prepare, face_crop, validate, and the scale-out of face_crop and features."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -62,6 +63,41 @@ class FaceCropConfig:
     workers: int
 
 
+SCHEDULER_ENV = "A3LIGN_DASK_SCHEDULER"
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """How face_crop and features spread their shards over workers. Only shard_size shapes a stage's
+    outputs (the file layout); the rest say where the shards run, and the outputs are byte-identical
+    for any of them, so dvc.yaml lists only scale.shard_size and moving to a cluster re-runs nothing."""
+
+    shard_size: int                  # clips per shard: one task, one output file
+    scheduler: str | None            # a running Dask scheduler's address; None: a LocalCluster
+    workers: int                     # LocalCluster worker processes (0: one per CPU core)
+    torch_threads: int               # intra-op threads of torch and OpenCV in each task
+    retries: int                     # times a failed shard is re-run before the stage fails
+    connect_timeout: float           # seconds to wait for scale.scheduler before giving up
+
+    def __post_init__(self) -> None:
+        if self.shard_size < 1:
+            raise ValueError(f"scale.shard_size is a number of clips (>= 1), got {self.shard_size}")
+        for key in ("workers", "retries"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"scale.{key} must not be negative, got {getattr(self, key)}")
+        if self.torch_threads < 1:
+            raise ValueError(f"scale.torch_threads must be >= 1, got {self.torch_threads}")
+
+    @property
+    def address(self) -> str | None:
+        """The scheduler to use: $A3LIGN_DASK_SCHEDULER over scale.scheduler; None starts a LocalCluster."""
+        return os.environ.get(SCHEDULER_ENV) or self.scheduler or None
+
+    @property
+    def local_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class ValidateConfig:
     """The data gate before training (the `validate` stage); see params.yaml."""
@@ -91,6 +127,7 @@ class PrepareParams:
 class FaceCropParams:
     data: DataConfig
     face_crop: FaceCropConfig
+    scale: ScaleConfig
 
 
 @dataclass(frozen=True)

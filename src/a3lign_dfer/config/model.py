@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from a3lign_dfer.config.data import DataConfig
+from a3lign_dfer.config.data import DataConfig, ScaleConfig
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,4 @@ class FeaturesParams:
     data: DataConfig
     clip: ClipConfig
     features: FeaturesConfig
+    scale: ScaleConfig

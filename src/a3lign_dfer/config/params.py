@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from a3lign_dfer.config import schema
-from a3lign_dfer.config.data import (DataConfig, FaceCropConfig, FaceCropParams, PrepareParams, SyntheticConfig,
-                                     ValidateConfig, ValidateParams)
+from a3lign_dfer.config.data import (DataConfig, FaceCropConfig, FaceCropParams, PrepareParams, ScaleConfig,
+                                     SyntheticConfig, ValidateConfig, ValidateParams)
 from a3lign_dfer.config.deploy import DriftConfig, ExportConfig, ExportParams, ReleaseConfig
 from a3lign_dfer.config.evaluation import ShuffleCheckConfig
 from a3lign_dfer.config.model import (ClipConfig, FeaturesConfig, FeaturesParams, ModelConfig, PretrainClipConfig,
@@ -28,6 +28,7 @@ VIEWS = (PrepareParams, FaceCropParams, ValidateParams, PretrainClipParams, Feat
 class Params:
     data: DataConfig
     synthetic: SyntheticConfig
+    scale: ScaleConfig
     face_crop: FaceCropConfig
     validate: ValidateConfig
     clip: ClipConfig

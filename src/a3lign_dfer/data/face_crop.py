@@ -7,9 +7,15 @@ blindly; an unreadable one is rejected too, never fatal.
 
 Clips of kind "frames" (datasets that ship face-cropped frame folders) skip detection:
 each frame is padded to a square and resized into the same layout as the crops.
+
+The clips run in shards (data.shards) on the Dask cluster (data.cluster): a shard's
+results land in shards/<n>.json once its crops are on disk, so a killed run resumes
+from the shards it finished.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -18,11 +24,12 @@ from pathlib import Path
 import cv2
 import pandas as pd
 
-from a3lign_dfer.config.data import FaceCropConfig
+from a3lign_dfer.config.data import FaceCropConfig, ScaleConfig
+from a3lign_dfer.data import shards
+from a3lign_dfer.data.cluster import dask_client, limit_threads, map_shards
 from a3lign_dfer.data.face_track import NoFaceError, crop_square, crops_along, require_face, track_face
 from a3lign_dfer.data.frame_folders import frame_files, read_frame
 from a3lign_dfer.data.manifest import ClipError, kinds, reject, validate
-from a3lign_dfer.data.parallel import run_parallel
 from a3lign_dfer.data.video_io import VideoDecodeError
 
 
@@ -45,7 +52,7 @@ class ClipResult:
 
 
 def _rejected(clip_id: str, err: ClipError, decoded: int) -> ClipResult:
-    return ClipResult(clip_id, decoded, problem=err.problem, reason=str(err), path=err.path)
+    return ClipResult(clip_id, decoded, problem=err.problem, reason=err.reason, path=err.path)
 
 
 def _write_jpegs(crops, dst: Path, quality: int) -> int:
@@ -92,7 +99,36 @@ def _crop_clip(task: tuple) -> ClipResult:
     return (_resize_frames if kind == "frames" else _crop_video)(tuple(rest))
 
 
-def crop_dataset(manifest: pd.DataFrame, root: Path, out_dir: Path, cfg: FaceCropConfig,
+def _crop_shard(task: tuple) -> tuple[list[ClipResult], bool]:
+    """Worker: the clips of one shard, their results under the shard's final name; (results, reused)
+    where an earlier run already finished this shard from the same inputs."""
+    path, root, setting, threads, clips = task
+    key = shards.key("face_crop", setting, [(kind, clip_id, shards.digest(src)) for kind, clip_id, src, *_ in clips])
+    done = _finished(path, key)
+    if done is not None:
+        return done, True
+    limit_threads(threads)
+    results = [_relative_path(_crop_clip(clip), root) for clip in clips]
+    with shards.written_atomically(path) as tmp:
+        tmp.write_text(json.dumps({"key": key, "clips": [dataclasses.asdict(r) for r in results]}))
+    return results, False
+
+
+def _relative_path(result: ClipResult, root: Path) -> ClipResult:
+    """A reject's file relative to the data root, so the shard's bytes do not depend on where the data is."""
+    path = Path(result.path)
+    return dataclasses.replace(result, path=str(path.relative_to(root))) if path.is_relative_to(root) else result
+
+
+def _finished(path: Path, key: str) -> list[ClipResult] | None:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return [ClipResult(**clip) for clip in raw["clips"]] if raw.get("key") == key else None
+
+
+def crop_dataset(manifest: pd.DataFrame, root: Path, out_dir: Path, cfg: FaceCropConfig, scale: ScaleConfig,
                  classes: tuple[str, ...]) -> tuple[pd.DataFrame, list[dict], dict]:
     """Crop every clip of `manifest` (paths relative to `root`) into out_dir/frames/<clip_id>/.
 
@@ -102,13 +138,21 @@ def crop_dataset(manifest: pd.DataFrame, root: Path, out_dir: Path, cfg: FaceCro
     of detected frames (every face_crop.detect_stride-th) with a tracked face, NaN for
     frame folders; the caller writes it), reject rows (clip_id, path, problem, reason) and
     metrics. The metrics' detection_rate is that fraction over all detected frames of
-    accepted videos (None without videos); frames_per_second counts every decoded frame.
+    accepted videos (None without videos); frames_per_second counts the frames decoded by
+    this run (not by the shards it reused).
     """
     start = time.time()
-    root, out_dir = Path(root), Path(out_dir)
-    tasks = [(kind, r.clip_id, root / r.path, out_dir / "frames" / r.clip_id, cfg)
+    root, out_dir = Path(root).resolve(), Path(out_dir).resolve()    # workers may run elsewhere (shared disk)
+    setting = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"}
+    clips = [(kind, r.clip_id, root / r.path, out_dir / "frames" / r.clip_id, cfg)
              for kind, r in zip(kinds(manifest), manifest.itertuples())]
-    results = {r.clip_id: r for r in run_parallel(_crop_clip, tasks, cfg.workers, desc="face crops")}
+    tasks = [(out_dir / "shards" / f"{shards.name(i)}.json", root, setting, scale.torch_threads, clips[rows])
+             for i, rows in enumerate(shards.plan(len(clips), scale.shard_size))]
+    with dask_client(scale) as client:
+        workers = len(client.scheduler_info()["workers"])
+        per_shard = map_shards(client, _crop_shard, tasks, scale.retries, "face crops")
+    results = {r.clip_id: r for shard, _ in per_shard for r in shard}
+    decoded_now = sum(r.decoded for shard, reused in per_shard if not reused for r in shard)
 
     accepted = manifest["clip_id"].map(lambda c: results[c].problem is None).astype(bool)
     kept = manifest.loc[accepted].copy()
@@ -116,13 +160,13 @@ def crop_dataset(manifest: pd.DataFrame, root: Path, out_dir: Path, cfg: FaceCro
     kept["num_frames"] = [results[c].num_frames for c in kept["clip_id"]]
     # Per clip: the validate stage gates training on it (validate.min_clip_detection_rate).
     kept["detection_rate"] = [results[c].detection_rate for c in kept["clip_id"]]
+    shards.keep_only(out_dir, [out_dir / "manifest.parquet", out_dir / "rejects.csv", *(task[0] for task in tasks),
+                               *(out_dir / "frames" / c for c in kept["clip_id"])])
     rejects = []
     for r in manifest.itertuples():
         result = results[r.clip_id]
         if result.problem is not None:
-            path = Path(result.path)
-            rejects.append(reject(r.clip_id, path.relative_to(root) if path.is_relative_to(root) else path,
-                                  result.problem, result.reason))
+            rejects.append(reject(r.clip_id, Path(result.path), result.problem, result.reason))
     frames = int(kept["num_frames"].sum())
     detected = [results[c] for c in kept["clip_id"] if results[c].detected is not None]
     detected_frames = sum(r.detected for r in detected)
@@ -134,8 +178,11 @@ def crop_dataset(manifest: pd.DataFrame, root: Path, out_dir: Path, cfg: FaceCro
         "frames": frames,
         "frame_folders": int((kinds(manifest) == "frames").sum()),
         "detection_rate": (sum(r.found for r in detected) / detected_frames) if detected_frames else None,
-        "frames_per_second": sum(r.decoded for r in results.values()) / max(seconds, 1e-9),
+        "frames_per_second": decoded_now / max(seconds, 1e-9),
         "seconds": round(seconds, 2),
         "rejected_by_problem": pd.Series([r["problem"] for r in rejects], dtype=object).value_counts().to_dict(),
+        "shards": len(tasks),
+        "shards_reused": sum(reused for _, reused in per_shard),
+        "workers": workers,
     }
     return validate(kept.reset_index(drop=True), classes, where="crops manifest"), rejects, metrics

@@ -1,35 +1,32 @@
-"""Frozen CLIP image features for every stored frame, computed once.
+"""The features stage: frozen CLIP image features of every stored frame, computed once.
 
 CLIP is frozen, so its image features never change during training: caching them
 (plus a few augmented views of each training clip) removes the image encoder
-from every training step, the main speed lever of the whole method.
+from every training step, the main speed lever of the whole method. Shards of
+clips run on the Dask cluster, each written whole (data.feature_cache has the
+layout) so that a killed run resumes from the shards it finished (data.shards).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
-from tqdm import tqdm
+from safetensors import safe_open
 
 from a3lign_dfer.config.model import FeaturesConfig
+from a3lign_dfer.data import shards
+from a3lign_dfer.data.cluster import dask_client, limit_threads, map_shards
+from a3lign_dfer.data.feature_cache import FORMAT, placement, write_shard
+from a3lign_dfer.data.frame_folders import load_frames
 from a3lign_dfer.data.manifest import SPLITS
-from a3lign_dfer.data.sampling import segment_indices
-from a3lign_dfer.model.clip_backbone import FrozenCLIP
 
-
-def load_frames(frame_dir: Path) -> np.ndarray:
-    """All JPEG frames of a clip, in file-name order, as RGB uint8 (N, H, W, 3)."""
-    files = sorted(frame_dir.glob("*.jpg"))
-    if not files:
-        raise FileNotFoundError(f"no .jpg frames in {frame_dir}")
-    return np.stack([cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files])
 
 
 def augment_clip(frames: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -47,82 +44,137 @@ def augment_clip(frames: torch.Tensor, rng: np.random.Generator) -> torch.Tensor
     return x.clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1)
 
 
-def build_feature_cache(crops: pd.DataFrame, crops_root: Path, clip: FrozenCLIP, cfg: FeaturesConfig,
-                        seed: int, out_dir: Path) -> dict:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics: dict = {"embed_dim": clip.embed_dim}
-    start, total_frames = time.perf_counter(), 0
+class Encoder(Protocol):
+    embed_dim: int
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class ClipEncoder:
+    """What a worker loads to encode frames: the frozen CLIP `model` (hub name or folder) on `device`
+    ("auto": the worker's GPU where it has one, so each GPU worker of a cluster uses its own)."""
+
+    model: str
+    device: str = "auto"
+
+    def load(self) -> Encoder:
+        from a3lign_dfer.model.clip_backbone import FrozenCLIP
+
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
+        if (self, device) not in _LOADED:                   # once per worker process
+            _LOADED[(self, device)] = FrozenCLIP.load(self.model, device)
+        return _LOADED[(self, device)]
+
+    def identity(self) -> str:
+        """What a shard key records of the model: its folder's content, or the hub name."""
+        return shards.digest(Path(self.model)) if Path(self.model).is_dir() else self.model
+
+
+_LOADED: dict[tuple[Any, str], Encoder] = {}
+
+
+@dataclass(frozen=True)
+class _ShardTask:
+    path: Path
+    split: str
+    first: int                            # the split's row of the shard's first clip (it seeds augmentations)
+    clips: list[tuple[str, Path]]         # (clip_id, its crops folder)
+    encoder: Any
+    model_digest: str
+    cfg: FeaturesConfig
+    seed: int
+    threads: int
+
+    @property
+    def views(self) -> int:
+        return views_of(self.cfg, self.split)
+
+
+def views_of(cfg: FeaturesConfig, split: str) -> int:
+    """Cached views of a clip: the clip itself, and augmented ones in training only."""
+    return 1 + (cfg.augmented_views if split == "train" else 0)
+
+
+def _encode_shard(task: _ShardTask) -> tuple[list[int], int, bool]:
+    """Worker: one shard of clips -> its safetensors file; returns (frames per clip, embed_dim, reused)
+    where an earlier run already finished this shard from the same inputs."""
+    key = shards.key("features", FORMAT, dataclasses.asdict(task.cfg), task.seed, task.split, task.first,
+                     task.model_digest, [(clip_id, shards.digest(folder)) for clip_id, folder in task.clips])
+    done = _finished(task.path, key)
+    if done is not None:
+        return (*done, True)
+    limit_threads(task.threads)
+    clip = task.encoder.load()
+    views = task.views
+    feats, counts = [], []
+    for j, (_, frame_dir) in enumerate(task.clips):
+        frames = torch.from_numpy(load_frames(frame_dir))
+        rng = np.random.default_rng([task.seed, SPLITS.index(task.split), task.first + j])
+        batch = torch.cat([frames] + [augment_clip(frames, rng) for _ in range(views - 1)])
+        encoded = torch.cat([clip.encode_frames(chunk) for chunk in batch.split(task.cfg.batch_size)])
+        feats.append(encoded.view(views, len(frames), -1).transpose(0, 1).half().cpu())
+        counts.append(len(frames))
+    tensor = torch.cat(feats) if feats else torch.zeros(0, views, clip.embed_dim, dtype=torch.float16)
+    write_shard(task.path, key, tensor, counts)
+    return counts, clip.embed_dim, False
+
+
+def _finished(path: Path, key: str) -> tuple[list[int], int] | None:
+    """(frames per clip, embed_dim) of the shard at `path` if it was made with `key`, else None."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            if (f.metadata() or {}).get("key") != key:
+                return None
+            offsets = f.get_tensor("offsets").numpy()
+            dim = f.get_slice("feats").get_shape()[-1]
+    except (OSError, RuntimeError, ValueError):      # missing, or not a whole safetensors file
+        return None
+    return np.diff(offsets).tolist(), int(dim)
+
+
+def build_feature_cache(crops: pd.DataFrame, crops_root: Path, encoder: Any, cfg: FeaturesConfig, seed: int,
+                        out_dir: Path, scale: ScaleConfig) -> dict:
+    """Every split of `crops` through `encoder` (a ClipEncoder, or anything with its load()/identity()),
+    in shards on the Dask cluster; returns the stage's metrics."""
+    out_dir, crops_root = Path(out_dir).resolve(), Path(crops_root).resolve()
+    (out_dir / "meta.json").unlink(missing_ok=True)          # the cache is incomplete until it is rewritten
+    start = time.perf_counter()
+    model_digest = encoder.identity()
+    tasks = []
     for split in SPLITS:
         rows = crops[crops["split"] == split].reset_index(drop=True)
-        views = 1 + (cfg.augmented_views if split == "train" else 0)
-        feats, offsets = [], [0]
-        for i, row in enumerate(tqdm(rows.itertuples(), total=len(rows), desc=f"features {split}", unit="clip")):
-            frames = torch.from_numpy(load_frames(crops_root / row.path))
-            rng = np.random.default_rng([seed, SPLITS.index(split), i])
-            clip_views = [frames] + [augment_clip(frames, rng) for _ in range(views - 1)]
-            batch = torch.cat(clip_views)
-            encoded = torch.cat([clip.encode_frames(chunk) for chunk in batch.split(cfg.batch_size)])
-            feats.append(encoded.view(views, len(frames), -1).transpose(0, 1).half().cpu())
-            offsets.append(offsets[-1] + len(frames))
-            total_frames += len(batch)
-        tensor = torch.cat(feats) if feats else torch.zeros(0, views, clip.embed_dim, dtype=torch.float16)
-        save_feature_set(tensor, torch.tensor(offsets, dtype=torch.int64), rows, out_dir, split)
+        for n, part in enumerate(shards.plan(len(rows), scale.shard_size)):
+            clips = [(c, crops_root / p) for c, p in zip(rows["clip_id"].iloc[part], rows["path"].iloc[part])]
+            tasks.append(_ShardTask(out_dir / split / f"{shards.name(n)}.safetensors", split, part.start, clips,
+                                    encoder, model_digest, cfg, seed, scale.torch_threads))
+    with dask_client(scale) as client:
+        workers = len(client.scheduler_info()["workers"])
+        results = map_shards(client, _encode_shard, tasks, scale.retries, "features")
+    dims = {dim for _, dim, _ in results}
+    if len(dims) > 1:
+        raise RuntimeError(f"feature shards disagree on the embedding width {sorted(dims)}")
+    embed_dim = dims.pop() if dims else encoder.load().embed_dim
+    metrics: dict = {"embed_dim": embed_dim}
+    views = {}
+    for split in SPLITS:
+        rows = crops[crops["split"] == split].reset_index(drop=True)
+        index = rows.copy()
+        index["shard"], index["row_start"], index["row_end"] = placement(
+            [(int(task.path.stem), counts) for task, (counts, _, _) in zip(tasks, results) if task.split == split])
+        index.to_parquet(out_dir / f"{split}.parquet", index=False)
+        views[split] = views_of(cfg, split)
         metrics[f"{split}_clips"] = len(rows)
-        metrics[f"{split}_views"] = views
+        metrics[f"{split}_views"] = views[split]
+    shards.keep_only(out_dir, [out_dir / "meta.json", *(out_dir / f"{s}.parquet" for s in SPLITS),
+                               *(task.path for task in tasks)])
+    with shards.written_atomically(out_dir / "meta.json") as tmp:
+        tmp.write_text(json.dumps({"format": FORMAT, "embed_dim": embed_dim, "views": views}, indent=2))
     seconds = time.perf_counter() - start
-    metrics.update(images_encoded=total_frames, seconds=round(seconds, 2),
-                   images_per_second=round(total_frames / max(seconds, 1e-9), 1))
-    (out_dir / "meta.json").write_text(json.dumps({"embed_dim": clip.embed_dim}, indent=2))
+    encoded = sum(sum(counts) * task.views for task, (counts, _, reused) in zip(tasks, results) if not reused)
+    metrics.update(images_encoded=int(encoded), seconds=round(seconds, 2),
+                   images_per_second=round(encoded / max(seconds, 1e-9), 1), shards=len(tasks),
+                   shards_reused=sum(reused for _, _, reused in results), workers=workers)
     return metrics
 
 
-@dataclass
-class FeatureSet:
-    """One split of the cache: frames of clip i are feats[offsets[i]:offsets[i+1]]."""
-
-    feats: torch.Tensor      # (total_frames, views, D) float16
-    offsets: torch.Tensor    # (clips + 1,)
-    labels: torch.Tensor     # (clips,)
-    clips: pd.DataFrame
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def embed_dim(self) -> int:
-        return self.feats.shape[-1]
-
-    def gather(self, idx: np.ndarray, num: int, train: bool, rng: np.random.Generator | None = None,
-               permute: np.random.Generator | None = None) -> torch.Tensor:
-        """(B, num, D) float features of clips `idx`: segment-sampled, a random cached view in
-        training, view 0 at evaluation; `permute` shuffles frame order (paper Table 5)."""
-        rows = []
-        for i in idx:
-            start, end = int(self.offsets[i]), int(self.offsets[i + 1])
-            frames = start + segment_indices(end - start, num, train, rng)
-            if permute is not None:
-                frames = frames[permute.permutation(num)]
-            view = int(rng.integers(self.feats.shape[1])) if train else 0
-            rows.append(self.feats[frames, view])
-        return torch.stack(rows).float()
-
-
-def save_feature_set(feats: torch.Tensor, offsets: torch.Tensor, clips: pd.DataFrame, cache_dir: Path,
-                     split: str) -> None:
-    """One split of the cache: (frames, views, D) float16 features, clip offsets, the clips' manifest rows."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    save_file({"feats": feats.half().contiguous(), "offsets": offsets.to(torch.int64)}, cache_dir / f"{split}.safetensors")
-    clips.to_parquet(cache_dir / f"{split}.parquet", index=False)
-
-
-def load_feature_set(cache_dir: Path, split: str, classes: tuple[str, ...]) -> FeatureSet:
-    path = cache_dir / f"{split}.safetensors"
-    if not path.exists():
-        raise FileNotFoundError(f"feature cache missing: {path} (run the features stage)")
-    tensors = load_file(path)
-    clips = pd.read_parquet(cache_dir / f"{split}.parquet")
-    unknown = sorted(set(clips["label_name"]) - set(classes))
-    if unknown:
-        raise ValueError(f"{path}: labels {unknown} are not in the class set {list(classes)}")
-    labels = torch.tensor(clips["label_name"].map({c: i for i, c in enumerate(classes)}).to_numpy())
-    return FeatureSet(tensors["feats"], tensors["offsets"], labels, clips)

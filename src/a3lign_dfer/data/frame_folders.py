@@ -48,3 +48,12 @@ def read_frame(path: str | Path) -> np.ndarray:
     if image is None:
         raise ClipError(path, "unreadable_image", "OpenCV cannot decode this frame image (corrupt or not an image)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def load_frames(frame_dir: Path) -> np.ndarray:
+    """A clip's stored face crops (face_crop's frames/<clip_id>/*.jpg, zero-padded names) as RGB uint8
+    (N, H, W, 3)."""
+    files = sorted(frame_dir.glob("*.jpg"))
+    if not files:
+        raise FileNotFoundError(f"no .jpg frames in {frame_dir}")
+    return np.stack([cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files])

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from a3lign_dfer.data.features import FeatureSet, load_feature_set
+from a3lign_dfer.data.feature_cache import FeatureSet, load_feature_set
 from a3lign_dfer.evaluation.metrics import confusion_matrix
 from a3lign_dfer.evaluation.report import split_report
 from a3lign_dfer.inference.predict import predict_logits

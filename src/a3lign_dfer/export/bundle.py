@@ -26,7 +26,7 @@ from transformers import CLIPImageProcessor
 from a3lign_dfer.checksums import sha256
 from a3lign_dfer.config.deploy import ExportParams
 from a3lign_dfer.data import manifest
-from a3lign_dfer.data.features import load_frames
+from a3lign_dfer.data.frame_folders import load_frames
 from a3lign_dfer.data.sampling import segment_indices
 from a3lign_dfer.export.onnx_graph import OPSET, export_onnx, graph_io, parity
 from a3lign_dfer.export.tensorrt_engine import FP16_LOGIT_ATOL, build_engine

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from a3lign_dfer.data.features import FeatureSet
+from a3lign_dfer.data.feature_cache import FeatureSet
 from a3lign_dfer.model.a3lign import A3lignDFER
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
 

@@ -22,7 +22,7 @@ import pandas as pd
 from a3lign_dfer.config.deploy import DriftConfig
 
 from a3lign_dfer.config.schema import to_dict
-from a3lign_dfer.data.features import load_feature_set
+from a3lign_dfer.data.feature_cache import load_feature_set
 from a3lign_dfer.data.manifest import kinds
 from a3lign_dfer.inference.backends import Backend
 from a3lign_dfer.inference.video_input import PreprocessSpec
@@ -37,8 +37,11 @@ def training_embeddings(features_dir: Path, classes: tuple[str, ...], frames: in
     """(clips, D) the graph's `embedding` of every training clip, from the feature cache: the mean of the
     L2-normalised features of the segment-centre frames (view 0, the unaugmented crops)."""
     train = load_feature_set(features_dir, "train", classes)
-    x = train.gather(np.arange(len(train)), frames, train=False)
-    return (x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)).mean(1).numpy()
+    out = []
+    for start in range(0, len(train), 256):          # a batch at a time: the split stays on disk
+        x = train.gather(np.arange(start, min(start + 256, len(train))), frames, train=False)
+        out.append((x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)).mean(1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, train.embed_dim), np.float32)
 
 
 def write_reference(out_dir: Path, run: Backend, spec: PreprocessSpec, classes: tuple[str, ...], raw: pd.DataFrame,

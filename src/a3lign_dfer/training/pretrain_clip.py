@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from a3lign_dfer.config.model import PretrainClipConfig
-from a3lign_dfer.data.features import load_frames
+from a3lign_dfer.data.frame_folders import load_frames
 from a3lign_dfer.evaluation.metrics import recall_metrics
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
 from a3lign_dfer.model.image_spec import ImageSpec

@@ -21,7 +21,7 @@ from dvclive import Live
 from a3lign_dfer.config.training import TrainingParams
 
 from a3lign_dfer.config.schema import to_dict
-from a3lign_dfer.data.features import load_feature_set
+from a3lign_dfer.data.feature_cache import load_feature_set
 from a3lign_dfer.evaluation.report import split_report
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
 from a3lign_dfer.training import bap, stage_table

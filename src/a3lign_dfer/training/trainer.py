@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from a3lign_dfer.config.training import LearningRates, TrainConfig
-from a3lign_dfer.data.features import FeatureSet
+from a3lign_dfer.data.feature_cache import FeatureSet
 from a3lign_dfer.evaluation.metrics import recall_metrics
 from a3lign_dfer.inference.predict import class_matrix, predict_logits
 from a3lign_dfer.model.a3lign import A3lignDFER
