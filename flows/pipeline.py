@@ -21,6 +21,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from a3lign_dfer.config.data import SCHEDULER_ENV
 from a3lign_dfer.orchestration import experiments
 from a3lign_dfer.orchestration.dvc_stages import DvcLocked, Stage, StageRun, metrics_markdown, pipeline_stages, \
     repro_stage
@@ -57,15 +58,16 @@ class ThrottledLog:
 
 
 @task(retries=3, retry_delay_seconds=30, retry_condition_fn=_lock_held, cache_policy=NO_CACHE)
-def run_stage(stage: Stage, repo: Path) -> StageRun:
-    run = repro_stage(stage.name, repo, on_line=ThrottledLog(get_run_logger().info))
+def run_stage(stage: Stage, repo: Path, env: dict[str, str]) -> StageRun:
+    run = repro_stage(stage.name, repo, on_line=ThrottledLog(get_run_logger().info), env=env)
     create_markdown_artifact(key=f"{artifact_key(stage.name)}-metrics", markdown=metrics_markdown(stage, run, repo),
                              description=f"metrics of DVC stage {stage.name}")
     return run
 
 
 @flow(name="a3lign-dfer-pipeline")
-def pipeline(repo: str = ".", set_params: list[str] | None = None, commit: bool = True) -> dict:
+def pipeline(repo: str = ".", set_params: list[str] | None = None, commit: bool = True,
+             dask_scheduler: str | None = None) -> dict:
     """Run every DVC stage as a task.
 
     Args:
@@ -74,6 +76,9 @@ def pipeline(repo: str = ".", set_params: list[str] | None = None, commit: bool 
             `data.dataset=csv`); the run is saved as a DVC experiment and params.yaml is put back.
         commit: on the committed params, commit dvc.lock and the metrics when they changed
             (what the release flow registers must be a commit).
+        dask_scheduler: a Dask scheduler address for the sharded stages (face_crop, features), passed to
+            them as $A3LIGN_DASK_SCHEDULER; None: scale.scheduler, or a LocalCluster. The stages are Dask
+            clients themselves, so `dvc repro` and this flow scale out the same way.
     """
     root = Path(repo).resolve()
     logger = get_run_logger()
@@ -83,7 +88,9 @@ def pipeline(repo: str = ".", set_params: list[str] | None = None, commit: bool 
         experiments.apply_params(root, set_params)
         logger.info(f"params overridden for this run only: {set_params}")
     try:
-        runs = [run_stage.with_options(name=stage.name, task_run_name=stage.name)(stage, root) for stage in stages]
+        env = {SCHEDULER_ENV: dask_scheduler} if dask_scheduler else {}
+        runs = [run_stage.with_options(name=stage.name, task_run_name=stage.name)(stage, root, env)
+                for stage in stages]
         if set_params:
             exp = experiments.experiment_name(name)
             rev = experiments.save_experiment(root, exp, f"pipeline flow run {name}: {' '.join(set_params)}")
@@ -110,5 +117,6 @@ if __name__ == "__main__":
     parser.add_argument("--repo", default=".")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set_params")
     parser.add_argument("--no-commit", action="store_true")
+    parser.add_argument("--dask-scheduler", help="Dask scheduler address for face_crop and features")
     args = parser.parse_args()
-    pipeline(args.repo, args.set_params or None, not args.no_commit)
+    pipeline(args.repo, args.set_params or None, not args.no_commit, args.dask_scheduler)

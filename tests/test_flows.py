@@ -33,13 +33,13 @@ def _task_runs_and_artifacts(state):
 
 
 @pytest.fixture(scope="module")
-def flow_repo(prefect_backend, tmp_path_factory):
-    """The pipeline flow's first run on a fresh tiny repo."""
+def flow_repo(prefect_backend, tmp_path_factory, scale):
+    """The pipeline flow's first run on a fresh tiny repo, its sharded stages on the session's Dask cluster."""
     from flows.pipeline import pipeline
 
     repo = tmp_path_factory.mktemp("flows") / "repo"
     make_tiny_repo(repo)
-    state = pipeline(str(repo), return_state=True)
+    state = pipeline(str(repo), dask_scheduler=scale.scheduler, return_state=True)
     return repo, state
 
 
@@ -49,7 +49,7 @@ def _stage_names(repo):
     return [s.name for s in pipeline_stages(repo)]
 
 
-def test_pipeline_flow_runs_every_stage_as_a_task_with_its_metrics(flow_repo):
+def test_pipeline_flow_runs_every_stage_as_a_task_with_its_metrics(flow_repo, scale):
     repo, state = flow_repo
     assert state.is_completed(), state.message
     tasks, artifacts = _task_runs_and_artifacts(state)
@@ -66,6 +66,12 @@ def test_pipeline_flow_runs_every_stage_as_a_task_with_its_metrics(flow_repo):
     shuffle = json.loads((repo / "reports/shuffle/metrics.json").read_text())
     assert f"| shuffled.uar_drop | {shuffle['shuffled']['uar_drop']:.4g} |" in artifacts["shuffle-check-metrics"]
     assert "| detection_rate |" in artifacts["face-crop-metrics"]
+    # The flow's dask_scheduler reached the sharded stages: their tasks ran on that cluster.
+    from distributed import Client
+
+    with Client(scale.scheduler, timeout=10) as client:
+        prefixes = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+    assert {"face-crops", "features"} <= set(prefixes), prefixes
     assert "| parity.passed | True |" in artifacts["export-metrics"]
     assert "| val.uar |" in artifacts["train-stage3-metrics"]
     assert "train-all-at-once-joint-metrics" in artifacts and "pipeline-summary" in artifacts

@@ -30,6 +30,7 @@ BLOCKS = {
     "video-cost": ("python benchmarks/video_cost.py", _benchmark("video_cost", "benchmarks/video_cost.json")),
     "numerics-cost": ("python benchmarks/numerics_cost.py", _benchmark("numerics_cost", "benchmarks/numerics_cost.json")),
     "drift": ("python benchmarks/drift.py", _benchmark("drift", "benchmarks/drift.json")),
+    "scale": ("python benchmarks/scale.py", _benchmark("scale", "benchmarks/scale.json")),
 }
 
 

@@ -66,14 +66,16 @@ def _within(dep: str, out: str) -> bool:
     return dep == out or dep.startswith(out.rstrip("/") + "/") or out.startswith(dep.rstrip("/") + "/")
 
 
-def repro_stage(name: str, repo: Path, on_line: Callable[[str], None] = print, tail_lines: int = 25) -> StageRun:
-    """`dvc repro --single-item <name>`: this stage alone, its output streamed line by line."""
+def repro_stage(name: str, repo: Path, on_line: Callable[[str], None] = print, tail_lines: int = 25,
+                env: dict[str, str] | None = None) -> StageRun:
+    """`dvc repro --single-item <name>`: this stage alone, its output streamed line by line; `env` is added
+    to the stage's environment."""
     cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", name]
     start = time.perf_counter()
     tail: deque[str] = deque(maxlen=tail_lines)
     ran = False
-    with subprocess.Popen(cmd, cwd=repo, env=dvc_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, bufsize=1) as proc:
+    with subprocess.Popen(cmd, cwd=repo, env={**dvc_env(), **(env or {})}, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         for line in proc.stdout:
             line = line.rstrip("\n")
             tail.append(line)
