@@ -128,6 +128,7 @@ def make_tiny_repo(repo: Path) -> dict:
     """A fresh git + DVC repo with this project's dvc.yaml and src on tiny params, one commit, nothing run."""
     repo.mkdir(parents=True)
     shutil.copy(ROOT / "dvc.yaml", repo)
+    shutil.copy(ROOT / ".dvcignore", repo)
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in TINY_PIPELINE.items():

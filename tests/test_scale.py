@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import PARAMS, ROOT, TINY_CLIP
 
-from a3lign_dfer.data import manifest
+from a3lign_dfer.data import manifest, shards
 from a3lign_dfer.data.cluster import SchedulerUnreachable, dask_client
 from a3lign_dfer.data.face_crop import crop_dataset
 from a3lign_dfer.data.feature_cache import load_feature_set
@@ -83,7 +83,7 @@ def test_two_workers_write_the_same_bytes_as_one(raw, one_worker, tiny_clip_dir,
     assert metrics["images_encoded"] == feature_metrics["images_encoded"] > 0
     files = digests(tmp_path / "features")
     assert files == digests(ref / "features")
-    assert sorted(files) == ["meta.json", "test.parquet", "test/00000.safetensors", "test/00001.safetensors",
+    assert sorted(f for f in files if not f.startswith(shards.KEYS)) == ["meta.json", "test.parquet", "test/00000.safetensors", "test/00001.safetensors",
                              "train.parquet", "train/00000.safetensors", "train/00001.safetensors",
                              "train/00002.safetensors", "val.parquet", "val/00000.safetensors",
                              "val/00001.safetensors"]
@@ -207,3 +207,17 @@ def test_a_worker_killed_mid_shard_has_its_shard_rerun_elsewhere_with_the_same_b
     assert metrics["accepted"] == 12 and not rejects
     manifest.write(crops, tmp_path / "crops" / "manifest.parquet")
     assert digests(tmp_path / "crops") == digests(ref / "crops")
+
+
+def test_a_shard_is_reused_only_while_its_key_and_its_bytes_match(tmp_path):
+    out = tmp_path / "out"
+    shard = out / "train" / "00000.safetensors"
+    with shards.written_atomically(shard) as tmp:
+        tmp.write_bytes(b"features")
+    shards.record(out, shard, "key-1")
+    assert shards.reusable(out, shard, "key-1")
+    assert not shards.reusable(out, shard, "key-2")              # other inputs, params or code
+    shard.write_bytes(b"replaced")                                # e.g. a dvc checkout of another version
+    assert not shards.reusable(out, shard, "key-1")
+    assert not list(out.rglob(f"*{shards.TMP_MARK}*"))           # no temporary left behind
+    assert (out / shards.KEYS / "train" / "00000.safetensors.json").is_file()

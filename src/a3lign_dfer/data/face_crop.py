@@ -101,16 +101,16 @@ def _crop_clip(task: tuple) -> ClipResult:
 
 def _crop_shard(task: tuple) -> tuple[list[ClipResult], bool]:
     """Worker: the clips of one shard, their results under the shard's final name; (results, reused)
-    where an earlier run already finished this shard from the same inputs."""
-    path, root, setting, threads, clips = task
+    where an earlier run already finished this shard from the same inputs and code."""
+    path, out_dir, root, setting, threads, clips = task
     key = shards.key("face_crop", setting, [(kind, clip_id, shards.digest(src)) for kind, clip_id, src, *_ in clips])
-    done = _finished(path, key)
-    if done is not None:
-        return done, True
+    if shards.reusable(out_dir, path, key):
+        return [ClipResult(**clip) for clip in json.loads(path.read_text())], True
     limit_threads(threads)
     results = [_relative_path(_crop_clip(clip), root) for clip in clips]
     with shards.written_atomically(path) as tmp:
-        tmp.write_text(json.dumps({"key": key, "clips": [dataclasses.asdict(r) for r in results]}))
+        tmp.write_text(json.dumps([dataclasses.asdict(r) for r in results]))
+    shards.record(out_dir, path, key)
     return results, False
 
 
@@ -118,14 +118,6 @@ def _relative_path(result: ClipResult, root: Path) -> ClipResult:
     """A reject's file relative to the data root, so the shard's bytes do not depend on where the data is."""
     path = Path(result.path)
     return dataclasses.replace(result, path=str(path.relative_to(root))) if path.is_relative_to(root) else result
-
-
-def _finished(path: Path, key: str) -> list[ClipResult] | None:
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return [ClipResult(**clip) for clip in raw["clips"]] if raw.get("key") == key else None
 
 
 def crop_dataset(manifest: pd.DataFrame, root: Path, out_dir: Path, cfg: FaceCropConfig, scale: ScaleConfig,
@@ -143,10 +135,10 @@ def crop_dataset(manifest: pd.DataFrame, root: Path, out_dir: Path, cfg: FaceCro
     """
     start = time.time()
     root, out_dir = Path(root).resolve(), Path(out_dir).resolve()    # workers may run elsewhere (shared disk)
-    setting = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"}
+    setting = [{k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"}, shards.code_digest()]
     clips = [(kind, r.clip_id, root / r.path, out_dir / "frames" / r.clip_id, cfg)
              for kind, r in zip(kinds(manifest), manifest.itertuples())]
-    tasks = [(out_dir / "shards" / f"{shards.name(i)}.json", root, setting, scale.torch_threads, clips[rows])
+    tasks = [(out_dir / "shards" / f"{shards.name(i)}.json", out_dir, root, setting, scale.torch_threads, clips[rows])
              for i, rows in enumerate(shards.plan(len(clips), scale.shard_size))]
     with dask_client(scale) as client:
         workers = len(client.scheduler_info()["workers"])
@@ -161,6 +153,7 @@ def crop_dataset(manifest: pd.DataFrame, root: Path, out_dir: Path, cfg: FaceCro
     # Per clip: the validate stage gates training on it (validate.min_clip_detection_rate).
     kept["detection_rate"] = [results[c].detection_rate for c in kept["clip_id"]]
     shards.keep_only(out_dir, [out_dir / "manifest.parquet", out_dir / "rejects.csv", *(task[0] for task in tasks),
+                               *(shards.record_of(out_dir, task[0]) for task in tasks),
                                *(out_dir / "frames" / c for c in kept["clip_id"])])
     rejects = []
     for r in manifest.itertuples():

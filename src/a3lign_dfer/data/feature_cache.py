@@ -1,7 +1,7 @@
 """The feature cache on disk, and the readers training, evaluation and export use.
 
 Per split: <split>/<n>.safetensors, one shard of consecutive clips (feats: (frames,
-views, D) float16, offsets: (clips + 1,), the shard's key in its metadata) and
+views, D) float16, offsets: (clips + 1,)) and
 <split>.parquet, the split's clips with the shard and rows of each; meta.json, written
 last, says the cache is complete. A reader fetches one clip's rows at a time with pread,
 so no process holds a split in memory: the page cache does, outside the process.
@@ -27,10 +27,10 @@ FORMAT = 2
 INDEX_COLUMNS = ("shard", "row_start", "row_end")   # where each clip's frames are: <split>/<shard>.safetensors rows
 
 
-def write_shard(path: Path, key: str, feats: torch.Tensor, counts: list[int]) -> None:
+def write_shard(path: Path, feats: torch.Tensor, counts: list[int]) -> None:
     offsets = torch.tensor(np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]), dtype=torch.int64)
     with shards.written_atomically(path) as tmp:
-        save_file({"feats": feats.half().contiguous(), "offsets": offsets}, tmp, metadata={"key": key})
+        save_file({"feats": feats.half().contiguous(), "offsets": offsets}, tmp)
 
 
 def placement(parts: list[tuple[int, list[int]]]) -> tuple[list[int], list[int], list[int]]:
@@ -146,7 +146,7 @@ def save_feature_set(feats: torch.Tensor, offsets: torch.Tensor, clips: pd.DataF
     """One split as a one-shard cache (features built elsewhere, e.g. in memory); meta.json merged."""
     cache_dir = Path(cache_dir)
     counts = np.diff(offsets.numpy()).tolist()
-    write_shard(cache_dir / split / f"{shards.name(0)}.safetensors", "", feats, counts)
+    write_shard(cache_dir / split / f"{shards.name(0)}.safetensors", feats, counts)
     index = clips.copy()
     index["shard"], index["row_start"], index["row_end"] = 0, offsets[:-1].numpy(), offsets[1:].numpy()
     index.to_parquet(cache_dir / f"{split}.parquet", index=False)

@@ -77,11 +77,12 @@ _LOADED: dict[tuple[Any, str], Encoder] = {}
 @dataclass(frozen=True)
 class _ShardTask:
     path: Path
+    out_dir: Path
     split: str
     first: int                            # the split's row of the shard's first clip (it seeds augmentations)
     clips: list[tuple[str, Path]]         # (clip_id, its crops folder)
     encoder: Any
-    model_digest: str
+    made_by: list                         # the model's content digest (or hub name), this package's source digest
     cfg: FeaturesConfig
     seed: int
     threads: int
@@ -100,10 +101,9 @@ def _encode_shard(task: _ShardTask) -> tuple[list[int], int, bool]:
     """Worker: one shard of clips -> its safetensors file; returns (frames per clip, embed_dim, reused)
     where an earlier run already finished this shard from the same inputs."""
     key = shards.key("features", FORMAT, dataclasses.asdict(task.cfg), task.seed, task.split, task.first,
-                     task.model_digest, [(clip_id, shards.digest(folder)) for clip_id, folder in task.clips])
-    done = _finished(task.path, key)
-    if done is not None:
-        return (*done, True)
+                     task.made_by, [(clip_id, shards.digest(folder)) for clip_id, folder in task.clips])
+    if shards.reusable(task.out_dir, task.path, key):
+        return (*_shape(task.path), True)
     limit_threads(task.threads)
     clip = task.encoder.load()
     views = task.views
@@ -116,21 +116,15 @@ def _encode_shard(task: _ShardTask) -> tuple[list[int], int, bool]:
         feats.append(encoded.view(views, len(frames), -1).transpose(0, 1).half().cpu())
         counts.append(len(frames))
     tensor = torch.cat(feats) if feats else torch.zeros(0, views, clip.embed_dim, dtype=torch.float16)
-    write_shard(task.path, key, tensor, counts)
+    write_shard(task.path, tensor, counts)
+    shards.record(task.out_dir, task.path, key)
     return counts, clip.embed_dim, False
 
 
-def _finished(path: Path, key: str) -> tuple[list[int], int] | None:
-    """(frames per clip, embed_dim) of the shard at `path` if it was made with `key`, else None."""
-    try:
-        with safe_open(path, framework="pt") as f:
-            if (f.metadata() or {}).get("key") != key:
-                return None
-            offsets = f.get_tensor("offsets").numpy()
-            dim = f.get_slice("feats").get_shape()[-1]
-    except (OSError, RuntimeError, ValueError):      # missing, or not a whole safetensors file
-        return None
-    return np.diff(offsets).tolist(), int(dim)
+def _shape(path: Path) -> tuple[list[int], int]:
+    """(frames per clip, embed_dim) of a finished shard, from its header and offsets."""
+    with safe_open(path, framework="pt") as f:
+        return np.diff(f.get_tensor("offsets").numpy()).tolist(), int(f.get_slice("feats").get_shape()[-1])
 
 
 def build_feature_cache(crops: pd.DataFrame, crops_root: Path, encoder: Any, cfg: FeaturesConfig, seed: int,
@@ -140,14 +134,14 @@ def build_feature_cache(crops: pd.DataFrame, crops_root: Path, encoder: Any, cfg
     out_dir, crops_root = Path(out_dir).resolve(), Path(crops_root).resolve()
     (out_dir / "meta.json").unlink(missing_ok=True)          # the cache is incomplete until it is rewritten
     start = time.perf_counter()
-    model_digest = encoder.identity()
+    code = [encoder.identity(), shards.code_digest()]
     tasks = []
     for split in SPLITS:
         rows = crops[crops["split"] == split].reset_index(drop=True)
         for n, part in enumerate(shards.plan(len(rows), scale.shard_size)):
             clips = [(c, crops_root / p) for c, p in zip(rows["clip_id"].iloc[part], rows["path"].iloc[part])]
-            tasks.append(_ShardTask(out_dir / split / f"{shards.name(n)}.safetensors", split, part.start, clips,
-                                    encoder, model_digest, cfg, seed, scale.torch_threads))
+            tasks.append(_ShardTask(out_dir / split / f"{shards.name(n)}.safetensors", out_dir, split, part.start,
+                                    clips, encoder, code, cfg, seed, scale.torch_threads))
     with dask_client(scale) as client:
         workers = len(client.scheduler_info()["workers"])
         results = map_shards(client, _encode_shard, tasks, scale.retries, "features")
@@ -167,7 +161,7 @@ def build_feature_cache(crops: pd.DataFrame, crops_root: Path, encoder: Any, cfg
         metrics[f"{split}_clips"] = len(rows)
         metrics[f"{split}_views"] = views[split]
     shards.keep_only(out_dir, [out_dir / "meta.json", *(out_dir / f"{s}.parquet" for s in SPLITS),
-                               *(task.path for task in tasks)])
+                               *(task.path for task in tasks), *(shards.record_of(out_dir, t.path) for t in tasks)])
     with shards.written_atomically(out_dir / "meta.json") as tmp:
         tmp.write_text(json.dumps({"format": FORMAT, "embed_dim": embed_dim, "views": views}, indent=2))
     seconds = time.perf_counter() - start

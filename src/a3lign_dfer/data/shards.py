@@ -2,13 +2,14 @@
 
 A shard is a run of consecutive clips, written by one task to a temporary name and
 renamed when complete (a rename is atomic), so any file under its final name is whole.
-Each shard file carries the key of what made it (the config, its clips, the content of
-their inputs, the model's): a re-run reuses a shard only if its key still matches, so
-DVC may keep the outputs between runs (`persist`) without ever serving a shard computed
-from other inputs. Keys hash content, not paths or times, so the same inputs make the
-same bytes wherever and whenever they run. A worker computes its shard's key (hashing
-is cheap beside decoding or encoding, and spreads with the shards). The stage ends by
-deleting whatever is not part of its plan, so the output folder holds one run's files.
+Beside it, under <out>/.keys/ (in .dvcignore: not part of the DVC output, so the output's
+bytes never depend on it), a record of what made it: the key (the config, its clips, the
+content of their inputs, the model's, the package's source) and the shard file's sha256.
+A re-run reuses a shard only if both still match, so DVC may keep the outputs between
+runs (`persist`) without ever serving a shard computed from other inputs or code, or one
+that a checkout replaced. Hashing inputs is cheap beside decoding or encoding them, and a
+worker does it for its own shard. The stage ends by deleting whatever is not part of its
+plan, so the output folder holds one run's files.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 TMP_MARK = ".tmp-"
+KEYS = ".keys"                  # <out>/.keys/<shard path>.json: the record of how each shard was made
 
 
 def plan(count: int, size: int) -> list[slice]:
@@ -43,15 +45,42 @@ def digest(path: Path) -> str:
     "missing" when there is nothing (a missing input is the worker's to reject)."""
     path = Path(path)
     files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path] if path.is_file() else []
-    if not files:
-        return "missing"
+    return digest_files(path, files) if files else "missing"
+
+
+def code_digest() -> str:
+    """sha256 of this package's source: a shard made by other code is never reused."""
+    package = Path(__file__).resolve().parents[1]
+    return digest_files(package, sorted(package.rglob("*.py")))
+
+
+def digest_files(base: Path, files: list[Path]) -> str:
     total = hashlib.sha256()
     for f in files:
-        total.update(str(f.relative_to(path)).encode() if f != path else b"")
+        total.update(str(f.relative_to(base)).encode() if f != base else b"")
         with f.open("rb") as stream:
             for block in iter(lambda: stream.read(1 << 20), b""):
                 total.update(block)
     return total.hexdigest()
+
+
+def record_of(out_dir: Path, shard: Path) -> Path:
+    return out_dir / KEYS / f"{shard.relative_to(out_dir)}.json"
+
+
+def reusable(out_dir: Path, shard: Path, key: str) -> bool:
+    """Whether `shard` was made with `key` and is still the file that was written then."""
+    try:
+        record = json.loads(record_of(out_dir, shard).read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("key") == key and shard.is_file() and digest(shard) == record.get("sha256")
+
+
+def record(out_dir: Path, shard: Path, key: str) -> None:
+    """After `shard` is complete under its final name: how it was made."""
+    with written_atomically(record_of(out_dir, shard)) as tmp:
+        tmp.write_text(json.dumps({"key": key, "sha256": digest(shard)}))
 
 
 @contextmanager
@@ -67,8 +96,8 @@ def written_atomically(final: Path) -> Iterator[Path]:
 
 
 def keep_only(folder: Path, keep: Iterable[Path]) -> int:
-    """Delete everything under `folder` that is neither in `keep` nor above something in it
-    (stale shards of a larger plan, leftovers of a killed run, an older layout); returns how many."""
+    """Delete everything under `folder` that is neither in `keep` nor above something in it (stale shards
+    of a larger plan, leftovers of a killed run, an older layout); returns how many."""
     keep = {Path(p) for p in keep}
     parents = {parent for p in keep for parent in p.parents}
     removed = 0
