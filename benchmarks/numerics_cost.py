@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from a3lign_dfer.reporting.readme_blocks import replace_block
+from a3lign_dfer.reporting.readme_blocks import add_report_options, publish, republish
 
 ROOT = Path(__file__).resolve().parents[1]
 # A pretrain_clip step (patch convolution, attention, matmuls; forward and backward), `steps` times after one
@@ -79,14 +79,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--out", default=str(ROOT / "reports/benchmarks/numerics_cost.json"))
-    parser.add_argument("--readme", default=str(ROOT / "README.md"))
-    parser.add_argument("--markdown-only", action="store_true", help="re-render the README block from --out")
+    add_report_options(parser, ROOT / "reports/benchmarks/numerics_cost.json", ROOT / "README.md")
     args = parser.parse_args(argv)
     if args.markdown_only:
-        result = json.loads(Path(args.out).read_text())
-        replace_block(Path(args.readme), "numerics-cost", markdown(result))
-        return result
+        return republish(args.out, args.readme, "numerics-cost", markdown)
     times: dict[str, list] = {"pinned": [], "own_best": []}
     last = {}
     for i in range(args.runs):
@@ -100,9 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
               **{name: {"median_s": statistics.median(t), "seconds": t, "aten": last[name]["aten"],
                         "sha256": last[name]["sha256"]} for name, t in times.items()}}
     result["ratio"] = result["pinned"]["median_s"] / result["own_best"]["median_s"]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    replace_block(Path(args.readme), "numerics-cost", markdown(result))
+    publish(result, args.out, args.readme, "numerics-cost", markdown)
     print(markdown(result))
     return result
 

@@ -16,7 +16,6 @@ Example (CPU, ~5 minutes on 2 cores): python benchmarks/serving.py
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import tempfile
@@ -36,7 +35,7 @@ from a3lign_dfer.model.clip_backbone import FrozenCLIP
 from a3lign_dfer.model.image_spec import ImageSpec
 from a3lign_dfer.model.small_clip import CLIP_MEAN, CLIP_STD, build_small_clip
 from a3lign_dfer.model.tokenizer import build_clip_tokenizer
-from a3lign_dfer.reporting.readme_blocks import replace_block
+from a3lign_dfer.reporting.readme_blocks import add_report_options, publish, republish
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,16 +113,12 @@ def measure(name: str, clip: FrozenCLIP, batches: tuple[int, ...], repeats: int,
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="reports/benchmarks/serving.json")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--readme", default="README.md", help="README whose `serving` block is rewritten")
-    parser.add_argument("--markdown-only", action="store_true", help="re-render the README block from --out")
+    add_report_options(parser, "reports/benchmarks/serving.json", "README.md")
     args = parser.parse_args(argv)
     if args.markdown_only:
-        result = json.loads(Path(args.out).read_text())
-        replace_block(Path(args.readme), "serving", markdown(result))
-        return result
+        return republish(args.out, args.readme, "serving", markdown)
     torch.backends.mha.set_fastpath_enabled(True)
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                           "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
@@ -131,10 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for name, make in (("vit_b32", vit_b32), ("embedded", embedded)):
             result[name] = measure(name, make(), tuple(args.batches), args.repeats, Path(tmp))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
     print(table(result))
-    replace_block(Path(args.readme), "serving", markdown(result))
+    publish(result, args.out, args.readme, "serving", markdown)
     return result
 
 

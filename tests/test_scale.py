@@ -62,7 +62,7 @@ def one_worker(raw, tiny_clip_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("one")
     crops, rejects, crop_metrics = crop_dataset(df, root, out / "crops", CROP, local(1), CLASSES)
     manifest.write(crops, out / "crops" / "manifest.parquet")
-    feature_metrics = build_feature_cache(crops, out / "crops", ClipEncoder(str(tiny_clip_dir), "cpu"), FEATURES,
+    feature_metrics = build_feature_cache(crops, out / "crops", ClipEncoder.of(str(tiny_clip_dir), "cpu"), FEATURES,
                                           seed=0, out_dir=out / "features", scale=local(1))
     return out, crops, crop_metrics, feature_metrics
 
@@ -77,7 +77,7 @@ def test_two_workers_write_the_same_bytes_as_one(raw, one_worker, tiny_clip_dir,
     manifest.write(crops, tmp_path / "crops" / "manifest.parquet")
     assert digests(tmp_path / "crops") == digests(ref / "crops")
 
-    metrics = build_feature_cache(crops, tmp_path / "crops", ClipEncoder(str(tiny_clip_dir), "cpu"), FEATURES,
+    metrics = build_feature_cache(crops, tmp_path / "crops", ClipEncoder.of(str(tiny_clip_dir), "cpu"), FEATURES,
                                   seed=0, out_dir=tmp_path / "features", scale=local(2))
     assert metrics["workers"] == 2 and metrics["shards"] == feature_metrics["shards"] == 7
     assert metrics["images_encoded"] == feature_metrics["images_encoded"] > 0

@@ -27,7 +27,7 @@ def run(args) -> None:
 
     params = load(FeaturesParams, args.params)
     crops = manifest.read(Path(args.crops) / "manifest.parquet", tuple(params.data.classes))
-    metrics = build_feature_cache(crops, Path(args.crops), ClipEncoder(params.clip.model, args.device), params.features,
+    metrics = build_feature_cache(crops, Path(args.crops), ClipEncoder.of(params.clip.model, args.device), params.features,
                                   params.data.seed, Path(args.out), params.scale)
     FEATURES.write(Path(args.metrics), metrics)
     print(json.dumps(metrics, indent=2))

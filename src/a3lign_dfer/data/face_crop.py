@@ -52,7 +52,7 @@ class ClipResult:
 
 
 def _rejected(clip_id: str, err: ClipError, decoded: int) -> ClipResult:
-    return ClipResult(clip_id, decoded, problem=err.problem, reason=err.reason, path=err.path)
+    return ClipResult(clip_id, decoded, problem=err.problem, reason=str(err), path=err.path)
 
 
 def _write_jpegs(crops, dst: Path, quality: int) -> int:
@@ -115,9 +115,12 @@ def _crop_shard(task: tuple) -> tuple[list[ClipResult], bool]:
 
 
 def _relative_path(result: ClipResult, root: Path) -> ClipResult:
-    """A reject's file relative to the data root, so the shard's bytes do not depend on where the data is."""
+    """A reject's file (and its reason's) relative to the data root, so the shard's bytes do not depend on
+    where the data is."""
     path = Path(result.path)
-    return dataclasses.replace(result, path=str(path.relative_to(root))) if path.is_relative_to(root) else result
+    if not path.is_relative_to(root):
+        return result
+    return dataclasses.replace(result, path=str(path.relative_to(root)), reason=result.reason.replace(f"{root}/", ""))
 
 
 def crop_dataset(manifest: pd.DataFrame, root: Path, out_dir: Path, cfg: FaceCropConfig, scale: ScaleConfig,

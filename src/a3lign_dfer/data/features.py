@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from safetensors import safe_open
 
+from a3lign_dfer.config.data import ScaleConfig
 from a3lign_dfer.config.model import FeaturesConfig
 from a3lign_dfer.data import shards
 from a3lign_dfer.data.cluster import dask_client, limit_threads, map_shards
@@ -52,23 +53,31 @@ class Encoder(Protocol):
 
 @dataclass(frozen=True)
 class ClipEncoder:
-    """What a worker loads to encode frames: the frozen CLIP `model` (hub name or folder) on `device`
-    ("auto": the worker's GPU where it has one, so each GPU worker of a cluster uses its own)."""
+    """What a worker loads to encode frames: the frozen CLIP `model` (hub name or absolute folder) on `device`
+    ("auto": the worker's GPU where it has one, so each GPU worker of a cluster uses its own). `digest` is
+    the folder's content: a long-lived worker reloads a folder whose weights changed."""
 
     model: str
     device: str = "auto"
+    digest: str = ""
+
+    @classmethod
+    def of(cls, model: str, device: str = "auto") -> "ClipEncoder":
+        """A folder resolved here (workers run elsewhere) and hashed; a hub name as it is."""
+        folder = Path(model)
+        return cls(str(folder.resolve()), device, shards.digest(folder)) if folder.is_dir() else cls(model, device, model)
 
     def load(self) -> Encoder:
         from a3lign_dfer.model.clip_backbone import FrozenCLIP
 
         device = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
-        if (self, device) not in _LOADED:                   # once per worker process
+        if (self, device) not in _LOADED:                   # once per worker process and model content
             _LOADED[(self, device)] = FrozenCLIP.load(self.model, device)
         return _LOADED[(self, device)]
 
     def identity(self) -> str:
         """What a shard key records of the model: its folder's content, or the hub name."""
-        return shards.digest(Path(self.model)) if Path(self.model).is_dir() else self.model
+        return self.digest
 
 
 _LOADED: dict[tuple[Any, str], Encoder] = {}
