@@ -155,11 +155,12 @@ def test_a_killed_features_stage_reruns_only_its_missing_shards_to_the_same_byte
     stage = subprocess.Popen(_features_cmd(ref / "crops", out, tmp_path / "params.yaml"), start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not list(out.glob("*/*.safetensors")) and time.monotonic() < deadline and stage.poll() is None:
+    records = out / ".keys"                                  # a shard is finished once its record is written
+    while not list(records.glob("*/*.json")) and time.monotonic() < deadline and stage.poll() is None:
         time.sleep(0.02)
     os.killpg(stage.pid, signal.SIGKILL)                     # the stage and its cluster, mid-way
     stage.wait()
-    finished = sorted(p.relative_to(out) for p in out.glob("*/*.safetensors"))
+    finished = sorted(p.relative_to(records) for p in records.glob("*/*.json"))
     assert 1 <= len(finished) < 7 and not (out / "meta.json").exists(), finished
     with pytest.raises(FileNotFoundError, match="run the features stage"):
         load_feature_set(out, "train", CLASSES)             # an interrupted cache is never read
