@@ -1,4 +1,8 @@
-"""MAT runs through the frozen CLIP text encoder at T+2 tokens; padding cannot change it."""
+"""MAT through the frozen CLIP text encoder: the paper's Eq. 2 layout against transformers' own text model,
+the compact layout against padding after EOS."""
+import copy
+
+import pytest
 import torch
 
 from a3lign_dfer.model.a3lign import A3lignDFER
@@ -8,7 +12,7 @@ from a3lign_dfer.training import bap
 
 def test_eos_pooling_at_t_plus_2_equals_padding_to_context(tiny_clip_dir, tiny_params):
     clip = FrozenCLIP.load(str(tiny_clip_dir))
-    model, _ = bap.stage1(tiny_params(), clip, None)
+    model, _ = bap.stage1(tiny_params(model={"text_layout": "compact"}), clip, None)
     short = model.text_features(clip)                      # (C, S, D) from T+2 tokens
 
     c, s, t, w = model.mat.shape
@@ -25,6 +29,46 @@ def test_eos_pooling_at_t_plus_2_equals_padding_to_context(tiny_clip_dir, tiny_p
         full = clip.model.text_projection(text.final_layer_norm(hidden)[:, t + 1]).view(c, s, -1)
     assert short.shape == (c, s, clip.embed_dim)
     torch.testing.assert_close(short, full, atol=1e-5, rtol=1e-5)
+
+
+def test_paper_layout_is_eq2_through_transformers_own_text_model(tiny_clip_dir, tiny_params):
+    """Built independently of our code path: MAT rows are the embeddings of real tokens and Eq. 2's zero
+    slots a token whose embedding row is zeroed, so the whole 77-token sequence is plain input_ids for
+    CLIPModel.get_text_features (its own positions, causal mask and pooling at the EOS id)."""
+    clip = FrozenCLIP.load(str(tiny_clip_dir))
+    model, _ = bap.stage1(tiny_params(model={"text_layout": "paper"}), clip, None)
+    c, s, t, w = model.mat.shape
+    ids = torch.randint(1000, 40000, (c * s, t), generator=torch.Generator().manual_seed(0))
+    zero_id = 40001
+    with torch.no_grad():
+        model.mat.copy_(clip.token_embeddings(ids).view(c, s, t, w))
+        ours = model.text_features(clip)
+
+    period = clip.tokenizer(".", add_special_tokens=False)["input_ids"]
+    column = lambda token, n=1: torch.full((c * s, n), token)  # noqa: E731
+    tokens = torch.cat([column(clip.tokenizer.bos_token_id), ids, column(zero_id, 74 - t), column(period[0]),
+                        column(clip.tokenizer.eos_token_id)], dim=1)
+    assert tokens.shape[1] == 77 and clip.context_length == 77
+    assert ((tokens == clip.tokenizer.eos_token_id).int().argmax(1) == 76).all()      # EOS at position 76
+    reference = copy.deepcopy(clip.model)
+    with torch.no_grad():
+        reference.text_model.embeddings.token_embedding.weight[zero_id] = 0
+        expected = reference.get_text_features(input_ids=tokens).pooler_output.view(c, s, -1)
+    assert ours.shape == (c, s, clip.embed_dim)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+
+    # The zeros and the period shape the EOS feature: the compact layout is another model.
+    compact = A3lignDFER(model.spec.evolve(text_layout="compact"))
+    compact.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert (compact.text_features(clip) - ours).abs().max() > 1e-2
+
+
+def test_paper_layout_refuses_more_tokens_than_the_context_leaves(tiny_clip_dir, tiny_params):
+    clip = FrozenCLIP.load(str(tiny_clip_dir))
+    model, _ = bap.stage1(tiny_params(model={"text_layout": "paper", "tokens": 75}), clip, None)
+    with pytest.raises(ValueError, match="at most 74"):
+        model.text_features(clip)
 
 
 def _causal(n: int) -> torch.Tensor:

@@ -5,6 +5,12 @@ from dataclasses import dataclass
 
 from a3lign_dfer.config.data import DataConfig, ScaleConfig
 
+# How a MAT sentence meets CLIP's text encoder (model/a3lign.py: sentence_inputs). paper (Eq. 2):
+# [SOS] + MAT + zeros + [period] + [EOS] at CLIP's full context, EOS last; under the causal mask the zero
+# slots (with their positions) and the period shape the EOS feature. compact: [SOS] + MAT + [EOS]
+# (T + 2 positions), a different model, not a shortcut.
+TEXT_LAYOUTS = ("paper", "compact")
+
 
 @dataclass(frozen=True)
 class ClipConfig:
@@ -36,6 +42,7 @@ class FeaturesConfig:
 class ModelConfig:
     sentences: int
     tokens: int
+    text_layout: str
     init: str
     init_text: str
     temperature: float
@@ -45,6 +52,8 @@ class ModelConfig:
     dropout: float
 
     def __post_init__(self) -> None:
+        if self.text_layout not in TEXT_LAYOUTS:
+            raise ValueError(f"model.text_layout must be one of {TEXT_LAYOUTS}, got {self.text_layout!r}")
         if self.init not in ("text", "random"):
             raise ValueError(f"model.init must be 'text' or 'random', got {self.init!r}")
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from a3lign_dfer.config.model import TEXT_LAYOUTS
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
 from a3lign_dfer.model.dynamic_encoder import DynamicEncoder
 
@@ -36,8 +37,11 @@ class ModelSpec:
     de_text_layers: int = 0
     de_video_layers: int = 0
     jas_layers: int = 0
+    text_layout: str = "compact"       # checkpoints from before the paper layout existed ran compact
 
     def __post_init__(self) -> None:
+        if self.text_layout not in TEXT_LAYOUTS:
+            raise ValueError(f"text_layout must be one of {TEXT_LAYOUTS}, got {self.text_layout!r}")
         if self.text_encoder not in TEXT_ENCODERS or self.video_encoder not in VIDEO_ENCODERS:
             raise ValueError(f"unknown encoders {self.text_encoder!r}/{self.video_encoder!r}")
         if (self.text_encoder == "jas") != (self.video_encoder == "jas"):
@@ -97,12 +101,10 @@ class A3lignDFER(nn.Module):
 
     # ---- forward ---------------------------------------------------------------
     def text_features(self, clip: FrozenCLIP) -> torch.Tensor:
-        """(C, S, D): every MAT sentence as [SOS] + tokens + [EOS] through the frozen text encoder."""
+        """(C, S, D): every MAT sentence through the frozen text encoder in the spec's layout."""
         c, s, t, w = self.mat.shape
-        rows = self.mat.reshape(c * s, t, w)
-        sos = clip.token_embeddings(torch.tensor([clip.sos_id])).expand(c * s, 1, w)
-        eos = clip.token_embeddings(torch.tensor([clip.eos_id])).expand(c * s, 1, w)
-        return clip.encode_token_embeddings(torch.cat([sos, rows, eos], dim=1)).view(c, s, -1)
+        return clip.encode_token_embeddings(sentence_inputs(clip, self.mat.reshape(c * s, t, w),
+                                                            self.spec.text_layout)).view(c, s, -1)
 
     def class_vectors(self, text_features: torch.Tensor) -> torch.Tensor:
         """(C, S, D) sentence features -> (C, D); the sentence index is the time axis."""
@@ -122,3 +124,17 @@ class A3lignDFER(nn.Module):
 
     def forward(self, frame_features: torch.Tensor, class_vectors: torch.Tensor) -> torch.Tensor:
         return self.logits(self.video_vectors(frame_features), class_vectors)
+
+
+def sentence_inputs(clip: FrozenCLIP, rows: torch.Tensor, layout: str) -> torch.Tensor:
+    """(N, T, W) MAT rows -> the token embeddings CLIP's text encoder reads, EOS last."""
+    n, t, w = rows.shape
+    token = lambda i: clip.token_embeddings(torch.tensor([i])).expand(n, 1, w)  # noqa: E731
+    if layout == "compact":
+        return torch.cat([token(clip.sos_id), rows, token(clip.eos_id)], dim=1)
+    zeros = clip.context_length - 3 - t           # Eq. 2: Tkn_max = context - [SOS], [period], [EOS]
+    if zeros < 0:
+        raise ValueError(f"model.tokens={t} leaves no room for [SOS], [period] and [EOS] in CLIP's context of "
+                         f"{clip.context_length} (paper layout: at most {clip.context_length - 3})")
+    return torch.cat([token(clip.sos_id), rows, rows.new_zeros(n, zeros, w), token(clip.period_id),
+                      token(clip.eos_id)], dim=1)

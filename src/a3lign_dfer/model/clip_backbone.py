@@ -22,6 +22,10 @@ class FrozenCLIP:
         text_config = model.config.text_config
         self.sos_id = tokenizer.bos_token_id
         self.eos_id = tokenizer.eos_token_id
+        period = tokenizer(".", add_special_tokens=False)["input_ids"]
+        if len(period) != 1:
+            raise ValueError(f"the CLIP tokenizer splits '.' into {period}: the paper layout needs one period token")
+        self.period_id = period[0]
         self.context_length = text_config.max_position_embeddings
         self.text_width = text_config.hidden_size
         self.embed_dim = model.config.projection_dim
@@ -52,7 +56,7 @@ class FrozenCLIP:
         """Text features for sequences given as token embeddings, pooled at the last position.
 
         Callers put [EOS] last. Under CLIP's causal mask nothing after EOS can reach
-        it, so running only the T+2 real positions equals padding to the context length.
+        it, so a sequence that ends at EOS equals the same sequence padded after EOS.
         """
         if embeds.shape[1] > self.context_length:
             raise ValueError(f"sequence of {embeds.shape[1]} tokens exceeds CLIP's context {self.context_length}")

@@ -30,7 +30,8 @@ def initial_spec(params: TrainingParams, clip: FrozenCLIP, **encoders) -> ModelS
     return ModelSpec(
         classes=tuple(params.data.classes), sentences=m.sentences, tokens=m.tokens,
         text_width=clip.text_width, embed_dim=clip.embed_dim, frames=params.features.num_frames,
-        heads=m.heads, mlp_ratio=m.mlp_ratio, dropout=m.dropout, temperature=m.temperature, **encoders,
+        heads=m.heads, mlp_ratio=m.mlp_ratio, dropout=m.dropout, temperature=m.temperature,
+        text_layout=m.text_layout, **encoders,
     )
 
 
