@@ -12,7 +12,7 @@ import sys
 from a3lign_dfer.commands import add_params_option, invoke
 
 COMMANDS = ("prepare", "face_crop", "validate", "pretrain_clip", "features", "train", "evaluate", "shuffle_check",
-            "seeds", "folds", "export", "predict", "drift", "serve", "make_batch", "release", "report_page",
+            "seeds", "folds", "paper", "export", "predict", "drift", "serve", "make_batch", "release", "report_page",
             "plots_template", "results")
 
 

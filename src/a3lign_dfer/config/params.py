@@ -13,7 +13,7 @@ from a3lign_dfer.config import schema
 from a3lign_dfer.config.data import (DataConfig, FaceCropConfig, FaceCropParams, PrepareParams, ScaleConfig,
                                      SyntheticConfig, ValidateConfig, ValidateParams)
 from a3lign_dfer.config.deploy import DriftConfig, ExportConfig, ExportParams, ReleaseConfig
-from a3lign_dfer.config.evaluation import ShuffleCheckConfig
+from a3lign_dfer.config.evaluation import PaperConfig, ShuffleCheckConfig
 from a3lign_dfer.config.model import (ClipConfig, FeaturesConfig, FeaturesParams, ModelConfig, PretrainClipConfig,
                                       PretrainClipParams)
 from a3lign_dfer.config.serving import ServeConfig, ServeParams
@@ -42,6 +42,7 @@ class Params:
     stage3: Stage3Config
     all_at_once: AllAtOnceConfig
     shuffle_check: ShuffleCheckConfig
+    paper: PaperConfig
     export: ExportConfig
     drift: DriftConfig
     release: ReleaseConfig

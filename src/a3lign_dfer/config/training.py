@@ -9,6 +9,7 @@ from a3lign_dfer.config.model import ClipConfig, FeaturesConfig, ModelConfig
 from a3lign_dfer.training.stage_table import STAGES
 
 CLASS_WEIGHTS = ("none", "sqrt_inverse", "inverse")
+LR_SCHEDULES = ("cosine", "constant")     # cosine: decays to 0 over each phase
 
 
 @dataclass(frozen=True)
@@ -17,11 +18,14 @@ class TrainConfig:
     batch_size: int
     momentum: float
     weight_decay: float
-    grad_clip: float
+    grad_clip: float | None            # None: no clipping
+    lr_schedule: str
     class_weight: str
     select_metric: str
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"train.class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
         if self.select_metric not in ("uar", "war"):

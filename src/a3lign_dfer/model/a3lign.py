@@ -16,7 +16,7 @@ from a3lign_dfer.config.model import TEXT_LAYOUTS
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
 from a3lign_dfer.model.dynamic_encoder import DynamicEncoder
 
-TEXT_ENCODERS = ("de_text", "jas")
+TEXT_ENCODERS = ("mean", "de_text", "jas")     # mean: the average of the S sentences (paper Table 3)
 VIDEO_ENCODERS = ("mean", "de_video", "jas")
 
 
@@ -108,8 +108,10 @@ class A3lignDFER(nn.Module):
 
     def class_vectors(self, text_features: torch.Tensor) -> torch.Tensor:
         """(C, S, D) sentence features -> (C, D); the sentence index is the time axis."""
-        encoder = self.jas if self.jas is not None else self.de_text
-        return encoder(F.normalize(text_features, dim=-1))
+        x = F.normalize(text_features, dim=-1)
+        if self.spec.text_encoder == "mean":
+            return x.mean(dim=1)
+        return (self.jas if self.jas is not None else self.de_text)(x)
 
     def video_vectors(self, frame_features: torch.Tensor) -> torch.Tensor:
         """(B, F, D) cached CLIP frame features -> (B, D)."""

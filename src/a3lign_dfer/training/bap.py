@@ -18,11 +18,14 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
+
 from a3lign_dfer.config.training import TrainingParams
+from a3lign_dfer.data.feature_cache import FeatureSet
 from a3lign_dfer.model.a3lign import A3lignDFER, ModelSpec
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
 from a3lign_dfer.training.stage_table import STAGES, stage
-from a3lign_dfer.training.trainer import Phase, StagePlan
+from a3lign_dfer.training.trainer import Phase, PhaseResult, StagePlan, fit
 
 
 def initial_spec(params: TrainingParams, clip: FrozenCLIP, **encoders) -> ModelSpec:
@@ -103,3 +106,13 @@ def all_at_once_joint(params: TrainingParams, clip: FrozenCLIP, previous: None) 
 
 Builder = Callable[[TrainingParams, FrozenCLIP, "A3lignDFER | None"], tuple[A3lignDFER, StagePlan]]
 BUILDERS: dict[str, Builder] = {row.name: globals()[row.name] for row in STAGES}   # one builder per table row
+
+
+def train_stage(stage_name: str, params: TrainingParams, clip: FrozenCLIP, train: FeatureSet, val: FeatureSet,
+                previous: A3lignDFER | None, log: Callable[[dict], None] = lambda row: None
+                ) -> tuple[list[PhaseResult], StagePlan]:
+    """One stage from its builder: the val-best model of each phase (the last is the stage's) and its plan."""
+    seed = params.train.seed * 100 + stage(stage_name).seed_offset
+    torch.manual_seed(seed)  # new layers and positions draw from it: same seed, same model
+    model, plan = BUILDERS[stage_name](params, clip, previous)
+    return fit(model.to(clip.device), clip, train, val, plan, params.train, seed, log), plan

@@ -15,7 +15,6 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
 from dvclive import Live
 
 from a3lign_dfer.config.training import TrainingParams
@@ -27,14 +26,11 @@ from a3lign_dfer.model.clip_backbone import FrozenCLIP
 from a3lign_dfer.training import bap, stage_table
 from a3lign_dfer.model.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from a3lign_dfer.report_files import TrainingSummary, from_dict, to_json
-from a3lign_dfer.training.trainer import fit
 
 
 def run_stage(stage: str, params: TrainingParams, features_dir: Path, out_dir: Path, live_dir: Path,
               init_dir: Path | None = None, device: str = "cpu") -> TrainingSummary:
     stage_row = stage_table.stage(stage)
-    seed = params.train.seed * 100 + stage_row.seed_offset
-    torch.manual_seed(seed)  # new layers and positions draw from it: same seed, same model
     classes = tuple(params.data.classes)
     clip = FrozenCLIP.load(params.clip.model, device)
     train = load_feature_set(features_dir, "train", classes)
@@ -48,7 +44,6 @@ def run_stage(stage: str, params: TrainingParams, features_dir: Path, out_dir: P
             raise ValueError(f"{stage} starts from the {stage_row.starts_from} checkpoint: pass --init")
         previous, meta = load_checkpoint(init_dir, device)
         check_compatible(meta, classes, params.clip.model, init_dir)
-    model, plan = bap.BUILDERS[stage](params, clip, previous)
 
     if live_dir.exists():
         shutil.rmtree(live_dir)
@@ -61,7 +56,7 @@ def run_stage(stage: str, params: TrainingParams, features_dir: Path, out_dir: P
                 live.log_metric(key.replace("_", "/", 1), row[key])
             live.next_step()
 
-        phases = fit(model.to(device), clip, train, val, plan, params.train, seed, log)
+        phases, plan = bap.train_stage(stage, params, clip, train, val, previous, log)
         seconds = round(time.perf_counter() - start, 2)
         final = phases[-1]
         report = split_report(final.model, clip, val, params.shuffle_check.seeds)

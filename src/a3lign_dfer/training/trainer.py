@@ -48,7 +48,7 @@ class PhaseResult:
 
 def text_side_trains(model: A3lignDFER) -> bool:
     encoder = model.jas if model.jas is not None else model.de_text
-    return model.mat.requires_grad or any(p.requires_grad for p in encoder.parameters())
+    return model.mat.requires_grad or (encoder is not None and any(p.requires_grad for p in encoder.parameters()))
 
 
 def param_groups(model: A3lignDFER, lr: LearningRates, weight_decay: float) -> list[dict]:
@@ -114,7 +114,8 @@ def fit(model: A3lignDFER, clip: FrozenCLIP, train: FeatureSet, val: FeatureSet,
         params = [p for g in groups for p in g["params"]]
         steps = phase.epochs * math.ceil(len(train) / cfg.batch_size)
         opt = torch.optim.SGD(groups, momentum=cfg.momentum)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
+        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1)) if cfg.lr_schedule == "cosine"
+                 else torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0))
         # Frozen text side (stage 2): the class vectors are computed once for the phase.
         fixed = None if text_side_trains(model) else class_matrix(model, clip)
         best: PhaseResult | None = None
@@ -132,7 +133,8 @@ def fit(model: A3lignDFER, clip: FrozenCLIP, train: FeatureSet, val: FeatureSet,
                 loss = F.cross_entropy(model(x, vectors), train.labels[idx].to(device), weight=weights)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 opt.step()
                 sched.step()
                 losses.append(loss.item())

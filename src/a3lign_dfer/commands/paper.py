@@ -1,0 +1,39 @@
+"""`paper`: the paper's tables and figures on this pipeline's feature cache, to reports/paper/."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from a3lign_dfer.commands import run_module
+
+HELP = "the paper's experiments (Tables 2, 3, 6, Figures 3, 4, fidelity checks) to reports/paper/"
+
+
+def add_arguments(p) -> None:
+    from a3lign_dfer.evaluation.paper.experiments import EXPERIMENTS
+
+    p.add_argument("names", nargs="*", choices=[*EXPERIMENTS, []], metavar="NAME",
+                   help=f"experiments to run, in this order: {', '.join(EXPERIMENTS)} (default: all); "
+                        "index.md and README's paper block are rewritten after any of them")
+    p.add_argument("--features", default="data/features", help="the pipeline's feature cache")
+    p.add_argument("--checkpoint", default="models/stage3", help="the final model (Figure 4, Table 6)")
+    p.add_argument("--out", default="reports/paper")
+    p.add_argument("--readme", default="README.md", help="whose `paper` block is rewritten ('' for none)")
+
+
+def run(args) -> None:
+    from a3lign_dfer.config.evaluation import PaperParams
+    from a3lign_dfer.config.schema import load
+    from a3lign_dfer.evaluation.paper.experiments import EXPERIMENTS, Setup, write_index
+
+    params = load(PaperParams, args.params)
+    setup = Setup(params.paper, params.scale, args.params, args.features, args.checkpoint, ".", Path(args.out))
+    for name in [n for n in EXPERIMENTS if n in (args.names or EXPERIMENTS)]:
+        print(f"== {name}", flush=True)
+        EXPERIMENTS[name](setup)
+    write_index(setup, Path(args.readme) if args.readme else None)
+    print((setup.out / "index.md").read_text())
+
+
+if __name__ == "__main__":
+    sys.exit(run_module(sys.modules[__name__]))
