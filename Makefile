@@ -16,7 +16,7 @@ server serve: export PREFECT_HOME ?= $(abspath .prefect)
 serve: export PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check --no-warn-script-location
 
-.PHONY: install repro pull seeds test server serve ui-check service service-check lock clean-venv
+.PHONY: install repro pull seeds paper test server serve ui-check service service-check lock clean-venv
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,10 @@ pull: install
 seeds: install
 	$(PY) -m a3lign_dfer seeds --seeds 0 1 2 3 4
 	$(PY) -m a3lign_dfer results
+
+# The paper's tables and figures (after `make repro`): reports/paper/ and README's paper block.
+paper: install
+	$(PY) -m a3lign_dfer paper
 
 test: install
 	$(PY) -m pytest -q
