@@ -145,6 +145,49 @@ def table3_markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
+# ---- Figure 4 and Table 6: the pipeline's final model -----------------------------------------------
+def _final_params(setup: Setup):
+    from a3lign_dfer.config.schema import load
+    from a3lign_dfer.config.training import TrainingParams
+
+    return load(TrainingParams, setup.params_path)
+
+
+def run_figure4(setup: Setup) -> dict:
+    from a3lign_dfer.evaluation.paper.visuals import tsne_figure
+
+    start = time.perf_counter()
+    result = tsne_figure(Path(setup.checkpoint), Path(setup.features), setup.out / "figure4.png", _final_params(setup))
+    result["seconds"] = time.perf_counter() - start
+    rows = [f"| {name} | {100 * result['before'][name]:.1f} | {100 * result['after'][name]:.1f} |"
+            for name in ("accuracy", "uar")] + [
+            f"| {name} | {result['before'][name]:.3f} | {result['after'][name]:.3f} |"
+            for name in ("silhouette", "margin", "class_pairwise_cosine")]
+    markdown = "\n".join([
+        "![Figure 4](figure4.png)", "",
+        f"{result['clips']} test videos of `{setup.checkpoint}`, measured in the original space (cosine), not in "
+        "t-SNE: nearest class vector accuracy / UAR %, silhouette of the videos by class, a video's margin of its own "
+        "class vector over the others, and how alike the class vectors are.", "",
+        "| | before training | after BAP |", "|---|---|---|", *rows])
+    return _write(setup, "figure4", result, markdown)
+
+
+def run_table6(setup: Setup) -> dict:
+    from a3lign_dfer.evaluation.paper.visuals import nearest_words, nearest_words_markdown
+
+    start = time.perf_counter()
+    result = nearest_words(Path(setup.checkpoint))
+    result["seconds"] = time.perf_counter() - start
+    moved = result["movement"]
+    markdown = "\n".join([
+        f"Nearest vocabulary words (CLIP's token embeddings, cosine) of the MAT tokens of `{setup.checkpoint}`; "
+        "the class name in bold. The paper's Table 6 is on FERV39k with the real CLIP.", "",
+        nearest_words_markdown(result), nearest_words_markdown(result, beyond_init=True),
+        "How far MAT moved from its initialisation (cosines; 1 = unchanged or exactly a vocabulary row):", "",
+        "| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in moved.items())])
+    return _write(setup, "table6", result, markdown)
+
+
 # ---- index: every table and figure, and which of the paper's orderings hold -------------------------
 def verdict(higher: dict, lower: dict) -> str:
     """Whether `higher` is above `lower` (mean +- std over seeds): the one wording every ordering uses."""
@@ -201,7 +244,7 @@ def write_index(setup: Setup, readme: Path | None) -> str:
     return markdown
 
 
-EXPERIMENTS = {"fidelity": run_fidelity, "table3": run_table3}
+EXPERIMENTS = {"fidelity": run_fidelity, "table3": run_table3, "figure4": run_figure4, "table6": run_table6}
 TITLES = {"fidelity.md": "Fidelity: Eq. 2 layout, loss, all at once (val decides)",
           "table2.md": "Table 2: baselines", "table3.md": "Table 3: MAT x JAS",
           "figure3.png": "Figure 3: S x T grid (DVC experiments)", "figure3.md": "Figure 3 as a table",
