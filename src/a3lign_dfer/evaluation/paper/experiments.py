@@ -145,6 +145,18 @@ def table3_markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
+# ---- Figure 3: the S x T grid as DVC experiments ----------------------------------------------------
+def run_figure3(setup: Setup) -> dict:
+    from a3lign_dfer.evaluation.paper.mat_grid import collect_grid, grid_heatmap, grid_markdown, queue_grid
+
+    start = time.perf_counter()
+    queue_grid(Path(setup.repo), setup.paper.grid)
+    result = collect_grid(Path(setup.repo), setup.paper.grid)
+    grid_heatmap(result, setup.out / "figure3.png")
+    result["seconds"] = time.perf_counter() - start
+    return _write(setup, "figure3", result, "![Figure 3](figure3.png)\n\n" + grid_markdown(result))
+
+
 # ---- Figure 4 and Table 6: the pipeline's final model -----------------------------------------------
 def _final_params(setup: Setup):
     from a3lign_dfer.config.schema import load
@@ -244,7 +256,8 @@ def write_index(setup: Setup, readme: Path | None) -> str:
     return markdown
 
 
-EXPERIMENTS = {"fidelity": run_fidelity, "table3": run_table3, "figure4": run_figure4, "table6": run_table6}
+EXPERIMENTS = {"fidelity": run_fidelity, "table3": run_table3, "figure3": run_figure3, "figure4": run_figure4,
+               "table6": run_table6}
 TITLES = {"fidelity.md": "Fidelity: Eq. 2 layout, loss, all at once (val decides)",
           "table2.md": "Table 2: baselines", "table3.md": "Table 3: MAT x JAS",
           "figure3.png": "Figure 3: S x T grid (DVC experiments)", "figure3.md": "Figure 3 as a table",
