@@ -140,6 +140,10 @@ def site(tmp_path_factory):
     for rel in ["eval", "shuffle", "train", "seeds", "face_crop.json", "pretrain_clip.json", "features.json",
                 "export.json"]:
         (shutil.copytree if (REPORTS / rel).is_dir() else shutil.copy)(REPORTS / rel, reports / rel)
+    (reports / "paper").mkdir()                                   # what `paper` writes (made up here)
+    for name in ("index.md", "table3.md"):
+        (reports / "paper" / name).write_text("| MAT | JAS |\n|---|---|\n")
+    shutil.copy(REPORTS / "eval/confusion.png", reports / "paper/figure4.png")
     (reports / "validation").mkdir()
     (reports / "validation/index.html").write_text("<html><body>Data Docs</body></html>")
     (reports / "validation.json").write_text(json.dumps({
@@ -184,7 +188,8 @@ def test_every_link_resolves_and_every_report_is_linked(site):
                                           "shuffle/metrics.json", "shuffle/per_class_recall.png", "export.json",
                                           "face_crop.json", "features.json", "pretrain_clip.json",
                                           "validation.json", "validation/index.html",
-                                          "drift/batch_0001/report.html", "seeds/summary.md", "curves/bap_ladder.png")]
+                                          "drift/batch_0001/report.html", "seeds/summary.md", "curves/bap_ladder.png",
+                                          "paper/index.md", "paper/table3.md", "paper/figure4.png")]
     expected += [site["repo"] / "models/deploy/manifest.json"]
     expected += [reports / "train" / s / rel for s in TRAINING for rel in ("metrics.json", "plots/metrics/val/uar.tsv")]
     expected += [reports / "curves" / f"{s}.png" for s in TRAINING]

@@ -245,6 +245,9 @@ def registry_section(repo: Path) -> dict:
 
 def more_section(page: Page, reports: Path) -> list[tuple[str, list[Link]]]:
     items = [("Seeds: mean ± std over training seeds", [reports / "seeds/summary.md", reports / "seeds/summary.json"]),
+             ("The paper's experiments (`make paper`): tables and figures",
+              [reports / "paper/index.md", *sorted((reports / "paper").glob("[!i]*.md")),
+               *sorted((reports / "paper").glob("*.png"))]),
              ("Serving benchmark", [reports / "benchmarks/serving.json"]),
              ("Prefect UI screenshots", sorted((reports / "prefect_ui").glob("*.png")))]
     return [(label, [page.link(p, p.relative_to(reports).as_posix()) for p in paths])
