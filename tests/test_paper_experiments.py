@@ -6,7 +6,7 @@ import yaml
 
 from a3lign_dfer.config.schema import read
 from a3lign_dfer.evaluation.paper import ablation, runs
-from a3lign_dfer.evaluation.paper.experiments import Setup, run_fidelity, run_table3
+from a3lign_dfer.evaluation.paper.experiments import Setup, run_fidelity, run_table2, run_table3, verdict, write_index
 from a3lign_dfer.config.params import load_params
 from conftest import ROOT, TINY_PIPELINE, write_toy_cache
 
@@ -59,4 +59,26 @@ def test_fidelity_and_table3_write_their_tables(tmp_path, tiny_clip_dir, scale):
     chosen = result["layout"]["chosen"]
     assert table3["rows"]["both"]["val"]["uar"] == result["ladder"][chosen]["stage3"]["val"]["uar"]
     assert "| ✓ | ✓ |" in (setup.out / "table3.md").read_text()
+
+    table2 = run_table2(setup)
+    assert list(table2["rows"]) == ["zero_shot", "coop", "cocoop", "linear_probe", "a3lign"]
+    assert table2["rows"]["a3lign"] == result["ladder"][chosen]["stage3"]
+    assert "| CoCoOp |" in (setup.out / "table2.md").read_text()
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- paper:start -->\nSTALE-BLOCK\n<!-- paper:end -->\n")
+    index = write_index(setup, readme)
+    claims = [line for line in index.splitlines() if line.startswith("| Table")]
+    assert len(claims) == 4 + 2 + 3 + 1          # Table 3's four orderings, BAP vs two all-at-once rows, ladder, shuffle
+    assert all(line.rstrip(" |").endswith(VERDICTS) for line in claims)
+    assert f"]({setup.out.as_posix()}/table2.md)" in readme.read_text() and "STALE-BLOCK" not in readme.read_text()
+
+
+VERDICTS = ("holds", "holds in the mean, within the spread", "does not hold")
+
+
+def test_an_ordering_holds_only_beyond_the_spread():
+    assert verdict({"mean": 0.8, "std": 0.01}, {"mean": 0.7, "std": 0.02}) == "holds"
+    assert verdict({"mean": 0.71, "std": 0.02}, {"mean": 0.7, "std": 0.01}) == "holds in the mean, within the spread"
+    assert verdict({"mean": 0.7, "std": 0.0}, {"mean": 0.7, "std": 0.0}) == "does not hold"
 
