@@ -45,9 +45,9 @@ def video_only(ws: Workspace, params: TrainingParams) -> dict[str, dict]:
     return {ROW: reports(phases[-1].model, ws, params)}
 
 
-def jobs(seeds: tuple[int, ...], layout: str) -> list[Job]:
-    on_layout = {"model": {"text_layout": layout}}
-    single = {"model": {**SINGLE_TOKEN["model"], "text_layout": layout}}
+def jobs(seeds: tuple[int, ...], setting: dict) -> list[Job]:
+    """The three rows beside MAT + JAS, on `setting` (params overrides: the layout and loss val chose)."""
+    single = {**setting, "model": {**setting.get("model", {}), **SINGLE_TOKEN["model"]}}
     return ([Job("ablation:average", "neither", seed, single) for seed in seeds]
-            + [Job("ablation:average", "mat", seed, on_layout) for seed in seeds]
+            + [Job("ablation:average", "mat", seed, setting) for seed in seeds]
             + [Job("ablation:video_only", "jas", seed, single) for seed in seeds])

@@ -71,14 +71,22 @@ def run_fidelity(setup: Setup) -> dict:
     loss_done = run_jobs(setup.jobs(fidelity.jobs(setup.paper.seeds, layout["chosen"])["loss"]), setup.scale,
                          "fidelity: loss")
     loss = fidelity.choose(loss_done, "none", "inverse")
-    seconds = {v: stats([r["seconds"] for r in done + loss_done if r["variant"] == v])
-               for v in ("compact", "paper")}
     result = {"seeds": list(setup.paper.seeds), "layout": layout, "loss": loss,
               "ladder": _rows(done, ["compact", "paper"], list(LADDER)),
               "loss_rows": _rows(loss_done, ["inverse", "none"], list(LADDER)),
               "all_at_once": _rows(done, ["ours", "plain"], list(ABLATIONS)),
-              "ladder_seconds": seconds, "seconds": time.perf_counter() - start}
+              "seconds": time.perf_counter() - start}
     return _write(setup, "fidelity", result, fidelity_markdown(result))
+
+
+def chosen_setting(fid: dict) -> dict:
+    """The params overrides of the layout and loss val chose: what Table 2, 3 and the index train and read."""
+    return {"model": {"text_layout": fid["layout"]["chosen"]}, "train": {"class_weight": fid["loss"]["chosen"]}}
+
+
+def final_ladder(fid: dict) -> dict:
+    """The BAP ladder on the chosen setting: the loss comparison trained it on the chosen layout."""
+    return fid["loss_rows"][fid["loss"]["chosen"]]
 
 
 def _choice_line(title: str, c: dict, a_label: str, b_label: str) -> str:
@@ -96,9 +104,8 @@ def fidelity_markdown(r: dict) -> str:
              "| Question | The paper's reading | Ours | Difference (points) | Default |", "|---|---|---|---|---|",
              _choice_line("Eq. 2 text layout", r["layout"], "paper", "compact"),
              _choice_line("Loss", r["loss"], "plain cross-entropy", "class-weighted (inverse)"), "",
-             "Cost of the two layouts: one BAP ladder (4 stages, in memory, one thread) took "
-             + ", ".join(f"{v} {s['mean']:.0f} ± {s['std']:.0f} s" for v, s in r["ladder_seconds"].items())
-             + " (per-step text cost at ViT-B/32 size: reports/benchmarks/text_layout.json).", "",
+             "What the paper layout costs per training step, side by side with compact: "
+             "reports/benchmarks/text_layout.json (README `text-layout`).", "",
              "| Ladder stage | compact: val UAR | paper: val UAR | compact: test UAR | paper: test UAR |",
              "|---|---|---|---|---|"]
     for stage in LADDER:
@@ -125,11 +132,11 @@ TABLE3_ROWS = (("neither", "×", "×"), ("mat", "✓", "×"), ("jas", "×", "✓
 def run_table3(setup: Setup) -> dict:
     start = time.perf_counter()
     fid = _read(setup, "fidelity")
-    layout = fid["layout"]["chosen"]
-    done = run_jobs(setup.jobs(ablation.jobs(setup.paper.seeds, layout)), setup.scale, "table 3")
+    chosen = chosen_setting(fid)
+    done = run_jobs(setup.jobs(ablation.jobs(setup.paper.seeds, chosen)), setup.scale, "table 3")
     rows = {name: _rows(done, [name], [ablation.ROW])[name][ablation.ROW] for name in ("neither", "mat", "jas")}
-    rows["both"] = fid["ladder"][layout][FINAL]            # the ladders fidelity trained on that layout
-    result = {"seeds": list(setup.paper.seeds), "layout": layout, "rows": rows,
+    rows["both"] = final_ladder(fid)[FINAL]
+    result = {"seeds": list(setup.paper.seeds), "setting": chosen, "rows": rows,
               "seconds": time.perf_counter() - start}
     return _write(setup, "table3", result, table3_markdown(result))
 
@@ -160,7 +167,7 @@ def run_table2(setup: Setup) -> dict:
     done = run_jobs(setup.jobs([Job(f"baselines:{name}", name, seed) for name in BASELINES
                                 for seed in setup.paper.seeds]), setup.scale, "table 2")
     rows = {name: _rows(done, [name], [name])[name][name] for name in BASELINES}
-    rows["a3lign"] = fid["ladder"][fid["layout"]["chosen"]][FINAL]
+    rows["a3lign"] = final_ladder(fid)[FINAL]
     result = {"seeds": list(setup.paper.seeds), "rows": rows, "seconds": time.perf_counter() - start}
     return _write(setup, "table2", result, table2_markdown(result))
 
@@ -249,7 +256,7 @@ def verdict(higher: dict, lower: dict) -> str:
 def orderings(setup: Setup) -> list[tuple[str, str, str]]:
     """(the paper's claim, our numbers, verdict), on test UAR."""
     fid, t3 = _read(setup, "fidelity"), _read(setup, "table3")
-    ladder = fid["ladder"][fid["layout"]["chosen"]]
+    ladder = final_ladder(fid)
     uar = lambda row: row["test"]["uar"]  # noqa: E731
     rows = t3["rows"]
     out = []
