@@ -10,6 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from a3lign_dfer.config.data import ScaleConfig
 from a3lign_dfer.config.evaluation import PaperConfig
@@ -35,10 +36,11 @@ class Setup:
         return [replace(j, params_path=self.params_path, features=self.features) for j in jobs]
 
 
-def _write(setup: Setup, name: str, result: dict, markdown: str) -> dict:
+def _write(setup: Setup, name: str, result: dict, render: Callable[[dict], str]) -> dict:
+    """<name>.json first (what was measured survives a rendering bug), then <name>.md rendered from it."""
     setup.out.mkdir(parents=True, exist_ok=True)
     (setup.out / f"{name}.json").write_text(json.dumps(result, indent=2))
-    (setup.out / f"{name}.md").write_text(markdown + "\n")
+    (setup.out / f"{name}.md").write_text(render(result) + "\n")
     return result
 
 
@@ -76,7 +78,7 @@ def run_fidelity(setup: Setup) -> dict:
               "loss_rows": _rows(loss_done, ["inverse", "none"], list(LADDER)),
               "all_at_once": _rows(done, ["ours", "plain"], list(ABLATIONS)),
               "seconds": time.perf_counter() - start}
-    return _write(setup, "fidelity", result, fidelity_markdown(result))
+    return _write(setup, "fidelity", result, fidelity_markdown)
 
 
 def chosen_setting(fid: dict) -> dict:
@@ -138,12 +140,12 @@ def run_table3(setup: Setup) -> dict:
     rows["both"] = final_ladder(fid)[FINAL]
     result = {"seeds": list(setup.paper.seeds), "setting": chosen, "rows": rows,
               "seconds": time.perf_counter() - start}
-    return _write(setup, "table3", result, table3_markdown(result))
+    return _write(setup, "table3", result, table3_markdown)
 
 
 def table3_markdown(r: dict) -> str:
-    lines = [f"Test WAR / UAR %, mean ± std over {len(r['seeds'])} training seeds (val UAR beside; text layout "
-             f"{r['layout']}). What \"off\" means is in src/a3lign_dfer/evaluation/paper/ablation.py. The paper's "
+    lines = [f"Test WAR / UAR %, mean ± std over {len(r['seeds'])} training seeds (val UAR beside), on the setting "
+             f"val chose (`{json.dumps(r['setting'])}`). What \"off\" means is in src/a3lign_dfer/evaluation/paper/ablation.py. The paper's "
              "numbers are FERV39k and MAFW, not this benchmark.", "",
              "| MAT | JAS | test WAR | test UAR | val UAR | shuffled UAR drop | paper FERV39k WAR / UAR | paper MAFW WAR / UAR |",
              "|---|---|---|---|---|---|---|---|"]
@@ -169,7 +171,7 @@ def run_table2(setup: Setup) -> dict:
     rows = {name: _rows(done, [name], [name])[name][name] for name in BASELINES}
     rows["a3lign"] = final_ladder(fid)[FINAL]
     result = {"seeds": list(setup.paper.seeds), "rows": rows, "seconds": time.perf_counter() - start}
-    return _write(setup, "table2", result, table2_markdown(result))
+    return _write(setup, "table2", result, table2_markdown)
 
 
 def table2_markdown(r: dict) -> str:
@@ -198,7 +200,7 @@ def run_figure3(setup: Setup) -> dict:
     result = collect_grid(Path(setup.repo), setup.paper.grid)
     grid_heatmap(result, setup.out / "figure3.png")
     result["seconds"] = time.perf_counter() - start
-    return _write(setup, "figure3", result, "![Figure 3](figure3.png)\n\n" + grid_markdown(result))
+    return _write(setup, "figure3", result, lambda r: "![Figure 3](figure3.png)\n\n" + grid_markdown(r))
 
 
 # ---- Figure 4 and Table 6: the pipeline's final model -----------------------------------------------
@@ -225,7 +227,7 @@ def run_figure4(setup: Setup) -> dict:
         "t-SNE: nearest class vector accuracy / UAR %, silhouette of the videos by class, a video's margin of its own "
         "class vector over the others, and how alike the class vectors are.", "",
         "| | before training | after BAP |", "|---|---|---|", *rows])
-    return _write(setup, "figure4", result, markdown)
+    return _write(setup, "figure4", result, lambda r: markdown)
 
 
 def run_table6(setup: Setup) -> dict:
@@ -241,7 +243,7 @@ def run_table6(setup: Setup) -> dict:
         nearest_words_markdown(result), nearest_words_markdown(result, beyond_init=True),
         "How far MAT moved from its initialisation (cosines; 1 = unchanged or exactly a vocabulary row):", "",
         "| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in moved.items())])
-    return _write(setup, "table6", result, markdown)
+    return _write(setup, "table6", result, lambda r: markdown)
 
 
 # ---- index: every table and figure, and which of the paper's orderings hold -------------------------
