@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from a3lign_dfer.evaluation.paper.experiments import readme_block as paper_block
 from a3lign_dfer.evaluation.results_table import results_markdown
 from a3lign_dfer.reporting.readme_blocks import markers
 
@@ -31,6 +32,8 @@ BLOCKS = {
     "numerics-cost": ("python benchmarks/numerics_cost.py", _benchmark("numerics_cost", "benchmarks/numerics_cost.json")),
     "drift": ("python benchmarks/drift.py", _benchmark("drift", "benchmarks/drift.json")),
     "scale": ("python benchmarks/scale.py", _benchmark("scale", "benchmarks/scale.json")),
+    "text-layout": ("python benchmarks/text_layout.py", _benchmark("text_layout", "benchmarks/text_layout.json")),
+    "paper": ("make paper (python -m a3lign_dfer paper)", paper_block),
 }
 
 

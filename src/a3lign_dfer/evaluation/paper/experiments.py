@@ -44,8 +44,8 @@ def _write(setup: Setup, name: str, result: dict, render: Callable[[dict], str])
     return result
 
 
-def _read(setup: Setup, name: str) -> dict:
-    path = setup.out / f"{name}.json"
+def _read(out: Setup | Path, name: str) -> dict:
+    path = (out.out if isinstance(out, Setup) else out) / f"{name}.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `python -m a3lign_dfer paper {name}` first")
     return json.loads(path.read_text())
@@ -255,9 +255,9 @@ def verdict(higher: dict, lower: dict) -> str:
     return "holds in the mean, within the spread" if gap > 0 else "does not hold"
 
 
-def orderings(setup: Setup) -> list[tuple[str, str, str]]:
+def orderings(out: Path) -> list[tuple[str, str, str]]:
     """(the paper's claim, our numbers, verdict), on test UAR."""
-    fid, t3 = _read(setup, "fidelity"), _read(setup, "table3")
+    fid, t3 = _read(out, "fidelity"), _read(out, "table3")
     ladder = final_ladder(fid)
     uar = lambda row: row["test"]["uar"]  # noqa: E731
     rows = t3["rows"]
@@ -278,27 +278,34 @@ def orderings(setup: Setup) -> list[tuple[str, str, str]]:
     return out
 
 
-def write_index(setup: Setup, readme: Path | None) -> str:
-    """reports/paper/index.md from the experiments' files on disk, and README's `paper` block."""
-    from a3lign_dfer.reporting.readme_blocks import replace_block
-
+def index_markdown(out: Path, prefix: str = "") -> str:
+    """index.md from the experiments' files in `out`; `prefix` goes before every link (README's block)."""
     lines = ["The paper's experiments on this benchmark (`make paper`; each table and figure also alone: "
              "`python -m a3lign_dfer paper NAME`). The paper's numbers are FERV39k and MAFW, quoted for their "
              "ordering, not to compare with this synthetic benchmark.", ""]
-    for name, title in TITLES.items():
-        path = setup.out / name
-        if path.exists():
-            lines.append(f"- [{title}]({path.name})")
-    if (setup.out / "fidelity.json").exists() and (setup.out / "table3.json").exists():
+    lines += [f"- [{title}]({prefix}{name})" for name, title in TITLES.items() if (out / name).exists()]
+    if (out / "fidelity.json").exists() and (out / "table3.json").exists():
         lines += ["", "| The paper's ordering | Ours (test UAR %, mean ± std) | Here |", "|---|---|---|"]
-        lines += [f"| {claim} | {numbers} | {v} |" for claim, numbers, v in orderings(setup)]
-    seconds = {n: _read(setup, n)["seconds"] for n in EXPERIMENTS if (setup.out / f"{n}.json").exists()}
+        lines += [f"| {claim} | {numbers} | {v} |" for claim, numbers, v in orderings(out)]
+    seconds = {n: _read(out, n)["seconds"] for n in EXPERIMENTS if (out / f"{n}.json").exists()}
     lines += ["", "Time on this machine: " + ", ".join(f"{n} {s / 60:.1f} min" for n, s in seconds.items())
               + f"; total {sum(seconds.values()) / 60:.1f} min."]
-    markdown = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def readme_block(reports: Path) -> str:
+    """README's `paper` block: the index with links from the repository root."""
+    return index_markdown(reports / "paper", prefix="reports/paper/")
+
+
+def write_index(setup: Setup, readme: Path | None) -> str:
+    """reports/paper/index.md, and README's `paper` block (when `out` is reports/paper under the README's folder)."""
+    from a3lign_dfer.reporting.readme_blocks import replace_block
+
+    markdown = index_markdown(setup.out)
     (setup.out / "index.md").write_text(markdown + "\n")
     if readme is not None:
-        replace_block(readme, "paper", markdown.replace("](", f"]({setup.out.as_posix()}/"))
+        replace_block(readme, "paper", index_markdown(setup.out, prefix=f"{setup.out.as_posix()}/"))
     return markdown
 
 
