@@ -159,8 +159,11 @@ def test_predict_is_deterministic_with_dropout(clip, tiny_params):
 def test_order_blind_model_shows_exactly_zero_shuffled_drop(clip, tiny_params):
     model, _ = bap.stage1(tiny_params(), clip, None)                  # video vector = mean of frames
     report = split_report(model, clip, toy_features(40, seed=4), (0, 1, 2))
-    assert report["shuffled"]["uar_drop"] == 0 and report["shuffled"]["war_drop"] == 0
-    assert set(report["shuffled"]["per_class_drop"].values()) == {0.0}
+    # Every permutation scores exactly what the normal order does; the drop is that minus the mean of the
+    # permutations' scores, which can differ from it in the last bit (-3.5e-18 seen): zero up to rounding,
+    # while one clip that changed its prediction would move it by 1/40.
+    drops = [report["shuffled"]["uar_drop"], report["shuffled"]["war_drop"], *report["shuffled"]["per_class_drop"].values()]
+    assert max(abs(d) for d in drops) < 1e-12
 
 
 def test_perturbing_jas_changes_class_and_video_vectors(clip, tiny_params):
