@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from a3lign_dfer.config.evaluation import GridConfig
 from a3lign_dfer.evaluation.multi_seed import _git, plus_minus, stats
+from a3lign_dfer.orchestration.experiments import uncommitted
 from a3lign_dfer.report_files import parse, training
 
 STAGE = "stage3"           # the report of `train_stage3`, the end of the BAP ladder
@@ -101,6 +102,10 @@ def queue_grid(repo: Path, grid: GridConfig, target: str = "train_stage3", *, po
 
     Prints a line per finished cell; the first failed cell stops the wait with its log (the cells
     still queued are taken off the queue). Returns the experiment names in grid order."""
+    dirty = uncommitted(repo)
+    if dirty:    # DVC stashes them around each queued -S edit; seen: a cell's params left in params.yaml
+        raise RuntimeError(f"the grid queues experiments from a clean committed workspace; uncommitted: "
+                           f"{', '.join(dirty)}")
     names = [cell_name(*cell) for cell in cells(grid)]
     _forget(repo, names)
     before, _ = _queue_status(repo)
