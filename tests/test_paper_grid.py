@@ -113,4 +113,4 @@ def test_a_failed_cell_is_named_with_its_log(grid_repo):
     # T = 1000 does not fit CLIP's 77-token context: train_stage1 fails in the experiment.
     with pytest.raises(RuntimeError, match=r"grid-s2-t1000-seed0 \(task [0-9a-f]{7}\) failed") as err:
         queue_grid(grid_repo, GridConfig(sentences=(2,), tokens=(1000,), seeds=(0,)), poll_s=5)
-    assert "exceeds CLIP's context" in str(err.value)
+    assert "CLIP's context" in str(err.value)
