@@ -12,7 +12,7 @@ HELP = "the paper's experiments (Tables 2, 3, 6, Figures 3, 4, fidelity checks) 
 def add_arguments(p) -> None:
     from a3lign_dfer.evaluation.paper.experiments import EXPERIMENTS
 
-    p.add_argument("names", nargs="*", choices=[*EXPERIMENTS, []], metavar="NAME",
+    p.add_argument("names", nargs="*", metavar="NAME",
                    help=f"experiments to run, in this order: {', '.join(EXPERIMENTS)} (default: all); "
                         "index.md and README's paper block are rewritten after any of them")
     p.add_argument("--features", default="data/features", help="the pipeline's feature cache")
@@ -26,6 +26,11 @@ def run(args) -> None:
     from a3lign_dfer.config.schema import load
     from a3lign_dfer.evaluation.paper.experiments import EXPERIMENTS, Setup, write_index
 
+    from a3lign_dfer.errors import UserError
+
+    unknown = sorted(set(args.names) - set(EXPERIMENTS))
+    if unknown:
+        raise UserError(f"unknown experiment(s) {', '.join(unknown)}; known: {', '.join(EXPERIMENTS)}")
     params = load(PaperParams, args.params)
     setup = Setup(params.paper, params.scale, args.params, args.features, args.checkpoint, ".", Path(args.out))
     for name in [n for n in EXPERIMENTS if n in (args.names or EXPERIMENTS)]:
