@@ -17,6 +17,7 @@ import pandas as pd
 
 from a3lign_dfer.inference.backends import load_backend
 from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, video_input
+from a3lign_dfer.serving.artifact import verify
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -39,6 +40,7 @@ def expand(inputs: list[str]) -> list[Path]:
 
 def predict_videos(inputs: list[str], deploy_dir: Path, backend: str, device: str = "cpu", as_json: bool = False,
                    out_csv: str | None = None) -> int:
+    verify(deploy_dir)                  # a missing or changed file is one line naming it, before any work
     spec = PreprocessSpec.load(deploy_dir / "preprocess.json")
     classes = json.loads((deploy_dir / "labels.json").read_text())["classes"]
     run = load_backend(deploy_dir, backend, device)

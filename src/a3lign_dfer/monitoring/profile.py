@@ -20,13 +20,18 @@ import numpy as np
 import pandas as pd
 
 from a3lign_dfer.config.deploy import DriftConfig
-
 from a3lign_dfer.config.schema import to_dict
 from a3lign_dfer.data.feature_cache import load_feature_set
 from a3lign_dfer.data.manifest import kinds
+from a3lign_dfer.errors import MissingInput
 from a3lign_dfer.inference.backends import Backend
 from a3lign_dfer.inference.video_input import PreprocessSpec
-from a3lign_dfer.monitoring.columns import PREDICTIONS, STATS, embedding_columns, video_columns
+from a3lign_dfer.monitoring.columns import (
+    PREDICTIONS,
+    STATS,
+    embedding_columns,
+    video_columns,
+)
 from a3lign_dfer.monitoring.pca import Pca
 from a3lign_dfer.monitoring.rules import thresholds_from_dict
 
@@ -95,7 +100,7 @@ class DriftProfile:
     def load(cls, deploy_dir: Path) -> "DriftProfile":
         folder = Path(deploy_dir) / PROFILE_DIR
         if not (folder / "profile.json").exists():
-            raise FileNotFoundError(f"{folder / 'profile.json'} missing: this artifact has no drift reference "
+            raise MissingInput(f"{folder / 'profile.json'} missing: this artifact has no drift reference "
                                     "profile (exported before the monitor existed, or from frame-folder data)")
         meta = json.loads((folder / "profile.json").read_text())
         raw = meta["thresholds"]
