@@ -30,6 +30,7 @@ import pandas as pd
 from a3lign_dfer.config.data import PrepareParams
 from a3lign_dfer.config.params import Params
 from a3lign_dfer.data import manifest
+from a3lign_dfer.data.cluster import dask_client
 from a3lign_dfer.data.feature_cache import FORMAT, INDEX_COLUMNS
 from a3lign_dfer.data.features import ClipEncoder, build_feature_cache
 from a3lign_dfer.data.importers import import_dataset
@@ -143,11 +144,13 @@ def run_folds(params: Params, params_path: Path, folds: list[int], raw_dir: Path
     crops = manifest.read(crops_dir / "manifest.parquet", classes)
     imported = set(manifest.read(raw_dir / "manifest.parquet", classes)["clip_id"])
     splits = {f: fold_split(params, f, imported, set(crops["clip_id"])) for f in folds}
-    features = feature_pass(crops, crops_dir, params, pool / "features", device)
-    sizes = {f: write_fold(pool / "features", splits[f], pool / f"fold-{f}") for f in folds}
-    jobs = [Job("fidelity:ladder", f"fold-{f}", params.train.seed, params_path=str(params_path),
-                features=str(pool / f"fold-{f}"), device=device) for f in folds]
-    results = dict(zip(folds, run_jobs(jobs, params.scale, "folds")))
+    with dask_client(params.scale) as client:          # one cluster for the pass and the trainings
+        params = replace(params, scale=replace(params.scale, scheduler=client.scheduler.address))
+        features = feature_pass(crops, crops_dir, params, pool / "features", device)
+        sizes = {f: write_fold(pool / "features", splits[f], pool / f"fold-{f}") for f in folds}
+        jobs = [Job("fidelity:ladder", f"fold-{f}", params.train.seed, params_path=str(params_path),
+                    features=str(pool / f"fold-{f}"), device=device) for f in folds]
+        results = dict(zip(folds, run_jobs(jobs, params.scale, "folds")))
     training = {f: round(results[f]["seconds"], 2) for f in folds}
     cost = {"feature_pass_s": features["seconds"], "feature_shards": features["shards"],
             "feature_shards_reused": features["shards_reused"], "training_s": training,
