@@ -58,6 +58,8 @@ def summary_markdown(summary: DriftSummary) -> str:
     lines = [f"# {text.verdict[0].upper()}{text.verdict[1:]}: batch `{summary.batch}`", "",
              f"{text.compared}. Report: [{html.name}]({html.as_uri()}) (`{html}`)", ""]
     lines += [f"* {r}" for r in text.reasons]
+    if text.caveat:
+        lines += ["", f"Caveat: {text.caveat}."]
     if text.checks:
         lines += ["", "| check | value |", "|---|---|"]
         lines += [f"| {name} | {value} |" for name, value in text.checks.items()]

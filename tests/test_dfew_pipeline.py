@@ -1,9 +1,12 @@
-"""A real dataset layout end to end: `dvc repro` on a tiny DFEW-layout tree (real JPEG frames),
-then the `folds` command (one DVC experiment per official fold) -> reports/folds."""
-import io
+"""A real dataset layout end to end: `dvc repro` on a tiny DFEW-layout tree (real JPEG frames), first with
+the default clip.model (one line saying what to set), then with a CLIP folder; the drift monitor on frame
+folders and on videos against its frame-folder reference; the `folds` command -> reports/folds."""
 import json
+import os
 import re
+import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,6 +24,14 @@ def dfew_repo(tmp_path_factory, tiny_clip_dir):
     repo = base / "repo"
     params = make_tiny_repo(repo)
     params["data"].update(dataset="dfew", root=str(base / "DFEW"), fold=1, val_fraction=0.25)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # The default clip.model is the small CLIP only the synthetic benchmark can pretrain: one line says so.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    first = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True)
+    ours = [line for line in first.stderr.splitlines() if line.startswith("a3lign_dfer ")]
+    assert first.returncode != 0 and "Traceback" not in first.stdout + first.stderr, first.stderr
+    assert len(ours) == 1 and ours[0].startswith("a3lign_dfer pretrain-clip: error: ") and \
+        "set clip.model to a pretrained CLIP" in ours[0], first.stderr
     params["clip"]["model"] = str(tiny_clip_dir)        # a real CLIP folder: pretrain_clip skips itself
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run_cmd(["git", "commit", "-qam", "dfew params"], repo)
@@ -32,7 +43,7 @@ def dfew_repo(tmp_path_factory, tiny_clip_dir):
 
 def test_dvc_repro_on_a_dfew_tree_reaches_reports(dfew_repo):
     repo, _, truth, stages = dfew_repo
-    assert stages[:5] == ["prepare", "face_crop", "validate", "pretrain_clip", "features"]
+    assert stages[:2] == ["pretrain_clip", "features"]          # the first run imported, cropped and validated
     assert stages[-4:] == ["evaluate", "shuffle_check", "export", "report_page"]
     raw = pd.read_parquet(repo / "data/raw/manifest.parquet")
     assert set(raw["dataset"]) == {"dfew"} and sorted(raw["clip_id"]) == sorted(truth)
@@ -47,37 +58,69 @@ def test_dvc_repro_on_a_dfew_tree_reaches_reports(dfew_repo):
     assert metrics["classes"] == list(DFEW_ORDER) and metrics["num_test_clips"] == 7
     assert json.loads((repo / "models/deploy/labels.json").read_text())["classes"] == list(DFEW_ORDER)
     drift = json.loads((repo / "models/deploy/manifest.json").read_text())["drift_reference"]
-    assert drift["status"] == "skipped" and "frame-folder" in drift["reason"]   # the monitor reads videos
+    assert drift["status"] == "written" and drift["reference_kinds"] == {"frames": 7}
     assert "No drift reports yet" in (repo / "reports/index.html").read_text()  # the page builds on real data
     assert re.findall(r"Running stage", run_cmd([sys.executable, "-m", "dvc", "repro"], repo)) == []
 
 
-def test_folds_command_writes_per_fold_and_mean_std(dfew_repo):
-    repo, _, _, _ = dfew_repo
-    workspace = json.loads((repo / "reports/eval/metrics.json").read_text())
-    workspace_test = set(pd.read_csv(repo / "reports/eval/predictions.csv")["clip_id"].astype(int))
+def test_folds_command_trains_each_fold_on_one_feature_pass(dfew_repo):
+    repo, params, truth, _ = dfew_repo
     before = (repo / "params.yaml").read_text()
-    out = run_cmd([sys.executable, "-m", "a3lign_dfer", "folds", "--folds", "1", "2"], repo)
+    run_cmd([sys.executable, "-m", "a3lign_dfer", "folds", "--folds", "1", "2"], repo)
     assert (repo / "params.yaml").read_text() == before
-    assert re.findall(r"\[folds\] (fold-\d): dvc exp run", out) == ["fold-1", "fold-2"]
     summary = json.loads((repo / "reports/folds/summary.json").read_text())
-    assert summary["folds"] == [1, 2] and [r["test_clips"] for r in summary["per_fold"]] == [7, 7]
-    # Each fold's numbers are what that fold's own evaluate wrote (fold 1 is the workspace run).
-    fold2 = summary["experiments"]["2"]
-    report = json.loads(run_cmd(["git", "show", f"{fold2}:reports/eval/metrics.json"], repo))
-    assert [x for r in summary["per_fold"] for x in (r["uar"], r["war"])] == \
-        pytest.approx([workspace["uar"], workspace["war"], report["uar"], report["war"]])
+    assert summary["folds"] == [1, 2] and summary["dataset"] == "dfew"
+    assert [(r["train_clips"] + r["val_clips"], r["test_clips"]) for r in summary["per_fold"]] == [(28, 7), (28, 7)]
+    # Each fold is its own split of one pass: fold 1 tests the workspace's test clips, fold 2 clips 8-14.
+    workspace_test = set(pd.read_csv(repo / "reports/eval/predictions.csv", dtype={"clip_id": str})["clip_id"])
+    test = {f: set(pd.read_parquet(repo / f"data/folds/fold-{f}/test.parquet")["clip_id"]) for f in (1, 2)}
+    assert test[1] == workspace_test == {f"{i:05d}" for i in range(1, 8)} and test[2] == {f"{i:05d}" for i in
+                                                                                            range(8, 15)}
+    pool = pd.read_parquet(repo / "data/folds/features/train.parquet")
+    assert sorted(pool["clip_id"]) == sorted(truth)                      # every clip encoded once, all views
+    assert json.loads((repo / "data/folds/fold-2/meta.json").read_text())["views"]["test"] == \
+        1 + params["features"]["augmented_views"]
     uar = [r["uar"] for r in summary["per_fold"]]
     assert summary["uar"]["mean"] == pytest.approx(sum(uar) / 2)
     assert summary["uar"]["std"] == pytest.approx(abs(uar[0] - uar[1]) / 2 ** 0.5)
-    assert summary["war"]["mean"] == pytest.approx((workspace["war"] + report["war"]) / 2)
-    # Each fold's experiment imported its own fold: fold 2 tests clips 8-14, never fold 1's.
-    fold2_test = set(pd.read_csv(io.StringIO(run_cmd(["git", "show", f"{fold2}:reports/eval/predictions.csv"], repo)))
-                     ["clip_id"].astype(int))
-    assert report["num_test_clips"] == 7 and (workspace_test, fold2_test) == (set(range(1, 8)), set(range(8, 15)))
-    lock = yaml.safe_load(run_cmd(["git", "show", f"{fold2}:dvc.lock"], repo))
-    assert lock["stages"]["prepare"]["params"]["params.yaml"]["data"]["fold"] == 2
+    assert [r["stage"] for r in summary["ladder"]] == ["stage1", "stage2", "stage2_text", "stage3"]
+    assert summary["ladder"][-1]["test_uar"]["values"] == pytest.approx(uar)
+    cost = summary["cost"]
+    assert set(cost["training_s"]) == {"1", "2"} and cost["feature_shards_reused"] == 0
     md = (repo / "reports/folds/summary.md").read_text()
-    assert "| 1 | 7 |" in md and "| 2 | 7 |" in md and "mean ± std" in md
-    exps = run_cmd([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--csv"], repo)
-    assert "fold-1" in exps and "fold-2" in exps
+    assert "| 1 | 21 / 7 / 7 |" in md and "| 2 | 21 / 7 / 7 |" in md and "mean ± std" in md and "Cost: " in md
+    # A second run computes no feature again.
+    run_cmd([sys.executable, "-m", "a3lign_dfer", "folds", "--folds", "2"], repo)
+    again = json.loads((repo / "reports/folds/summary.json").read_text())["cost"]
+    assert again["feature_shards_reused"] == again["feature_shards"] == cost["feature_shards"]
+
+
+
+def _drift(repo: Path, batch: list[Path], out: Path) -> dict:
+    done = subprocess.run([sys.executable, "-m", "a3lign_dfer", "drift", *map(str, batch), "--out", str(out)],
+                          cwd=repo, capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 3), done.stdout + done.stderr        # no drift, or drift flagged
+    assert (out / "report.html").stat().st_size > 10_000 and (out / "report.json").exists()
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_drift_on_frame_folders_and_on_videos_against_the_frame_folder_reference(dfew_repo, tmp_path):
+    """The reference is the val clips' frame folders; a batch of frame folders compares like with like, a batch
+    of raw videos (faces found by the face track) is compared too, with the caveat in its summary and report."""
+    from a3lign_dfer.data.synthetic import render_clip
+    from a3lign_dfer.data.video_io import write_video
+    from conftest import PARAMS
+
+    repo, params, truth, _ = dfew_repo
+    folders = [Path(params["data"]["root"]) / "Clip/clip_224x224" / c for c in sorted(truth)[:10]]
+    frames = _drift(repo, folders, tmp_path / "frames")
+    assert (frames["kinds"], frames["readable"], frames["caveat"]) == ({"frames": 10}, 10, None)
+    assert frames["reference"] == {"split": "val", "clips": 7, "kinds": {"frames": 7}}
+    (tmp_path / "videos").mkdir()
+    for i, label in enumerate(("happy", "sad", "angry")):
+        write_video(render_clip(PARAMS.synthetic, label, 0, i, i).frames, tmp_path / "videos" / f"{label}.mp4", 12)
+    videos = _drift(repo, [tmp_path / "videos"], tmp_path / "videos_report")
+    assert (videos["kinds"], videos["readable"]) == ({"video": 3}, 3)
+    assert videos["caveat"].startswith("the reference is a dataset's aligned face crops (frame folders) and this "
+                                       "batch holds raw videos through the face track")
+    assert "<b>Caveat</b>: the reference is" in (tmp_path / "videos_report/report.html").read_text()

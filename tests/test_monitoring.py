@@ -115,6 +115,13 @@ def test_drift_comparison_on_toy_tables():
     score, drifted, _ = embedding_method(cfg.embedding)(moved[emb].reset_index(drop=True),
                                                         profile.reference[emb].reset_index(drop=True))
     assert embedded.embedding.score == pytest.approx(score) and drifted and "embedding" in embedded.alarms.fired
+    # Too few clips for Evidently's t-SNE panel (a small reference, a small batch): the same method scores it.
+    small = replace(profile, reference=profile.reference.iloc[:7])
+    snapshot, few = compare(moved.iloc[:10], small, "few", {})
+    score, _, _ = embedding_method(cfg.embedding)(moved[emb].iloc[:10].reset_index(drop=True),
+                                                  small.reference[emb].reset_index(drop=True))
+    assert few.embedding.score == pytest.approx(score) and "embedding" in few.alarms.fired
+    assert not any("Embedding" in m["metric_name"] for m in snapshot.dict()["metrics"])
 
 
 def test_drift_command_usage_errors_exit_2(tmp_path, capsys):
@@ -250,3 +257,47 @@ def test_summary_in_words():
     assert (nothing.verdict, nothing.alert, nothing.checks) == ("no readable video", True, {})
     assert nothing.compared == "none of the 12 videos could be read: nothing to compare"
     assert nothing.unreadable == (("b.mp4", "empty file"),) * 12
+
+
+def test_a_batch_of_another_kind_than_the_reference_carries_the_caveat_through_json_and_words():
+    frames_ref = {"frames": 240}
+    videos = replace(_summary(_comparison(_quiet())), kinds={"video": 12}, reference_kinds=frames_ref)
+    same = replace(videos, kinds={"frames": 12})
+    text = describe(videos)
+    assert text.caveat.startswith("the reference is a dataset's aligned face crops (frame folders) and this batch "
+                                  "holds raw videos through the face track: face_size and detection_rate")
+    assert text.line.endswith(f" (caveat: {text.caveat}) -> reports/drift/night/report.html")
+    assert describe(same).caveat is None and describe(_summary(_comparison(_quiet()))).caveat is None
+    assert DriftSummary.from_json(videos.to_json()) == videos
+    assert json.loads(videos.to_json())["caveat"] == text.caveat
+
+
+def test_a_frame_folder_reads_as_the_face_crop_stage_stored_it(tmp_path):
+    """The serving path's frames of a frame folder are the crops the features stage encoded, pixel for pixel,
+    at the sampled frames; a folder of frame folders and videos expands to its clips."""
+    import cv2
+
+    from a3lign_dfer.data.face_crop import _resize_frames
+    from a3lign_dfer.data.frame_folders import load_frames
+    from a3lign_dfer.data.sampling import segment_indices
+    from a3lign_dfer.inference.predict_videos import expand
+    from a3lign_dfer.inference.video_input import PreprocessSpec, face_frames, input_kind
+    from a3lign_dfer.model.image_spec import ImageSpec
+
+    rng = np.random.default_rng(0)
+    clip = tmp_path / "batch" / "Clip" / "00007"
+    clip.mkdir(parents=True)
+    for t in range(11):                                    # 40x30 frames: padded to a square, like the stage does
+        cv2.imwrite(str(clip / f"{t + 1}.jpg"), rng.integers(0, 255, (30, 40, 3), dtype=np.uint8))
+    cfg = replace(PARAMS.face_crop, size=48)
+    spec = PreprocessSpec(cfg, ImageSpec(48, (0.5,) * 3, (0.5,) * 3), frames=8, min_frames=4)
+    _resize_frames(("00007", clip, tmp_path / "crops", cfg))
+    stored = load_frames(tmp_path / "crops")
+    got = face_frames(clip, spec)
+    picked = segment_indices(11, 8, train=False)
+    assert np.array_equal(got.crops, stored[picked]) and got.used.tolist() == picked.tolist()
+    assert (got.stats.face_size, got.stats.detection_rate, got.stats.frames) == (40 / 30, 1.0, 11)
+    (tmp_path / "batch" / "a.mp4").write_bytes(b"")
+    assert expand([str(tmp_path / "batch")]) == [tmp_path / "batch/Clip/00007", tmp_path / "batch/a.mp4"]
+    assert expand([str(clip)]) == [clip] and (input_kind(clip), input_kind(tmp_path / "batch/a.mp4")) == \
+        ("frames", "video")

@@ -6,7 +6,9 @@ import yaml
 
 from a3lign_dfer.config.schema import read
 from a3lign_dfer.evaluation.paper import ablation, runs
-from a3lign_dfer.evaluation.paper.experiments import Setup, run_fidelity, run_table2, run_table3, verdict, write_index
+from a3lign_dfer.evaluation.paper import fidelity
+from a3lign_dfer.evaluation.paper.experiments import (Setup, run_collapse, run_fidelity, run_table2, run_table3, verdict,
+                                                    write_index)
 from a3lign_dfer.config.params import load_params
 from conftest import ROOT, TINY_PIPELINE, write_toy_cache
 
@@ -53,6 +55,11 @@ def test_fidelity_and_table3_write_their_tables(tmp_path, tiny_clip_dir, scale):
     md = (setup.out / "fidelity.md").read_text()
     assert "Eq. 2 text layout" in md and "all_at_once_joint" in md
 
+    collapse = run_collapse(setup)
+    assert list(collapse["rows"]) == list(fidelity.ONE_AT_A_TIME)
+    assert collapse["rows"]["ours"] == result["all_at_once"]["ours"]      # the same jobs: run once, same numbers
+    assert "Choices whose switch alone loses beyond the spread" in (setup.out / "collapse.md").read_text()
+
     table3 = run_table3(setup)
     assert set(table3["rows"]) == {"neither", "mat", "jas", "both"}
     # MAT + JAS is the ladder the layout comparison trained with the chosen layout: the same numbers
@@ -72,6 +79,7 @@ def test_fidelity_and_table3_write_their_tables(tmp_path, tiny_clip_dir, scale):
     claims = [line for line in index.splitlines() if line.startswith("| Table")]
     assert len(claims) == 4 + 2 + 3 + 1          # Table 3's four orderings, BAP vs two all-at-once rows, ladder, shuffle
     assert all(line.rstrip(" |").endswith(VERDICTS) for line in claims)
+    assert f"]({setup.out.as_posix()}/collapse.md)" in readme.read_text()
     assert f"]({setup.out.as_posix()}/table2.md)" in readme.read_text() and "STALE-BLOCK" not in readme.read_text()
 
 

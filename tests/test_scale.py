@@ -120,21 +120,7 @@ def test_an_unreachable_scheduler_is_one_clear_error_within_seconds(tmp_path, mo
         with dask_client(replace(PARAMS.scale, scheduler=address, connect_timeout=2)):
             pass
     assert time.monotonic() - start < 10
-
-    # The CLI: one line naming the address, exit 2, no traceback; the env var overrides params.yaml.
-    (tmp_path / "crops").mkdir()
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["scale"]["connect_timeout"] = 2
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {**os.environ, "A3LIGN_DASK_SCHEDULER": address}
-    manifest.write(pd.DataFrame(columns=["clip_id", "path", "label_idx", "label_name", "split", "dataset", "fold",
-                                         "num_frames"]), tmp_path / "raw" / "manifest.parquet")
-    done = subprocess.run([sys.executable, "-m", "a3lign_dfer.commands.face_crop", "--params", "params.yaml",
-                           "--raw", "raw", "--out", "crops", "--metrics", "m.json"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and address in lines[0] and "Traceback" not in done.stderr, done.stderr
+    # The CLI's one line (and $A3LIGN_DASK_SCHEDULER) is one case of tests/test_user_errors.py.
 
 
 def _features_cmd(crops: Path, out: Path, params: Path) -> list[str]:

@@ -233,7 +233,7 @@ def test_a_tampered_artifact_stops_the_service_from_starting(served, tmp_path):
     (tampered / "labels.json").write_text(json.dumps(labels))
     done = subprocess.run([sys.executable, "-m", "a3lign_dfer", "serve", "--artifact", str(tampered), "--port",
                            "0"], cwd=served.repo, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1 and "labels.json: sha256" in done.stdout and "refusing to serve" in done.stdout
+    assert done.returncode == 2 and "labels.json: sha256" in done.stderr and "refusing to serve" in done.stderr
     (tampered / "labels.json").write_bytes((served.deploy / "labels.json").read_bytes())
     assert verify(tampered).manifest_sha256                               # restored: accepted again
     (tampered / "model.plan").write_bytes(b"an engine nobody exported")
@@ -267,7 +267,7 @@ def test_serve_stage_without_that_stage_says_so(served):
     done = subprocess.run([sys.executable, "-m", "a3lign_dfer", "--params", str(served.work / "params.yaml"),
                            "serve", "--stage", "staging", "--port", "0"], cwd=served.repo, capture_output=True,
                           text=True, timeout=120)
-    assert done.returncode == 1 and "no version of a3lign-dfer holds stage 'staging'" in done.stdout
+    assert done.returncode == 2 and "no version of a3lign-dfer holds stage 'staging'" in done.stderr
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed (apt-get install chromium): "

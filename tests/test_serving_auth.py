@@ -123,17 +123,17 @@ def _serve(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 def test_serve_beyond_loopback_without_a_key_refuses_to_start(tmp_path):
     done = _serve("--host", "0.0.0.0", "--port", "0")
-    lines = done.stdout.strip().splitlines()
-    assert done.returncode == 1 and len(lines) == 1, done.stdout + done.stderr
-    assert lines[0].startswith("error: --host 0.0.0.0 makes the service reachable from other machines")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stdout + done.stderr
+    assert lines[0].startswith("a3lign_dfer serve: error: --host 0.0.0.0 makes the service reachable from other machines")
     assert "A3LIGN_API_KEY" in lines[0] and "--api-key-file" in lines[0]
     empty = tmp_path / "key"
     empty.write_text("\n")
     done = _serve("--host", "127.0.0.1", "--api-key-file", str(empty))
-    assert done.returncode == 1 and done.stdout.strip() == f"error: the API key file {empty} is empty"
+    assert done.returncode == 2 and done.stderr.strip() == f"a3lign_dfer serve: error: the API key file {empty} is empty"
     # With a key it gets past the check, to the artifact (and never prints the key).
     done = _serve("--host", "0.0.0.0", env={**NO_KEY_ENV, "A3LIGN_API_KEY": KEY})
-    assert done.returncode == 1 and "no/such/deploy is not a deployment artifact" in done.stdout
+    assert done.returncode == 2 and "no/such/deploy is not a deployment artifact" in done.stderr
     assert KEY not in done.stdout + done.stderr
 
 

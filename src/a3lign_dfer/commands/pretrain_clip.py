@@ -24,6 +24,7 @@ def run(args) -> None:
     from a3lign_dfer.config.model import PretrainClipParams
     from a3lign_dfer.config.schema import load
     from a3lign_dfer.data import manifest
+    from a3lign_dfer.errors import MissingInput
     from a3lign_dfer.report_files import PRETRAIN_CLIP
     from a3lign_dfer.training import pretrain_clip
 
@@ -36,8 +37,9 @@ def run(args) -> None:
         crops = manifest.read(Path(args.crops) / "manifest.parquet", tuple(params.data.classes))
         captions_path = raw / "captions.parquet"
         if not captions_path.exists():
-            raise FileNotFoundError(f"{captions_path} missing: the small CLIP is pretrained on the synthetic "
-                                    "benchmark's captions; for other data set clip.model to a pretrained CLIP")
+            raise MissingInput(f"{captions_path} missing: the embedded small CLIP (clip.model: {out}) is pretrained "
+                               "on the synthetic benchmark's captions; for other data set clip.model to a pretrained "
+                               "CLIP (a hub name or a save_pretrained folder)")
         prompts = json.loads((raw / "class_prompts.json").read_text())
         metrics = pretrain_clip.pretrain_small_clip(crops, Path(args.crops), pd.read_parquet(captions_path), prompts,
                                                     params.pretrain_clip, params.data.seed, out, args.device)

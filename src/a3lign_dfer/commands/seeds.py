@@ -9,17 +9,12 @@ from a3lign_dfer.commands import run_module
 HELP = "one DVC experiment per training seed; mean +- std to reports/seeds"
 
 
-def add_sweep_arguments(p, what: str, example: str) -> None:
-    """The flags `seeds` and `folds` share."""
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"params override for every {what} (dvc exp run -S), e.g. --set {example}")
-    p.add_argument("--out", default=f"reports/{what}s")
-    p.add_argument("--prefix", default=what, help=f"experiment names are <prefix>-<{what}>")
-
-
 def add_arguments(p) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    add_sweep_arguments(p, "seed", "stage3.lr.mat=0.003")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="params override for every seed (dvc exp run -S), e.g. --set stage3.lr.mat=0.003")
+    p.add_argument("--out", default="reports/seeds")
+    p.add_argument("--prefix", default="seed", help="experiment names are <prefix>-<seed>")
 
 
 def run(args) -> None:

@@ -30,16 +30,13 @@ def run(args) -> int:
     from a3lign_dfer.config.schema import load
     from a3lign_dfer.config.serving import ServeParams
     from a3lign_dfer.serving.app import serve
-    from a3lign_dfer.serving.auth import AuthError, required_key
+    from a3lign_dfer.serving.auth import required_key
 
     params = load(ServeParams, args.params)
     cfg = params.serve
     host = args.host or cfg.host
-    try:                                        # before loading anything: an exposed service without a key never starts
-        api_key = required_key(host, Path(args.api_key_file) if args.api_key_file else None)
-    except AuthError as err:
-        print(f"error: {err}")
-        return 1
+    # Before loading anything: an exposed service without a key never starts.
+    api_key = required_key(host, Path(args.api_key_file) if args.api_key_file else None)
     return serve(params, args.artifact, args.stage, host, args.port or cfg.port, args.backend or cfg.backend,
                  args.device, api_key)
 

@@ -9,21 +9,23 @@ from typing import Any, TypeVar, get_type_hints
 
 import yaml
 
+from a3lign_dfer.errors import ConfigError, MissingInput
+
 T = TypeVar("T")
 
 
 def build(cls: type[T], raw: dict[str, Any], where: str = "", source: str = "params.yaml") -> T:
     """`cls` from `raw`, refusing an unknown, missing or wrongly typed key; `source` names the file in errors."""
     if not isinstance(raw, dict):
-        raise ValueError(f"{source}: section '{where}' must be a mapping, got {raw!r}")
+        raise ConfigError(f"{source}: section '{where}' must be a mapping, got {raw!r}")
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {unknown} in '{where}'; known: {sorted(names)}")
+        raise ConfigError(f"{source}: unknown key(s) {unknown} in '{where}'; known: {sorted(names)}")
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in raw and f.default is dataclasses.MISSING]
     if missing:
-        raise ValueError(f"{source}: missing key(s) {missing} in '{where or 'the top level'}'")
+        raise ConfigError(f"{source}: missing key(s) {missing} in '{where or 'the top level'}'")
     kwargs = {}
     for key, value in raw.items():
         hint, at = hints[key], f"{where}.{key}" if where else key
@@ -40,7 +42,7 @@ def build(cls: type[T], raw: dict[str, Any], where: str = "", source: str = "par
     try:
         return cls(**kwargs)
     except ValueError as err:                    # a section's own check: say which section
-        raise ValueError(f"{source}, {f'section {where!r}' if where else 'across sections'}: {err}") from None
+        raise ConfigError(f"{source}, {f'section {where!r}' if where else 'across sections'}: {err}") from None
 
 
 def _scalar(hint: Any, value: Any, where: str, source: str) -> Any:
@@ -54,7 +56,7 @@ def _scalar(hint: Any, value: Any, where: str, source: str) -> Any:
     checks = [ok[t] for t in allowed if t in ok]
     if checks and not any(check(value) for check in checks):
         names = " or ".join(t.__name__ for t in allowed if t is not type(None))
-        raise ValueError(f"{source}: {where} must be {names}, got {value!r}")
+        raise ConfigError(f"{source}: {where} must be {names}, got {value!r}")
     return value
 
 
@@ -62,7 +64,7 @@ def read(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str,
     """The params file as a dict, with `overrides` (nested sections) merged on top."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"params file not found: {path}")
+        raise MissingInput(f"params file not found: {path} (--params)")
     return merge(yaml.safe_load(path.read_text()) or {}, overrides or {})
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 from a3lign_dfer.config.data import FaceCropConfig, ScaleConfig
 from a3lign_dfer.data import shards
 from a3lign_dfer.data.cluster import dask_client, limit_threads, map_shards
-from a3lign_dfer.data.face_track import NoFaceError, crop_square, crops_along, require_face, track_face
+from a3lign_dfer.data.face_track import NoFaceError, crops_along, require_face, square_crop, track_face
 from a3lign_dfer.data.frame_folders import frame_files, read_frame
 from a3lign_dfer.data.manifest import ClipError, kinds, reject, validate
 from a3lign_dfer.data.video_io import VideoDecodeError
@@ -89,8 +89,7 @@ def _resize_frames(task: tuple) -> ClipResult:
         frames = [read_frame(f) for f in frame_files(src)]
     except ClipError as err:
         return _rejected(clip_id, err, 0)
-    crops = ((t, crop_square(f, f.shape[1] / 2, f.shape[0] / 2, max(f.shape[:2]), 0.0, cfg.size))
-             for t, f in enumerate(frames))
+    crops = ((t, square_crop(f, cfg.size)) for t, f in enumerate(frames))
     return ClipResult(clip_id, len(frames), _write_jpegs(crops, dst, cfg.jpeg_quality))
 
 

@@ -104,6 +104,12 @@ def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, margin: fl
     return cv2.resize(patch, (size, size), interpolation=cv2.INTER_AREA if span > size else cv2.INTER_LINEAR)
 
 
+def square_crop(frame: np.ndarray, size: int) -> np.ndarray:
+    """A shipped face crop in the layout of a video's crops: padded (black) to a square, resized to size."""
+    height, width = frame.shape[:2]
+    return crop_square(frame, width / 2, height / 2, max(height, width), 0.0, size)
+
+
 _per_thread = threading.local()
 
 

@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 
 from a3lign_dfer.data import shards
 from a3lign_dfer.data.sampling import segment_indices
+from a3lign_dfer.errors import ConfigError, MissingInput
 
 FORMAT = 2
 INDEX_COLUMNS = ("shard", "row_start", "row_end")   # where each clip's frames are: <split>/<shard>.safetensors rows
@@ -162,12 +163,13 @@ def load_feature_set(cache_dir: Path, split: str, classes: tuple[str, ...]) -> F
     meta_path = cache_dir / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     if meta.get("format") != FORMAT or split not in meta.get("views", {}):
-        raise FileNotFoundError(f"no complete feature cache for {split!r} in {cache_dir} (meta.json missing, or "
+        raise MissingInput(f"no complete feature cache for {split!r} in {cache_dir} (meta.json missing, or "
                                 f"from another layout): run the features stage")
     clips = pd.read_parquet(cache_dir / f"{split}.parquet")
     unknown = sorted(set(clips["label_name"]) - set(classes))
     if unknown:
-        raise ValueError(f"{cache_dir / split}: labels {unknown} are not in the class set {list(classes)}")
+        raise ConfigError(f"{cache_dir / split}: labels {unknown} are not in data.classes {list(classes)}: fix "
+                          "data.classes or rebuild the features stage")
     labels = torch.tensor(clips["label_name"].map({c: i for i, c in enumerate(classes)}).to_numpy())
     frames = ShardedFrames(cache_dir / split, clips[list(INDEX_COLUMNS)], meta["views"][split], meta["embed_dim"])
     return FeatureSet(frames, labels, clips.drop(columns=list(INDEX_COLUMNS)))

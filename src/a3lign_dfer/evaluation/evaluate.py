@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from a3lign_dfer.data.feature_cache import FeatureSet, load_feature_set
+from a3lign_dfer.errors import ConfigError
 from a3lign_dfer.evaluation.metrics import confusion_matrix
 from a3lign_dfer.evaluation.report import split_report
 from a3lign_dfer.inference.predict import predict_logits
@@ -67,7 +68,8 @@ def table4_rows(ladder: list[Path], all_at_once: list[Path], features_dir: Path,
         for path in paths:
             model, meta = load_checkpoint(path, device)
             if model.spec.classes != classes or meta["clip_model"] != final_meta["clip_model"]:
-                raise ValueError(f"{path} was trained for other classes or another CLIP than {ladder[-1]}")
+                raise ConfigError(f"{path} was trained for other classes or another CLIP than {ladder[-1]}: "
+                                  "re-run the training stages")
             image, text = table4_layers(model.spec, joint_from_scratch=paradigm == "All at once")
             rows.append(Row(paradigm, image, text, path, model, meta, split_report(model, clip, test, shuffle_seeds)))
     return rows, test, clip

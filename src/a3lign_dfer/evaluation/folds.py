@@ -1,51 +1,161 @@
-"""The official folds (DFEW and MAFW have five), each a DVC experiment; per-fold and mean +- std.
+"""The official folds (DFEW and MAFW have five): five trainings on one feature pass, per-fold and mean +- std.
 
-`python -m a3lign_dfer folds --folds 1 2 3 4 5` runs `dvc exp run --temp -S data.fold=<k>`
-per fold (the same machinery as the `seeds` command, over data.fold): each fold's
-importer run carves its val split out of that fold's train split, so checkpoints are
-chosen without seeing the fold's test clips. WAR and UAR of every fold and their mean
-+- std (sample std over folds) go to reports/folds/summary.json and summary.md.
+What does not depend on the fold is computed once. The face crops are the workspace's
+(`dvc repro` cropped every clip of the dataset: a fold only re-splits them). The
+feature cache of every clip is one pass into `<pool>/features`, each clip with the
+augmented views a training clip gets, since every clip trains in some fold. A fold is
+then only a split: the fold's own importer run (data.fold = k, its val carved out of
+its train split as `prepare` does) picks rows of that pass, written as
+`<pool>/fold-<k>/` (index files, and its three splits linked to the pass's shards),
+which is a feature cache like data/features. Val and test read view 0, the
+unaugmented crop, exactly as in the pipeline.
+
+Each fold trains the BAP ladder in memory (the paper experiments' `fidelity:ladder`
+recipe, the pipeline's own builders and epoch loop) on the Dask cluster, so folds run
+side by side; checkpoints are chosen on the fold's val, its test split is read once.
+WAR and UAR of every fold, their mean +- std (sample std over folds), every ladder
+stage's test numbers and the cost (the feature pass, each fold's training, the wall
+time) go to reports/folds/summary.json and summary.md.
 """
 from __future__ import annotations
 
+import json
+import os
+import time
+from dataclasses import replace
 from pathlib import Path
 
-from a3lign_dfer.evaluation.multi_seed import (plus_minus, run_sweep, stats, summarize, summary_markdown,
-                                               write_summary)
-from a3lign_dfer.training.stage_table import FINAL
+import pandas as pd
+
+from a3lign_dfer.config.data import PrepareParams
+from a3lign_dfer.config.params import Params
+from a3lign_dfer.data import manifest
+from a3lign_dfer.data.cluster import dask_client
+from a3lign_dfer.data.feature_cache import FORMAT, INDEX_COLUMNS
+from a3lign_dfer.data.features import ClipEncoder, build_feature_cache
+from a3lign_dfer.data.importers import import_dataset
+from a3lign_dfer.errors import ConfigError
+from a3lign_dfer.evaluation.multi_seed import plus_minus, stats, write_summary
+from a3lign_dfer.evaluation.paper.runs import Job, run_jobs
+from a3lign_dfer.training.stage_table import FINAL, LADDER, stage
+
+POOL_SPLIT = "train"          # the pass writes every clip as a training clip: all its views
 
 
-def summarize_folds(per_fold: dict[int, dict]) -> dict:
-    """Per-fold test WAR/UAR (and the val UAR that chose the checkpoints), mean +- std over folds,
-    and the multi-seed summary's tables (Table 4 rows, shuffled drop, per-class recall) over folds."""
-    folds = sorted(per_fold)
-    summary = summarize(per_fold)
-    summary.pop("seeds")
-    summary.pop("num_test_clips")
-    per = [{"fold": f, "test_clips": per_fold[f]["test"]["num_test_clips"], "war": per_fold[f]["test"]["war"],
-            "uar": per_fold[f]["test"]["uar"], "val_uar": per_fold[f]["val"][FINAL]["uar"]} for f in folds]
-    return {"folds": folds, "per_fold": per, "war": stats([r["war"] for r in per]),
-            "uar": stats([r["uar"] for r in per])} | summary
+def fold_split(params: Params, fold: int, imported: set[str], cropped: set[str]) -> pd.DataFrame:
+    """Fold `fold`'s clips with their split (train / val / test), as `prepare` would import them, among the
+    clips the workspace cropped (`imported` by the workspace's own fold; face_crop's rejects stay out)."""
+    df, _, _ = import_dataset(PrepareParams(replace(params.data, fold=fold), params.synthetic))
+    unknown = sorted(set(df["clip_id"]) - imported)
+    if unknown:
+        raise ConfigError(f"data.fold {fold} lists {len(unknown)} clip(s) that the workspace's data.fold "
+                          f"{params.data.fold} did not import (first: {unknown[:3]}): the folds must share one clip set")
+    return df[df["clip_id"].isin(cropped)][["clip_id", "split"]]
+
+
+def feature_pass(crops: pd.DataFrame, crops_root: Path, params: Params, out: Path, device: str) -> dict:
+    """Every cropped clip's features once, with training views (the features stage's shards: a killed pass
+    resumes, and a second run reuses every shard)."""
+    pooled = crops.assign(split=POOL_SPLIT)
+    return build_feature_cache(pooled, crops_root, ClipEncoder.of(params.clip.model, device), params.features,
+                               params.data.seed, out, params.scale)
+
+
+def write_fold(pool: Path, split: pd.DataFrame, folder: Path) -> dict[str, int]:
+    """`folder` as a feature cache of the fold's splits: index rows of the pass, splits linked to its shards."""
+    meta = json.loads((pool / "meta.json").read_text())
+    index = pd.read_parquet(pool / f"{POOL_SPLIT}.parquet").drop(columns=["split"])
+    rows = index.merge(split, on="clip_id", how="inner", validate="one_to_one")
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = {}
+    for name in manifest.SPLITS:
+        part = rows[rows["split"] == name]
+        part[[c for c in index.columns if c not in INDEX_COLUMNS] + ["split", *INDEX_COLUMNS]].to_parquet(
+            folder / f"{name}.parquet", index=False)
+        link = folder / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(os.path.relpath(pool / POOL_SPLIT, folder), target_is_directory=True)
+        sizes[name] = len(part)
+    views = meta["views"][POOL_SPLIT]
+    (folder / "meta.json").write_text(json.dumps({"format": FORMAT, "embed_dim": meta["embed_dim"],
+                                                  "views": {name: views for name in manifest.SPLITS}}, indent=2))
+    return sizes
+
+
+def summarize_folds(results: dict[int, dict], sizes: dict[int, dict], cost: dict, params: Params) -> dict:
+    folds = sorted(results)
+    final = {f: results[f]["rows"][FINAL] for f in folds}
+    per = [{"fold": f, "train_clips": sizes[f]["train"], "val_clips": sizes[f]["val"], "test_clips": sizes[f]["test"],
+            "war": final[f]["test"]["war"], "uar": final[f]["test"]["uar"], "val_uar": final[f]["val"]["uar"],
+            "shuffled_uar_drop": final[f]["test"]["shuffled"]["uar_drop"]} for f in folds]
+    classes = list(params.data.classes)
+    ladder = [{"stage": name, "title": stage(name).title,
+               **{f"{split}_{m}": stats([results[f]["rows"][name][split][m] for f in folds])
+                  for split in ("test", "val") for m in ("war", "uar")}} for name in LADDER]
+    return {"dataset": params.data.dataset, "folds": folds, "classes": classes, "chance_uar": 1 / len(classes),
+            "clip_model": params.clip.model, "per_fold": per,
+            "war": stats([r["war"] for r in per]), "uar": stats([r["uar"] for r in per]),
+            "shuffled_uar_drop": stats([r["shuffled_uar_drop"] for r in per]),
+            "per_class_recall": {c: stats([final[f]["test"]["per_class_recall"][c] for f in folds]) for c in classes},
+            "ladder": ladder, "cost": cost}
 
 
 def folds_markdown(summary: dict) -> str:
-    folds = summary["folds"]
-    intro = (f"Official folds {', '.join(map(str, folds))}: {len(summary['classes'])} classes (chance UAR "
-             f"{100 * summary['chance_uar']:.1f}%), CLIP `{summary['clip_model']}`. Each fold's checkpoints were "
-             "chosen on val carved out of its train split; its test split was read once.")
-    lines = [intro,
+    folds, cost = summary["folds"], summary["cost"]
+    lines = [f"{summary['dataset'].upper()} official folds {', '.join(map(str, folds))}: {len(summary['classes'])} "
+             f"classes (chance UAR {100 * summary['chance_uar']:.1f}%), CLIP `{summary['clip_model']}`. Each fold's "
+             "checkpoints were chosen on val carved out of its train split; its test split was read once.",
              "",
-             "| Fold | Test clips | WAR % | UAR % | val UAR % (stage 3) |",
-             "|---|---|---|---|---|"]
+             "| Fold | Train / val / test clips | WAR % | UAR % | val UAR % (final stage) | shuffled UAR drop |",
+             "|---|---|---|---|---|---|"]
     for r in summary["per_fold"]:
-        lines.append(f"| {r['fold']} | {r['test_clips']} | {100 * r['war']:.1f} | {100 * r['uar']:.1f} | "
-                     f"{100 * r['val_uar']:.1f} |")
-    lines.append(f"| mean ± std | | {plus_minus(summary['war'])} | {plus_minus(summary['uar'])} | |")
-    tables = summary_markdown(summary, intro=f"Mean ± std over {len(folds)} folds, every Table 4 row:")
-    return "\n".join(lines) + "\n\n" + tables
+        lines.append(f"| {r['fold']} | {r['train_clips']} / {r['val_clips']} / {r['test_clips']} | "
+                     f"{100 * r['war']:.1f} | {100 * r['uar']:.1f} | {100 * r['val_uar']:.1f} | "
+                     f"{100 * r['shuffled_uar_drop']:.1f} |")
+    lines += [f"| mean ± std | | {plus_minus(summary['war'])} | {plus_minus(summary['uar'])} | | "
+              f"{plus_minus(summary['shuffled_uar_drop'])} |",
+              "",
+              "| BAP stage (ladder) | test WAR % | test UAR % | val UAR % |",
+              "|---|---|---|---|"]
+    lines += [f"| {r['title']} | {plus_minus(r['test_war'])} | {plus_minus(r['test_uar'])} | "
+              f"{plus_minus(r['val_uar'])} |" for r in summary["ladder"]]
+    classes = summary["classes"]
+    lines += ["",
+              "| Per-class test recall % | " + " | ".join(classes) + " |",
+              "|---" * (len(classes) + 1) + "|",
+              "| final model | " + " | ".join(plus_minus(summary["per_class_recall"][c]) for c in classes) + " |",
+              "",
+              f"Cost: one feature pass over every clip {cost['feature_pass_s']:.1f} s "
+              f"({cost['feature_shards_reused']} of {cost['feature_shards']} shards reused), trainings "
+              + ", ".join(f"fold {f} {s:.1f} s" for f, s in cost["training_s"].items())
+              + f", wall {cost['wall_s']:.1f} s for all (on {cost['workers']} worker(s)); "
+              f"the bound, the trainings + the feature pass, is {cost['bound_s']:.1f} s."]
+    return "\n".join(lines)
 
 
-def run_folds(folds: list[int], overrides: list[str], repo: Path, out_dir: Path, prefix: str = "fold") -> dict:
-    per_fold, revs = run_sweep("data.fold", folds, overrides, repo, prefix, "folds")
-    summary = summarize_folds(per_fold) | {"overrides": overrides, "experiments": {f: revs[f] for f in folds}}
+def run_folds(params: Params, params_path: Path, folds: list[int], raw_dir: Path, crops_dir: Path, pool: Path,
+              out_dir: Path, device: str = "cpu") -> dict:
+    if params.data.dataset == "synthetic":
+        raise ConfigError("data.dataset is synthetic, which has no official folds: `folds` is for dfew and mafw "
+                          "(set data.dataset and data.root)")
+    start = time.perf_counter()
+    classes = tuple(params.data.classes)
+    crops = manifest.read(crops_dir / "manifest.parquet", classes)
+    imported = set(manifest.read(raw_dir / "manifest.parquet", classes)["clip_id"])
+    splits = {f: fold_split(params, f, imported, set(crops["clip_id"])) for f in folds}
+    with dask_client(params.scale) as client:          # one cluster for the pass and the trainings
+        params = replace(params, scale=replace(params.scale, scheduler=client.scheduler.address))
+        features = feature_pass(crops, crops_dir, params, pool / "features", device)
+        sizes = {f: write_fold(pool / "features", splits[f], pool / f"fold-{f}") for f in folds}
+        jobs = [Job("fidelity:ladder", f"fold-{f}", params.train.seed, params_path=str(params_path),
+                    features=str(pool / f"fold-{f}"), device=device) for f in folds]
+        results = dict(zip(folds, run_jobs(jobs, params.scale, "folds")))
+    training = {f: round(results[f]["seconds"], 2) for f in folds}
+    cost = {"feature_pass_s": features["seconds"], "feature_shards": features["shards"],
+            "feature_shards_reused": features["shards_reused"], "training_s": training,
+            "wall_s": round(time.perf_counter() - start, 2), "workers": features["workers"],
+            "bound_s": round(sum(training.values()) + features["seconds"], 2)}
+    cost["within_bound"] = cost["wall_s"] < cost["bound_s"]
+    summary = summarize_folds(results, sizes, cost, params) | {"pool": str(pool)}
     return write_summary(summary, folds_markdown(summary), out_dir)

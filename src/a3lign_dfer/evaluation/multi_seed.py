@@ -11,8 +11,9 @@ reports/seeds/summary.json and summary.md, which the README's results come from.
 Extra `--set key=value` overrides apply to every seed, so a hyperparameter
 comparison is two seed runs whose val numbers (`val` in the summary) decide.
 
-The machinery is one experiment per value of one param (`run_sweep`); the `folds`
-command (evaluation/folds.py) runs it over `data.fold`.
+The machinery is one experiment per value of one param (`run_sweep`). The `folds`
+command does not use it: a fold changes the split, not the features, so it trains
+each fold on one feature pass (evaluation/folds.py).
 """
 from __future__ import annotations
 
@@ -32,11 +33,16 @@ def _git(*args: str, cwd: Path) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
+# The dvc.yaml stages whose reports an experiment is read for (read_experiment): the experiment reproduces
+# up to them only, so export (with its drift reference) and the reports page do not run once per seed.
+READ_STAGES = ("evaluate", "shuffle_check")
+
+
 def run_experiment(param: str, value: object, overrides: list[str], repo: Path, name: str) -> str:
-    """One value of `param` as a DVC experiment in a temporary copy; returns the experiment's commit."""
+    """One value of `param` as a DVC experiment in a temporary copy, up to READ_STAGES; returns its commit."""
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run([*dvc, "exp", "remove", name], cwd=repo, capture_output=True)   # re-running replaces it
-    cmd = [*dvc, "exp", "run", "--temp", "--name", name, "-S", f"{param}={value}"]
+    cmd = [*dvc, "exp", "run", "--temp", "--name", name, *READ_STAGES, "-S", f"{param}={value}"]
     for item in overrides:
         cmd += ["-S", item]
     # dvc.yaml's cmds say `python`: make it this interpreter, as `make` does with the venv.

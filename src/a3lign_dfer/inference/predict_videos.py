@@ -15,18 +15,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from a3lign_dfer.data.frame_folders import IMAGE_SUFFIXES
 from a3lign_dfer.inference.backends import load_backend
 from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, video_input
+from a3lign_dfer.serving.artifact import verify
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
+def _holds_frames(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+
+
+def clips_under(folder: Path) -> list[Path]:
+    """A folder holding frame images is one clip; any other folder, the videos and frame folders below it."""
+    if _holds_frames(folder):
+        return [folder]
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES
+                  or (p.is_dir() and _holds_frames(p)))
+
+
 def expand(inputs: list[str]) -> list[Path]:
-    """Files as given, folders as their video files (sorted), CSVs as their `path` column."""
+    """Files as given, folders as the clips under them (clips_under), CSVs as their `path` column."""
     paths: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+            paths += clips_under(item)
         elif item.suffix.lower() == ".csv" and item.is_file():
             table = pd.read_csv(item)
             if "path" not in table.columns:
@@ -39,6 +53,7 @@ def expand(inputs: list[str]) -> list[Path]:
 
 def predict_videos(inputs: list[str], deploy_dir: Path, backend: str, device: str = "cpu", as_json: bool = False,
                    out_csv: str | None = None) -> int:
+    verify(deploy_dir)                  # a missing or changed file is one line naming it, before any work
     spec = PreprocessSpec.load(deploy_dir / "preprocess.json")
     classes = json.loads((deploy_dir / "labels.json").read_text())["classes"]
     run = load_backend(deploy_dir, backend, device)

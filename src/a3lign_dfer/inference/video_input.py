@@ -1,4 +1,4 @@
-"""A raw video file -> the serving graph's input, exactly as training saw its clips.
+"""A raw video file (or a dataset's frame folder) -> the serving graph's input, exactly as training saw its clips.
 
 Stream the video once, tracking the face with the training detector and params
 (data.face_track) and keeping only the full-resolution frames at the segment centres
@@ -7,6 +7,11 @@ reload each crop as JPEG at the training quality (the feature cache was computed
 JPEG crops) and normalise for CLIP. Everything comes from preprocess.json, so serving
 needs no params.yaml. Nothing here imports torch (the service prepares uploads in worker
 processes); only `video_input` does, when called.
+
+A folder of frame images (DFEW, FERV39k and MAFW ship aligned face crops) takes the
+face_crop stage's path for such clips: no detection, each sampled frame padded to a
+square and resized, then the same JPEG round trip. Its face box is the whole frame,
+so its face_size is 1 and its detection_rate 1 by construction.
 
 The drift monitor reads the same path: `face_frames` also returns what the crops
 looked like (CropStats), computed on exactly the frames the graph gets.
@@ -22,7 +27,10 @@ import cv2
 import numpy as np
 
 from a3lign_dfer.config.data import FaceCropConfig
-from a3lign_dfer.data.face_track import CostError, FaceTrack, NoFaceError, crops_along, require_face, track_face
+from a3lign_dfer.data.face_track import (CostError, FaceTrack, NoFaceError, crops_along, require_face, square_crop,
+                                         track_face)
+from a3lign_dfer.data.frame_folders import frame_files, read_frame
+from a3lign_dfer.data.manifest import ClipError
 from a3lign_dfer.data.sampling import segment_indices
 from a3lign_dfer.data.video_io import VideoDecodeError, probe_video
 from a3lign_dfer.model.image_spec import ImageSpec
@@ -89,11 +97,16 @@ class CropStats:
 
     @classmethod
     def of(cls, stored: np.ndarray, track: FaceTrack) -> "CropStats":
+        return cls.measure(stored, float(track.boxes[:, 2].mean() / min(track.frame_size)), track.detection_rate,
+                           track.frames)
+
+    @classmethod
+    def measure(cls, stored: np.ndarray, face_size: float, detection_rate: float, frames: int) -> "CropStats":
         grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in stored]).astype(np.float64)
         laplacian = [cv2.Laplacian(g, cv2.CV_64F).var() for g in grey]
         return cls(brightness=float(grey.mean()), contrast=float(grey.std(axis=(1, 2)).mean()),
-                   sharpness=float(np.mean(laplacian)), face_size=float(track.boxes[:, 2].mean() / min(track.frame_size)),
-                   detection_rate=track.detection_rate, frames=track.frames)
+                   sharpness=float(np.mean(laplacian)), face_size=face_size, detection_rate=detection_rate,
+                   frames=frames)
 
 
 @dataclass(frozen=True)
@@ -130,10 +143,36 @@ class RequestLimits:
                              "too_many_pixels")
 
 
+def input_kind(path: str | Path) -> str:
+    """The manifest's kind of a clip given by its path: "frames" for a folder of frame images, else "video"."""
+    return "frames" if Path(path).is_dir() else "video"
+
+
+def folder_frames(folder: Path, spec: PreprocessSpec) -> FaceFrames:
+    """A frame folder's sampled frames as the face_crop stage stores such clips (module docstring)."""
+    try:
+        files = frame_files(folder)
+        if len(files) < spec.min_frames:
+            raise InputError(f"{folder}: {len(files)} frame image(s), fewer than the {spec.min_frames} needed",
+                             "too_few_frames")
+        picked = segment_indices(len(files), spec.frames, train=False)
+        frames = {int(i): read_frame(files[i]) for i in np.unique(picked)}
+    except ClipError as err:
+        raise InputError(str(err), err.problem) from err
+    cfg = spec.face_crop
+    stored = np.stack([_jpeg_roundtrip(square_crop(frames[int(i)], cfg.size), cfg.jpeg_quality) for i in picked])
+    height, width = frames[int(picked[0])].shape[:2]
+    box = (width / 2, height / 2, max(height, width))
+    return FaceFrames(stored, CropStats.measure(stored, max(height, width) / min(height, width), 1.0, len(files)),
+                      np.tile(np.asarray(box, np.float64), (len(files), 1)), np.asarray(picked), (height, width))
+
+
 def face_frames(path: str | Path, spec: PreprocessSpec, limits: RequestLimits | None = None) -> FaceFrames:
     """The sampled face crops the graph gets and where they came from; InputError naming the file when the
-    video cannot be used or (with `limits`) costs more than they allow."""
+    video cannot be used or (with `limits`) costs more than they allow. A folder is a clip of frame images."""
     path = Path(path)
+    if path.is_dir():
+        return folder_frames(path, spec)
     if path.is_file() and path.stat().st_size == 0:
         raise InputError(f"{path}: empty file", "empty_video")
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from a3lign_dfer.config.schema import json_ready
+from a3lign_dfer.errors import ConfigError, MissingInput
 from a3lign_dfer.model.a3lign import A3lignDFER, ModelSpec
 
 WEIGHTS, META = "model.safetensors", "meta.json"
@@ -30,7 +31,7 @@ def save_checkpoint(model: A3lignDFER, out_dir: str | Path, **meta) -> None:
 def load_checkpoint(ckpt_dir: str | Path, device: str = "cpu") -> tuple[A3lignDFER, dict]:
     ckpt_dir = Path(ckpt_dir)
     if not (ckpt_dir / META).exists():
-        raise FileNotFoundError(f"not a checkpoint (no {META}): {ckpt_dir}")
+        raise MissingInput(f"not a checkpoint (no {META}): {ckpt_dir}")
     meta = json.loads((ckpt_dir / META).read_text())
     spec = dict(meta["spec"])
     spec["classes"] = tuple(spec["classes"])
@@ -42,8 +43,8 @@ def load_checkpoint(ckpt_dir: str | Path, device: str = "cpu") -> tuple[A3lignDF
 def check_compatible(meta: dict, classes: tuple[str, ...], clip_model: str, where: Path) -> None:
     """Refuse to continue from a checkpoint built for other classes or another CLIP."""
     if tuple(meta["spec"]["classes"]) != tuple(classes):
-        raise ValueError(f"class set mismatch: {where} has {meta['spec']['classes']}, "
+        raise ConfigError(f"class set mismatch: {where} has {meta['spec']['classes']}, "
                          f"params data.classes is {list(classes)}; re-run from stage 1")
     if meta["clip_model"] != clip_model:
-        raise ValueError(f"{where} was trained on CLIP {meta['clip_model']!r}, params clip.model is "
+        raise ConfigError(f"{where} was trained on CLIP {meta['clip_model']!r}, params clip.model is "
                          f"{clip_model!r}; re-run from stage 1")

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 from transformers.masking_utils import create_causal_mask
 
+from a3lign_dfer.errors import MissingInput
 from a3lign_dfer.model.image_spec import ImageSpec
 
 
@@ -37,10 +38,8 @@ class FrozenCLIP:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)
             processor = CLIPImageProcessor.from_pretrained(name_or_path)
         except OSError as err:
-            raise OSError(
-                f"could not load CLIP from {name_or_path!r} (params clip.model). Use a local folder "
-                "written with save_pretrained, or a hub name with network/cache access."
-            ) from err
+            raise MissingInput(f"could not load CLIP from {name_or_path!r} (params clip.model): use a local folder "
+                               "written with save_pretrained, or a hub name with network or cache access") from err
         size = processor.crop_size["height"]
         spec = ImageSpec(size=size, mean=tuple(processor.image_mean), std=tuple(processor.image_std))
         return cls(model.to(device), tokenizer, spec)

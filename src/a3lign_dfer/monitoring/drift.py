@@ -1,12 +1,16 @@
 """`drift`: a batch of videos against the reference profile in models/deploy, as an Evidently report.
 
-The batch goes through the serving path (monitoring.columns: decode, face crop,
-JPEG round trip, sampling, the deployed graph), then Evidently compares its columns
-with the validation clips' (profile.py):
+The batch (videos, or frame folders of a dataset that ships aligned face crops) goes
+through the serving path (monitoring.columns: decode, face crop, JPEG round trip,
+sampling, the deployed graph), then Evidently compares its columns with the validation
+clips' (profile.py); when the batch's kind of clip is not the reference's, the summary
+says what differs by construction (monitoring.text):
 
 * data drift per input column: each embedding component and crop statistic, K-S test;
 * the embedding as a whole: Evidently's EmbeddingsDrift on the components (method and
-  threshold from the profile, i.e. params.yaml `drift.embedding`);
+  threshold from the profile, i.e. params.yaml `drift.embedding`); that metric also draws a
+  t-SNE of both sets, which needs more than TSNE_PERPLEXITY clips together, so with fewer
+  the same method scores the embedding alone and the report has no embedding panel;
 * prediction drift: the predicted-class mix (total-variation distance, permutation
   p-value) and the confidence (K-S).
 
@@ -37,15 +41,16 @@ import pandas as pd
 from a3lign_dfer.config.deploy import EmbeddingDriftConfig
 from a3lign_dfer.inference.backends import load_backend
 from a3lign_dfer.inference.predict_videos import expand
-from a3lign_dfer.inference.video_input import InputError, PreprocessSpec
+from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, input_kind
 from a3lign_dfer.monitoring.columns import video_columns
 from a3lign_dfer.monitoring.profile import DriftProfile
 from a3lign_dfer.monitoring.results import ClassMixDrift, ColumnDrift, EmbeddingDrift
 # EXIT_DRIFT is the status callers compare with (tests, scripts).
-from a3lign_dfer.monitoring.summary import EXIT_DRIFT, EXIT_USAGE, Comparison, DriftSummary  # noqa: F401
+from a3lign_dfer.monitoring.summary import EXIT_DRIFT, EXIT_USAGE, Comparison, DriftSummary, kind_counts  # noqa: F401
 from a3lign_dfer.monitoring.text import describe
 
 EMBEDDING = "clip_embedding"
+TSNE_PERPLEXITY = 30               # Evidently's EmbeddingsDrift plot: reference + batch must exceed it
 
 
 def embedding_method(cfg: EmbeddingDriftConfig):
@@ -75,7 +80,8 @@ def compare(batch: pd.DataFrame, profile: DriftProfile, name: str, metadata: dic
     confidence = ValueDrift(column="confidence", method="ks", threshold=cfg.column_p_value)
     # DataDriftPreset ignores its embedding arguments, so the embedding test is asked for on its own.
     embedding = EmbeddingsDrift(embeddings_name=EMBEDDING, drift_method=embedding_method(cfg.embedding))
-    report = Report([per_column, class_mix, confidence, embedding], include_tests=True)
+    plotted = len(batch) + len(profile.reference) > TSNE_PERPLEXITY
+    report = Report([per_column, class_mix, confidence, *([embedding] if plotted else [])], include_tests=True)
     columns = inputs + ["predicted", "confidence"]
     current = Dataset.from_pandas(batch[columns].reset_index(drop=True), data_definition=definition)
     reference = Dataset.from_pandas(profile.reference[columns].reset_index(drop=True), data_definition=definition)
@@ -98,7 +104,10 @@ def compare(batch: pd.DataFrame, profile: DriftProfile, name: str, metadata: dic
         class_mix=ClassMixDrift(**test(class_mix), reference=_shares(profile.reference["predicted"]),
                                 current=_shares(batch["predicted"])),
         confidence=numeric(confidence),
-        embedding=EmbeddingDrift(score=float(snapshot.metric_results[embedding.metric_id].value),
+        embedding=EmbeddingDrift(score=float(snapshot.metric_results[embedding.metric_id].value) if plotted else
+                                 float(embedding_method(cfg.embedding)(batch[profile.embedding].reset_index(drop=True),
+                                                                       profile.reference[profile.embedding]
+                                                                       .reset_index(drop=True))[0]),
                                  components=len(profile.embedding)),
         thresholds=cfg)
 
@@ -112,6 +121,8 @@ def _header(summary: DriftSummary) -> str:
     e, text = html.escape, describe(summary)
     rows = [f"<h2>Drift report: {e(summary.batch)}</h2>",
             f"<p><b style='color:{'#c00' if text.alert else '#070'}'>{e(text.verdict)}</b>: {e(text.compared)}.</p>"]
+    if text.caveat:
+        rows.append(f"<p><b>Caveat</b>: {e(text.caveat)}.</p>")
     if text.reasons:
         rows.append("<ul>" + "".join(f"<li>{e(r)}</li>" for r in text.reasons) + "</ul>")
     if text.drifted_table:
@@ -150,7 +161,8 @@ def check_batch(inputs: list[str], deploy_dir: Path, out_dir: Path, backend: str
         batch=name, inputs=list(inputs), videos=len(paths), readable=len(table), bad_files=bad,
         reference_split=profile.meta["reference"]["split"], reference_clips=len(profile.reference),
         deploy=str(deploy_dir), backend=backend, report_html=str(out_dir / "report.html"),
-        report_json=str(out_dir / "report.json") if snapshot is not None else None, comparison=comparison)
+        report_json=str(out_dir / "report.json") if snapshot is not None else None, comparison=comparison,
+        kinds=kind_counts(map(input_kind, table["path"])), reference_kinds=profile.meta["reference"].get("kinds", {}))
     page = "<!DOCTYPE html><html><body></body></html>" if snapshot is None else snapshot.get_html_str(as_iframe=False)
     (out_dir / "report.html").write_text(page.replace("<body>", f"<body>\n{_header(summary)}", 1))
     (out_dir / "summary.json").write_text(summary.to_json())

@@ -8,7 +8,12 @@ nothing but the artifact (like `predict`), and the manifest's sha256 list covers
   reference.parquet  one row per validation clip: clip_id, path (relative to data.root),
                      emb_00.., crop statistics, predicted class, confidence
   profile.json       column groups, thresholds (params.yaml `drift`), PCA and reference
-                     sizes, validation clips that could not be read
+                     sizes, the reference's clips per kind (video, frames), validation
+                     clips that could not be read
+
+Videos and frame folders (datasets that ship aligned face crops) both go through the
+serving path (inference.video_input), so a later batch of either kind is read the way
+its reference was; the drift summary states the caveat when the kinds differ.
 """
 from __future__ import annotations
 
@@ -20,15 +25,21 @@ import numpy as np
 import pandas as pd
 
 from a3lign_dfer.config.deploy import DriftConfig
-
 from a3lign_dfer.config.schema import to_dict
 from a3lign_dfer.data.feature_cache import load_feature_set
 from a3lign_dfer.data.manifest import kinds
+from a3lign_dfer.errors import MissingInput
 from a3lign_dfer.inference.backends import Backend
 from a3lign_dfer.inference.video_input import PreprocessSpec
-from a3lign_dfer.monitoring.columns import PREDICTIONS, STATS, embedding_columns, video_columns
+from a3lign_dfer.monitoring.columns import (
+    PREDICTIONS,
+    STATS,
+    embedding_columns,
+    video_columns,
+)
 from a3lign_dfer.monitoring.pca import Pca
 from a3lign_dfer.monitoring.rules import thresholds_from_dict
+from a3lign_dfer.monitoring.summary import kind_counts
 
 PROFILE_DIR = "drift"
 
@@ -47,18 +58,18 @@ def training_embeddings(features_dir: Path, classes: tuple[str, ...], frames: in
 def write_reference(out_dir: Path, run: Backend, spec: PreprocessSpec, classes: tuple[str, ...], raw: pd.DataFrame,
                     data_root: Path, features_dir: Path, cfg: DriftConfig) -> dict:
     """out_dir/drift/{pca.safetensors, reference.parquet, profile.json}; returns a summary for the manifest."""
-    val = raw[(raw["split"] == "val") & (kinds(raw) == "video")]
+    val = raw[raw["split"] == "val"]
     if val.empty:
-        return {"status": "skipped", "reason": "no validation clips are videos (frame-folder datasets): the drift "
-                                               "monitor reads videos through the serving path"}
+        return {"status": "skipped", "reason": "no validation clips to build the reference from"}
     train = training_embeddings(features_dir, classes, spec.frames)
     pca = Pca.fit(train, cfg.pca_components)
     table, bad = video_columns([data_root / p for p in val["path"]], run, spec, classes, pca,
                                spec.face_crop.workers, desc="drift reference (val clips)")
     if table.empty:
-        raise RuntimeError(f"drift reference: none of the {len(val)} validation videos could be read: {bad[:3]}")
+        raise RuntimeError(f"drift reference: none of the {len(val)} validation clips could be read: {bad[:3]}")
     by_path = dict(zip((str(data_root / p) for p in val["path"]), zip(val["clip_id"], val["path"])))
     table.insert(0, "clip_id", [by_path[p][0] for p in table["path"]])
+    kind_of = dict(zip(val["clip_id"], kinds(val)))
     table["path"] = [by_path[p][1] for p in table["path"]]        # relative: the artifact hashes the same anywhere
     folder = out_dir / PROFILE_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,7 +79,8 @@ def write_reference(out_dir: Path, run: Backend, spec: PreprocessSpec, classes: 
         "columns": {"embedding": embedding_columns(len(pca.components)), "stats": list(STATS),
                     "predictions": list(PREDICTIONS)},
         "thresholds": to_dict(cfg),
-        "reference": {"split": "val", "clips": len(table), "unreadable": [
+        "reference": {"split": "val", "clips": len(table), "kinds": kind_counts(map(kind_of.get, table["clip_id"])),
+                      "unreadable": [
             {"path": str(Path(b["path"]).relative_to(data_root)) if Path(b["path"]).is_relative_to(data_root)
              else b["path"], "reason": b["reason"]} for b in bad]},
         "pca": {"fitted_on": "training clips of the feature cache", "clips": len(train),
@@ -76,7 +88,8 @@ def write_reference(out_dir: Path, run: Backend, spec: PreprocessSpec, classes: 
                 "explained_variance": round(float(pca.explained.sum()), 4)},
     }
     (folder / "profile.json").write_text(json.dumps(profile, indent=2))
-    return {"status": "written", "reference_clips": len(table), "unreadable": len(bad),
+    return {"status": "written", "reference_clips": len(table), "reference_kinds": profile["reference"]["kinds"],
+            "unreadable": len(bad),
             "pca_components": len(pca.components), "pca_explained_variance": profile["pca"]["explained_variance"]}
 
 
@@ -95,7 +108,7 @@ class DriftProfile:
     def load(cls, deploy_dir: Path) -> "DriftProfile":
         folder = Path(deploy_dir) / PROFILE_DIR
         if not (folder / "profile.json").exists():
-            raise FileNotFoundError(f"{folder / 'profile.json'} missing: this artifact has no drift reference "
+            raise MissingInput(f"{folder / 'profile.json'} missing: this artifact has no drift reference "
                                     "profile (exported before the monitor existed, or from frame-folder data)")
         meta = json.loads((folder / "profile.json").read_text())
         raw = meta["thresholds"]

@@ -7,7 +7,9 @@ for people and other tools; from_json recomputes those, so they cannot disagree 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from a3lign_dfer.config.deploy import DriftConfig
@@ -18,6 +20,11 @@ from a3lign_dfer.monitoring.results import ClassMixDrift, ColumnDrift, Embedding
 from a3lign_dfer.monitoring.text import describe
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_DRIFT = 0, 1, 2, 3
+
+
+def kind_counts(kinds: Iterable[str]) -> dict[str, int]:
+    """Clips per input kind ("video": through the face track; "frames": a dataset's aligned face crops)."""
+    return dict(sorted(Counter(kinds).items()))
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,8 @@ class DriftSummary:
     report_html: str
     report_json: str | None              # Evidently's results; None when no video could be read
     comparison: Comparison | None        # None when no video could be read
+    kinds: dict[str, int] = field(default_factory=dict)             # the batch's readable clips per kind
+    reference_kinds: dict[str, int] = field(default_factory=dict)   # the reference's (empty: an older profile)
 
     @property
     def drift(self) -> bool:
@@ -66,9 +75,11 @@ class DriftSummary:
 
     def to_dict(self) -> dict:
         out = {"batch": self.batch, "inputs": self.inputs, "videos": self.videos, "readable": self.readable,
-               "bad_files": self.bad_files, "reference": {"split": self.reference_split, "clips": self.reference_clips},
+               "bad_files": self.bad_files, "kinds": self.kinds,
+               "reference": {"split": self.reference_split, "clips": self.reference_clips,
+                             "kinds": self.reference_kinds},
                "deploy": self.deploy, "backend": self.backend, "drift": self.drift,
-               "reasons": list(describe(self).reasons)}
+               "reasons": list(describe(self).reasons), "caveat": describe(self).caveat}
         c = self.comparison
         if c is not None:
             a, t = c.alarms, c.thresholds
@@ -99,7 +110,8 @@ class DriftSummary:
         return cls(batch=raw["batch"], inputs=raw["inputs"], videos=raw["videos"], readable=raw["readable"],
                    bad_files=raw["bad_files"], reference_split=raw["reference"]["split"],
                    reference_clips=raw["reference"]["clips"], deploy=raw["deploy"], backend=raw["backend"],
-                   report_html=raw["report"]["html"], report_json=raw["report"].get("json"), comparison=comparison)
+                   report_html=raw["report"]["html"], report_json=raw["report"].get("json"), comparison=comparison,
+                   kinds=raw.get("kinds", {}), reference_kinds=raw["reference"].get("kinds", {}))
 
     @classmethod
     def from_json(cls, text: str) -> "DriftSummary":

@@ -23,6 +23,7 @@ class SummaryText:
     checks: dict[str, str]           # check -> its result against its threshold (none when nothing was compared)
     drifted_table: tuple[tuple[str, str, str, str], ...]   # drifted input columns: name, p, reference mean, batch mean
     unreadable: tuple[tuple[str, str], ...]      # (path, reason) per video that could not be read
+    caveat: str | None               # the batch's clips are of another kind than the reference's
     line: str                        # the verdict in one line, with the reasons (or what was compared) and the report
 
 
@@ -41,9 +42,24 @@ def describe(summary: DriftSummary) -> SummaryText:
         table = tuple((name, f"{r.score:.3g}", f"{r.reference_mean:.4g}", f"{r.current_mean:.4g}")
                       for name, r in sorted(c.columns.items(), key=lambda kv: kv[1].score) if r.drifted)
     why = "; ".join(reasons) or compared
+    caveat = _caveat(summary.reference_kinds, summary.kinds)
     return SummaryText(verdict, alert, compared, reasons, checks, table,
-                       tuple((b["path"], b["reason"]) for b in summary.bad_files),
-                       f"{verdict} in {summary.batch}: {why} -> {summary.report_html}")
+                       tuple((b["path"], b["reason"]) for b in summary.bad_files), caveat,
+                       f"{verdict} in {summary.batch}: {why}{f' (caveat: {caveat})' if caveat else ''} -> "
+                       f"{summary.report_html}")
+
+
+KIND_WORDS = {"video": "raw videos through the face track", "frames": "a dataset's aligned face crops (frame folders)"}
+
+
+def _caveat(reference: dict[str, int], batch: dict[str, int]) -> str | None:
+    """Said when the batch holds a kind of clip the reference does not: what differs by construction."""
+    if not reference or not batch or set(batch) <= set(reference):
+        return None
+    words = lambda kinds: " and ".join(KIND_WORDS.get(k, k) for k in kinds)  # noqa: E731
+    return (f"the reference is {words(reference)} and this batch holds {words(batch)}: face_size and "
+            "detection_rate differ by construction (an aligned crop is the whole frame) and so does the crops' "
+            "framing, so flags on those columns and on the embedding are expected and are not by themselves drift")
 
 
 def _most_telling_first(c: Comparison, names: tuple[str, ...]) -> list[str]:

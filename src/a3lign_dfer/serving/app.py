@@ -30,7 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from a3lign_dfer.config.serving import ServeParams
-from a3lign_dfer.serving.artifact import ArtifactError, fetch_registered, verify
+from a3lign_dfer.serving.artifact import fetch_registered, verify
 from a3lign_dfer.serving.auth import authorized
 from a3lign_dfer.serving.errors import UPLOAD_STATUS, RequestError, documented, error_response
 from a3lign_dfer.serving.schemas import Health, Metadata, Prediction
@@ -183,11 +183,7 @@ def serve(params: ServeParams, artifact: str | None, stage: str | None, host: st
     with contextlib.ExitStack() as stack:         # a fetched artifact lives in a folder removed at exit
         fetched = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="a3lign-artifact-"))) / "deploy" \
             if stage is not None else None
-        try:
-            loaded = load_artifact(params, artifact, stage, fetched)
-        except ArtifactError as err:
-            print(f"error: {err}")
-            return 1
+        loaded = load_artifact(params, artifact, stage, fetched)
         print(f"serving {loaded.path} (version {loaded.version or 'unregistered'}, manifest sha256 "
               f"{loaded.manifest_sha256[:12]}) with {backend} on http://{host}:{port}"
               f"{'; API key required' if api_key else ''}", flush=True)

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from a3lign_dfer.checksums import sha256
+from a3lign_dfer.errors import UserError
 from a3lign_dfer.report_files import DEPLOY_MANIFEST, DeployManifest, parse
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(UserError, RuntimeError):
     """The artifact cannot be served; the message says which files or which registry lookup failed."""
 
 

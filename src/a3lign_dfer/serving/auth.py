@@ -11,11 +11,13 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from a3lign_dfer.errors import UserError
+
 ENV_VAR = "A3LIGN_API_KEY"
 HOW = f"set {ENV_VAR} or pass --api-key-file PATH; clients then send 'Authorization: Bearer <key>'"
 
 
-class AuthError(Exception):
+class AuthError(UserError):
     """The key cannot be had, or the service would be exposed without one."""
 
 

@@ -17,33 +17,37 @@ from pathlib import Path
 
 from dvclive import Live
 
-from a3lign_dfer.config.training import TrainingParams
-
 from a3lign_dfer.config.schema import to_dict
+from a3lign_dfer.config.training import TrainingParams
 from a3lign_dfer.data.feature_cache import load_feature_set
+from a3lign_dfer.errors import ConfigError
 from a3lign_dfer.evaluation.report import split_report
+from a3lign_dfer.model.checkpoint import (
+    check_compatible,
+    load_checkpoint,
+    save_checkpoint,
+)
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
-from a3lign_dfer.training import bap, stage_table
-from a3lign_dfer.model.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from a3lign_dfer.report_files import TrainingSummary, from_dict, to_json
+from a3lign_dfer.training import bap, stage_table
 
 
 def run_stage(stage: str, params: TrainingParams, features_dir: Path, out_dir: Path, live_dir: Path,
               init_dir: Path | None = None, device: str = "cpu") -> TrainingSummary:
     stage_row = stage_table.stage(stage)
     classes = tuple(params.data.classes)
-    clip = FrozenCLIP.load(params.clip.model, device)
-    train = load_feature_set(features_dir, "train", classes)
-    val = load_feature_set(features_dir, "val", classes)
-    if train.embed_dim != clip.embed_dim:
-        raise ValueError(f"feature cache has dim {train.embed_dim} but CLIP {params.clip.model!r} has "
-                         f"{clip.embed_dim}: rebuild the features stage")
     previous = None
-    if stage_row.starts_from:
+    if stage_row.starts_from:                   # the cheap checks first: a mismatch is a params mistake
         if init_dir is None:
             raise ValueError(f"{stage} starts from the {stage_row.starts_from} checkpoint: pass --init")
         previous, meta = load_checkpoint(init_dir, device)
         check_compatible(meta, classes, params.clip.model, init_dir)
+    clip = FrozenCLIP.load(params.clip.model, device)
+    train = load_feature_set(features_dir, "train", classes)
+    val = load_feature_set(features_dir, "val", classes)
+    if train.embed_dim != clip.embed_dim:
+        raise ConfigError(f"feature cache has dim {train.embed_dim} but CLIP {params.clip.model!r} has "
+                          f"{clip.embed_dim}: rebuild the features stage")
 
     if live_dir.exists():
         shutil.rmtree(live_dir)

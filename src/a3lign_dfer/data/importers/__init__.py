@@ -21,6 +21,7 @@ from a3lign_dfer.data.importers.dfew import import_dfew
 from a3lign_dfer.data.importers.ferv39k import import_ferv39k
 from a3lign_dfer.data.importers.list_files import import_lists
 from a3lign_dfer.data.importers.mafw import import_mafw
+from a3lign_dfer.errors import ConfigError, MissingInput
 
 IMPORTERS = {"dfew": import_dfew, "ferv39k": import_ferv39k, "mafw": import_mafw, "list": import_lists,
              "csv": import_csv}
@@ -30,10 +31,10 @@ def import_dataset(params: PrepareParams) -> tuple[pd.DataFrame, list[dict], dic
     """The manifest, rejects and import report of data.dataset at data.root (not synthetic)."""
     data = params.data
     if data.dataset not in IMPORTERS:
-        raise ValueError(f"data.dataset {data.dataset!r} has no importer; known: synthetic, {', '.join(IMPORTERS)}")
+        raise ConfigError(f"data.dataset {data.dataset!r} has no importer; known: synthetic, {', '.join(IMPORTERS)}")
     root = Path(data.root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data.root {root} is not a folder (data.dataset {data.dataset})")
+        raise MissingInput(f"data.root {root} is not a folder: point data.root at the {data.dataset} dataset")
     builder = IMPORTERS[data.dataset](root, data)
     return builder.build(data.val_fraction, data.seed)
 
@@ -45,11 +46,11 @@ def prepare_manifest(params: PrepareParams, out_dir: Path) -> pd.DataFrame:
         from a3lign_dfer.data.synthetic import generate
 
         if Path(params.data.root) != out_dir:
-            raise ValueError(f"data.dataset is synthetic, so data.root ({params.data.root}) must be the prepare "
+            raise ConfigError(f"data.dataset is synthetic, so data.root ({params.data.root}) must be the prepare "
                              f"stage's output folder ({out_dir})")
         return generate(params.synthetic, classes, params.data.seed, out_dir)
     if Path(params.data.root).resolve() == out_dir.resolve():
-        raise ValueError(f"data.root ({params.data.root}) is the prepare stage's output folder, which DVC clears "
+        raise ConfigError(f"data.root ({params.data.root}) is the prepare stage's output folder, which DVC clears "
                          f"before the stage runs: point data.root at the {params.data.dataset} dataset")
     df, rejects, report = import_dataset(params)
     manifest.write(df, out_dir / "manifest.parquet")

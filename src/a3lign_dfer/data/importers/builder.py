@@ -23,6 +23,7 @@ from a3lign_dfer.data.importers.labels import ClassMap
 from a3lign_dfer.data.importers.validation_split import carve_validation
 from a3lign_dfer.data.manifest import ClipError
 from a3lign_dfer.data.video_io import probe_video
+from a3lign_dfer.errors import ConfigError
 
 
 class ManifestBuilder:
@@ -53,7 +54,7 @@ class ManifestBuilder:
                                                     f"{where}: {err} (expected `{fmt}`): {text!r}"))
         if not parsed:
             no, text = lines[0]
-            raise ValueError(f"{path}: malformed annotation file: none of its {len(lines)} line(s) reads as "
+            raise ConfigError(f"{path}: malformed annotation file: none of its {len(lines)} line(s) reads as "
                              f"`{fmt}` (line {no}: {text!r})")
         return parsed
 
@@ -96,7 +97,7 @@ class ManifestBuilder:
         if df["identity"].isna().all():
             df = df.drop(columns="identity")
         if not len(df):
-            raise ValueError(f"{self.dataset}: no usable clip (all {len(self.rejects)} rejected; first: "
+            raise ConfigError(f"{self.dataset}: no usable clip (all {len(self.rejects)} rejected; first: "
                              f"{self.rejects[0]['reason'] if self.rejects else 'none listed'})")
         carve = None
         if not (df["split"] == "val").any():
@@ -133,7 +134,7 @@ class OfficialSplits:
 
     def import_fold(self, root: Path, data: DataConfig) -> ManifestBuilder:
         if data.fold not in self.folds:
-            raise ValueError(f"data.fold is {data.fold}; {self.dataset.upper()} has folds {list(self.folds)}")
+            raise ConfigError(f"data.fold is {data.fold}; {self.dataset.upper()} has folds {list(self.folds)}")
         builder = ManifestBuilder(self.dataset, data.fold, root, ClassMap(self.dataset, self.names, data.classes))
         for split in ("train", "test"):
             path = root / self.split_file.format(split=split, fold=data.fold)

@@ -16,21 +16,22 @@ from a3lign_dfer.config.data import DataConfig
 from a3lign_dfer.data.importers.builder import ManifestBuilder
 from a3lign_dfer.data.importers.labels import ClassMap
 from a3lign_dfer.data.manifest import reject
+from a3lign_dfer.errors import ConfigError, MissingInput
 
 
 def import_csv(root: Path, data: DataConfig) -> ManifestBuilder:
     listing = root / data.csv
     if not listing.is_file():
-        raise FileNotFoundError(f"label file not found: {listing} (expected columns path,label,split)")
+        raise MissingInput(f"label file not found: {listing} (expected columns path,label,split)")
     try:
         table = pd.read_csv(listing, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{listing}: empty annotation file (expected columns path,label,split)") from None
+        raise ConfigError(f"{listing}: empty annotation file (expected columns path,label,split)") from None
     except pd.errors.ParserError as err:
-        raise ValueError(f"{listing}: malformed annotation file: {err}") from None
+        raise ConfigError(f"{listing}: malformed annotation file: {err}") from None
     missing = {"path", "label", "split"} - set(table.columns)
     if missing:
-        raise ValueError(f"{listing}: malformed annotation file: missing column(s) {sorted(missing)} "
+        raise ConfigError(f"{listing}: malformed annotation file: missing column(s) {sorted(missing)} "
                          f"(columns are {list(table.columns)})")
     builder = ManifestBuilder("csv", 0, root, ClassMap("csv", {c: () for c in data.classes}, data.classes))
     for line, rec in enumerate(table.to_dict("records"), start=2):     # line 1 is the header

@@ -12,6 +12,7 @@ from pathlib import Path
 from a3lign_dfer.config.data import DataConfig
 from a3lign_dfer.data.importers.builder import ManifestBuilder
 from a3lign_dfer.data.importers.labels import ClassMap
+from a3lign_dfer.errors import ConfigError
 
 # FERV39k's labels and the other names each may have in data.classes.
 NAMES = {"angry": ("anger",), "disgust": ("disgusted",), "fear": ("fearful",), "happy": ("happiness",),
@@ -34,7 +35,7 @@ def _parse(text: str) -> tuple[str, str]:
 
 def import_ferv39k(root: Path, data: DataConfig) -> ManifestBuilder:
     if data.fold != 1:
-        raise ValueError(f"data.fold is {data.fold}; FERV39k has one official split (data.fold: 1)")
+        raise ConfigError(f"data.fold is {data.fold}; FERV39k has one official split (data.fold: 1)")
     builder = ManifestBuilder("ferv39k", 1, root, ClassMap("ferv39k", NAMES, data.classes))
     for split in ("train", "test"):
         path = root / SPLIT_FILE.format(split=split)

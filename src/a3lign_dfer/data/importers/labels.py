@@ -1,6 +1,8 @@
 """A dataset's label names -> the class names of data.classes, by name, never by position."""
 from __future__ import annotations
 
+from a3lign_dfer.errors import ConfigError
+
 
 class ClassMap:
     """Maps each label name a dataset uses to one class of data.classes, case-insensitively.
@@ -19,15 +21,15 @@ class ClassMap:
         for label, accepted in names.items():
             hits = list(dict.fromkeys(lower[a.lower()] for a in (label, *accepted) if a.lower() in lower))
             if len(hits) > 1:
-                raise ValueError(f"{dataset} label {label!r} matches several classes of data.classes: {hits}")
+                raise ConfigError(f"{dataset} label {label!r} matches several classes of data.classes: {hits}")
             if hits:
                 if hits[0] in self._to_class.values():
                     other = next(k for k, v in self._to_class.items() if v == hits[0])
-                    raise ValueError(f"{dataset} labels {other!r} and {label!r} both map to class {hits[0]!r}")
+                    raise ConfigError(f"{dataset} labels {other!r} and {label!r} both map to class {hits[0]!r}")
                 self._to_class[label.lower()] = hits[0]
         unmapped = [c for c in classes if c not in self._to_class.values()]
         if require_all and unmapped:
-            raise ValueError(f"data.classes has {unmapped}, which {dataset} has no label for (its labels: "
+            raise ConfigError(f"data.classes has {unmapped}, which {dataset} has no label for (its labels: "
                              f"{list(self.labels)}); set data.classes to the dataset's classes")
 
     def resolve(self, label: str) -> str | None:

@@ -14,6 +14,7 @@ from a3lign_dfer.config.data import DataConfig
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.importers.builder import ManifestBuilder
 from a3lign_dfer.data.importers.labels import ClassMap
+from a3lign_dfer.errors import ConfigError
 
 FORMAT = "path num_frames label"
 
@@ -35,7 +36,7 @@ def _parse(text: str) -> tuple[str, int, int]:
 def import_lists(root: Path, data: DataConfig) -> ManifestBuilder:
     unknown = sorted(set(data.lists) - set(manifest.SPLITS))
     if unknown or "train" not in data.lists:
-        raise ValueError(f"data.lists needs a train list and splits among {manifest.SPLITS}, got {dict(data.lists)}")
+        raise ConfigError(f"data.lists needs a train list and splits among {manifest.SPLITS}, got {dict(data.lists)}")
     names = tuple(data.list_classes) or tuple(data.classes)
     builder = ManifestBuilder("list", data.fold, root, ClassMap("list", {n: () for n in names}, data.classes))
     for split, pattern in data.lists.items():
