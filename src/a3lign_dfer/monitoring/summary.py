@@ -74,12 +74,13 @@ class DriftSummary:
         return EXIT_DRIFT if self.drift else EXIT_BAD_INPUT if self.bad_files else EXIT_OK
 
     def to_dict(self) -> dict:
+        text = describe(self)
         out = {"batch": self.batch, "inputs": self.inputs, "videos": self.videos, "readable": self.readable,
                "bad_files": self.bad_files, "kinds": self.kinds,
                "reference": {"split": self.reference_split, "clips": self.reference_clips,
                              "kinds": self.reference_kinds},
                "deploy": self.deploy, "backend": self.backend, "drift": self.drift,
-               "reasons": list(describe(self).reasons), "caveat": describe(self).caveat}
+               "reasons": list(text.reasons), "caveat": text.caveat}
         c = self.comparison
         if c is not None:
             a, t = c.alarms, c.thresholds
