@@ -28,3 +28,16 @@ def test_importing_it_loads_nothing_of_the_pipeline(module, allowed):
     assert module in loaded
     assert [m for m in loaded if any(m == p or m.startswith(f"{p}.") for p in PIPELINE_ONLY)
             and m not in allowed] == []
+
+
+def test_the_cli_imports_only_the_command_it_runs():
+    """`a3lign_dfer predict` on a serving install: building the other commands' options would import torch."""
+    code = ("import json, sys\nfrom a3lign_dfer.cli import main\ntry:\n    main(['predict', '--help'])\n"
+            "except SystemExit:\n    pass\nprint(json.dumps(sorted(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "--deploy" in done.stdout, done.stderr
+    loaded = json.loads(done.stdout.splitlines()[-1])
+    commands = {m for m in loaded if m.startswith("a3lign_dfer.commands.")}
+    assert commands == {"a3lign_dfer.commands.predict"}
+    assert [m for m in loaded if m.split(".")[0] in ("torch", "transformers") or
+            any(m == p or m.startswith(f"{p}.") for p in PIPELINE_ONLY)] == []

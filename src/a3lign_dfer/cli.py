@@ -1,7 +1,9 @@
 """`python -m a3lign_dfer <command>` (or `a3lign-dfer <command>`): every subcommand in one parser.
 
 Each subcommand lives in its own module under `commands/`; dvc.yaml runs a stage's
-module directly, so this list is no dependency of any stage.
+module directly, so this list is no dependency of any stage. Only the named command's
+module is imported (some import torch to build their options): the others are names
+in the parser, loaded when no command is named (`--help`).
 """
 from __future__ import annotations
 
@@ -16,11 +18,27 @@ COMMANDS = ("prepare", "face_crop", "validate", "pretrain_clip", "features", "tr
             "plots_template", "results")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="a3lign_dfer", description=__doc__)
+def named_command(argv: list[str]) -> str | None:
+    """The command argv names (its first word that is one, `--params FILE` skipped), or None."""
+    words = iter(argv)
+    for word in words:
+        if word == "--params":
+            next(words, None)
+        elif not word.startswith("-"):
+            name = word.replace("-", "_")
+            return name if name in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser, or only `only`'s in full (the others by name)."""
+    parser = argparse.ArgumentParser(prog="a3lign_dfer", description=__doc__.split("\n\n")[0])
     add_params_option(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
+        if only is not None and name != only:
+            sub.add_parser(name.replace("_", "-"))
+            continue
         module = importlib.import_module(f"a3lign_dfer.commands.{name}")
         p = sub.add_parser(name.replace("_", "-"), help=module.HELP, description=module.HELP)
         module.add_arguments(p)
@@ -29,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(named_command(argv)).parse_args(argv)
     return invoke(args.module, args)
 
 
