@@ -150,15 +150,42 @@ def stages_run(output: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def pipeline(tmp_path_factory):
-    """A fresh git + DVC repo with this project's dvc.yaml and src on tiny params, after one `dvc repro`
-    (shared by the pipeline and serving tests: the slowest thing the suite builds)."""
-    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+def prefect_backend():
+    """A real Prefect backend for the session (its server takes ~15 s to start on an idle machine, minutes on a
+    loaded one)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=240):
+        yield
+
+
+@pytest.fixture(scope="session")
+def built_pipeline(prefect_backend, scale, tmp_path_factory):
+    """The tiny pipeline's first run on a fresh git + DVC repo, by the Prefect pipeline flow (each stage a
+    task running `dvc repro`, the sharded stages on the session's Dask cluster): the slowest thing the suite
+    builds, built once. Returns (repo, params, the flow's state); tests work on copies (`copy_repo`)."""
+    from flows.pipeline import pipeline as pipeline_flow
+
+    repo = tmp_path_factory.mktemp("built") / "repo"
     params = make_tiny_repo(repo)
-    first = stages_run(run_cmd([sys.executable, "-m", "dvc", "repro"], repo))
-    run_cmd(["git", "add", "-A"], repo)
-    run_cmd(["git", "commit", "-qm", "pipeline outputs"], repo)
-    return repo, params, first
+    state = pipeline_flow(str(repo), dask_scheduler=scale.scheduler, return_state=True)
+    assert state.is_completed(), state.message
+    return repo, params, state
+
+
+def copy_repo(source: Path, dest: Path) -> Path:
+    """A working copy of a git + DVC repo (workspace, git history, DVC cache): DVC re-hashes what it sees."""
+    shutil.copytree(source, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def pipeline(built_pipeline, tmp_path_factory):
+    """A copy of the built pipeline, shared by the pipeline, serving and remote tests (which add to it):
+    (repo, params, the stages the flow ran, in order)."""
+    built, params, state = built_pipeline
+    repo = copy_repo(built, tmp_path_factory.mktemp("pipeline") / "repo")
+    return repo, params, state.result()["ran"]
 
 
 def tiny_jas_model(clip_dir):

@@ -1,24 +1,16 @@
-"""The Prefect flows against a real Prefect backend (prefect_test_harness, started once for this module)
-on a fresh git + DVC repo with tiny params: the pipeline flow, a failing stage, a run with changed params,
-the release gate and registry, the drift monitor on a clean and a shifted batch, and the deployments read
-back through the client."""
+"""The Prefect flows against a real Prefect backend (prefect_test_harness, started once for the session) on
+the session's tiny pipeline, whose first run was the pipeline flow (conftest `built_pipeline`): that run, a
+failing stage, a run with changed params, the release gate and registry, the drift monitor on a clean and a
+shifted batch, and the deployments read back through the client."""
 import json
 import subprocess
 import sys
 
 import pytest
 import yaml
-from conftest import make_tiny_repo, run_cmd
+from conftest import copy_repo, run_cmd
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def prefect_backend():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
 
 
 def _task_runs_and_artifacts(state):
@@ -33,14 +25,11 @@ def _task_runs_and_artifacts(state):
 
 
 @pytest.fixture(scope="module")
-def flow_repo(prefect_backend, tmp_path_factory, scale):
-    """The pipeline flow's first run on a fresh tiny repo, its sharded stages on the session's Dask cluster."""
-    from flows.pipeline import pipeline
-
-    repo = tmp_path_factory.mktemp("flows") / "repo"
-    make_tiny_repo(repo)
-    state = pipeline(str(repo), dask_scheduler=scale.scheduler, return_state=True)
-    return repo, state
+def flow_repo(built_pipeline, tmp_path_factory):
+    """A copy of the session's tiny pipeline as the pipeline flow's first run left it, and that run's state
+    (conftest `built_pipeline`: its sharded stages ran on the session's Dask cluster)."""
+    built, _, state = built_pipeline
+    return copy_repo(built, tmp_path_factory.mktemp("flows") / "repo"), state
 
 
 def _stage_names(repo):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 import yaml
-from conftest import make_tiny_repo, run_cmd
+from conftest import copy_repo, run_cmd
 from matplotlib.image import imread
 
 from a3lign_dfer.config.evaluation import GridConfig
@@ -56,17 +56,10 @@ def test_queue_status_keeps_each_tasks_latest_state(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def grid_repo(tmp_path_factory, tiny_clip_dir):
-    """The tiny pipeline up to `features`, committed: the grid's experiments restore data, crops and
-    features from the cache (their outputs persist, so DVC's run cache would not) and run only training."""
-    repo = tmp_path_factory.mktemp("paper_grid") / "repo"
-    params = make_tiny_repo(repo)
-    params["clip"]["model"] = str(tiny_clip_dir)      # a real CLIP folder: pretrain_clip skips itself
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run_cmd([sys.executable, "-m", "dvc", "repro", "features"], repo)
-    run_cmd(["git", "add", "-A"], repo)
-    run_cmd(["git", "commit", "-qm", "features"], repo)
-    return repo
+def grid_repo(built_pipeline, tmp_path_factory):
+    """A copy of the session's tiny pipeline: the grid's experiments restore data, crops and features from
+    its DVC cache and run only training."""
+    return copy_repo(built_pipeline[0], tmp_path_factory.mktemp("paper_grid") / "repo")
 
 
 @pytest.mark.slow

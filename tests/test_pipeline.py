@@ -1,5 +1,6 @@
-"""The real pipeline: `dvc repro` in a fresh DVC repo on a tiny params override, then what uses its outputs:
-export, predict, the drift monitor, the model registry, the multi-seed command, incremental re-runs."""
+"""The real pipeline on a tiny params override: its first run in a fresh DVC repo (conftest `built_pipeline`:
+each stage a `dvc repro` of the pipeline flow), after which `dvc repro` finds nothing to do; then what uses its
+outputs: export, predict, the drift monitor, the model registry, the multi-seed command, incremental re-runs."""
 import json
 import re
 import subprocess
