@@ -55,6 +55,9 @@ def test_int8_graph_is_written_runs_and_its_record_is_the_gates_verdict(tiny_dep
     assert QUANTIZED_OPS[method] <= {node.op_type for node in graph.graph.node}
     assert any(init.data_type == onnx.TensorProto.INT8 for init in graph.graph.initializer)   # INT8 weights
     assert record["calibration_frames"] == (4 * frames.shape[1] if method == "static" else None)
+    # Nothing else left in the folder: the manifest would list (and serving check) any stray calibration file.
+    assert sorted(p.name for p in out.iterdir()) == ["head.onnx", "image_encoder.int8.onnx", "image_encoder.onnx",
+                                                     "model.onnx"]
 
     int8 = clip_logits(SplitRunner(out, "int8"), frames, 4)
     assert int8.shape == fp32.shape and np.isfinite(int8).all()
