@@ -1,4 +1,5 @@
-"""The serving graph: ONNX export, its shape and ops, parity with PyTorch, Triton config, TensorRT gating."""
+"""The serving graph: ONNX export, its shape and ops, parity with PyTorch, the split graphs, Triton config,
+TensorRT gating."""
 import numpy as np
 import onnx
 import pytest
@@ -6,9 +7,9 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from a3lign_dfer.export.onnx_graph import OPSET, export_onnx, graph_io, parity
+from a3lign_dfer.export.onnx_graph import OPSET, export_onnx, export_split, graph_io, parity
 from a3lign_dfer.export.triton import write_triton_repository
-from a3lign_dfer.inference.backends import (load_backend, onnx_runner, onnx_session, tensorrt_unavailable,
+from a3lign_dfer.inference.backends import (SplitRunner, load_backend, onnx_runner, onnx_session, tensorrt_unavailable,
                                             torch_runner)
 from a3lign_dfer.inference.deploy_model import DeployModel
 from a3lign_dfer.inference.predict import class_matrix
@@ -35,7 +36,7 @@ def test_graph_is_opset17_with_native_layernorm_and_only_a_dynamic_batch(exporte
     size = clip.image_spec.size
     assert io["inputs"] == {"frames": [None, model.spec.frames, 3, size, size]}
     assert io["outputs"] == {"logits": [None, 7], "probabilities": [None, 7], "embedding": [None, clip.embed_dim]}
-    assert not any(init.name.startswith("model.mat") for init in graph.graph.initializer)   # no text branch
+    assert not any(init.name.startswith("head.model.mat") for init in graph.graph.initializer)   # no text branch
 
 
 @pytest.mark.parametrize("batch", [1, 3, 5])
@@ -53,6 +54,43 @@ def test_parity_fails_on_a_graph_that_computes_something_else(exported):
     shifted = lambda x: tuple(a + 0.01 for a in reference(x))            # noqa: E731  a tiny, uniform drift
     result = parity(reference, shifted, frames, batch=2, logit_atol=1e-3)
     assert not result["passed"] and result["top1_agreement"] == 1.0 and result["max_abs_logit_difference"] > 1e-3
+
+
+@pytest.fixture(scope="module")
+def split(exported, tmp_path_factory):
+    clip, model, deploy, _, _ = exported
+    out = tmp_path_factory.mktemp("split")
+    return out, export_split(deploy, out, model.spec.frames, clip.image_spec.size)
+
+
+def test_split_graphs_are_per_frame_features_then_the_head(exported, split):
+    clip, model, _, path, graph = exported
+    _, graphs = split
+    size, width = clip.image_spec.size, clip.embed_dim
+    assert graph_io(graphs["image_encoder"]) == {"inputs": {"images": [None, 3, size, size]},
+                                                 "outputs": {"features": [None, width]}}
+    assert graph_io(graphs["head"]) == {"inputs": {"features": [None, model.spec.frames, width]},
+                                        "outputs": graph_io(graph)["outputs"]}
+    assert not any(init.name.startswith("head.") for init in graphs["image_encoder"].graph.initializer)
+    assert not any(init.name.startswith("encoder.") for init in graphs["head"].graph.initializer)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_split_graphs_equal_the_one_piece_graph(exported, split, batch):
+    """image_encoder.onnx then head.onnx on ONNX Runtime give model.onnx's outputs, and the encoder alone gives
+    PyTorch's per-frame features, at batches none of the graphs was traced with."""
+    clip, model, deploy, path, _ = exported
+    runner = SplitRunner(split[0])
+    frames = torch.randn(batch, model.spec.frames, 3, clip.image_spec.size, clip.image_spec.size)
+    result = parity(onnx_runner(onnx_session(path)), runner, frames, batch=2, logit_atol=1e-3)
+    assert result["passed"] and result["clips"] == batch, result
+    one_piece, two_piece = onnx_runner(onnx_session(path))(frames.numpy()), runner(frames.numpy())
+    for a, b in zip(one_piece[1:], two_piece[1:]):                      # probabilities, embedding
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    features = runner.encode(frames.flatten(0, 1).numpy())
+    np.testing.assert_allclose(features, deploy.image_features(frames).flatten(0, 1).numpy(), atol=1e-4)
+    np.testing.assert_allclose(runner.head(features.reshape(batch, model.spec.frames, -1))[0], one_piece[0],
+                               atol=1e-3)
 
 
 def test_class_matrix_is_a_constant_of_the_graph(exported):

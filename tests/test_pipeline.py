@@ -109,6 +109,12 @@ def test_export_bundle_matches_its_manifest_graph_and_triton_config(pipeline):
     assert parity["clips"] == min(params["export"]["parity_clips"], test_clips)
     metrics = json.loads((repo / "reports/export.json").read_text())
     assert metrics["parity"] == parity
+    # The split graphs passed the same bar against model.onnx; the INT8 verdict is recorded whichever way it went.
+    split, int8 = manifest["parity_split_vs_onnx"], manifest["int8"]
+    assert split["passed"] and split["clips"] == parity["clips"] and metrics["parity_split"] == split
+    assert manifest["split_io"]["head"]["outputs"] == manifest["io"]["outputs"]
+    assert int8["method"] == params["export"]["int8"]["method"] and metrics["int8"] == int8
+    assert (deploy / int8["file"]).is_file() and int8["clips"] == parity["clips"]
     reason = tensorrt_unavailable()
     if reason is not None:                     # the reason this machine gives, and no engine claimed
         assert metrics["tensorrt"] == {"status": "skipped", "reason": reason}

@@ -71,7 +71,7 @@ def test_predict_gives_predicts_answer_with_boxes_frames_and_version(served):
         assert response.status_code == 200, response.text
         answer = response.json()
         _same_answer(answer, served.expected[str(video)])
-        assert answer["filename"] == video.name and answer["backend"] == "onnxruntime"
+        assert answer["filename"] == video.name and answer["backend"] == "onnxruntime" and answer["precision"] == "fp32"
         assert len(answer["face_boxes"]) == answer["frames_decoded"] > 0
         assert len(answer["frames_used"]) == spec["frames"]
         assert answer["frames_used"] == sorted(answer["frames_used"])

@@ -22,7 +22,7 @@ def _prediction(with_crops: bool) -> Prediction:
                       frames_decoded=3, frames_used=[0, 1, 2], frame_size=(240, 320),
                       face_boxes=[[10, 20, 64, 64]] * 3, detection_rate=1.0,
                       model=ModelVersion(version=None, stage=None, manifest_sha256="ab" * 32), backend="onnxruntime",
-                      **crops)
+                      precision="fp32", **crops)
 
 
 def _client(tmp_path, ready: bool = True, api_key: str | None = None) -> TestClient:
@@ -39,13 +39,13 @@ def test_openapi_names_the_prediction_fields_and_the_error_kinds(tmp_path):
     models = schema["components"]["schemas"]
     assert list(models["Prediction"]["properties"]) == [
         "filename", "label", "probabilities", "frames_decoded", "frames_used", "frame_size", "face_boxes",
-        "detection_rate", "model", "backend", "crops"]
+        "detection_rate", "model", "backend", "precision", "crops"]
     assert "crops" not in models["Prediction"]["required"]
     assert list(models["ModelVersion"]["properties"]) == ["version", "stage", "manifest_sha256"]
     assert models["ErrorBody"]["properties"]["error"]["enum"] == KINDS
     assert models["ErrorBody"]["required"] == ["error", "detail"]
-    assert list(models["Metadata"]["properties"]) == ["model", "classes", "backend", "preprocessing", "limits",
-                                                      "batching"]
+    assert list(models["Metadata"]["properties"]) == ["model", "classes", "backend", "precision", "preprocessing",
+                                                      "limits", "batching"]
 
     predict = schema["paths"]["/predict"]["post"]
     assert predict["responses"]["200"]["content"]["application/json"]["schema"] == {

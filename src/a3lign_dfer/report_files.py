@@ -175,8 +175,29 @@ class Parity:
 
 
 @dataclass(frozen=True)
+class Int8Gate:
+    """The INT8 image encoder (+ FP32 head) against FP32 ONNX Runtime on the parity clips, and the verdict."""
+
+    method: str                              # export.int8.method: dynamic, static or none
+    releasable: bool                         # predict/serve --precision int8 refuse the artifact unless true
+    reason: str | None = None                # why not, when not releasable
+    file: str | None = None                  # the INT8 graph in the artifact (none when method is none)
+    calibration_frames: int | None = None    # static: training frames the activation ranges came from
+    clips: int | None = None
+    top1_agreement: float | None = None      # share of clips whose INT8 top-1 is FP32's
+    min_agreement: float | None = None
+    max_abs_logit_difference: float | None = None
+    per_class_recall_fp32: dict[str, float] | None = None      # against the clips' true labels
+    per_class_recall_int8: dict[str, float] | None = None
+    max_recall_gap: float | None = None      # the gate: |INT8 - FP32| recall of every class within this
+    worst_recall_gap: float | None = None
+
+
+@dataclass(frozen=True)
 class ExportReport:
     parity: Parity                           # ONNX Runtime vs PyTorch on the test clips
+    parity_split: Parity                     # image_encoder.onnx then head.onnx vs model.onnx, same clips
+    int8: Int8Gate
     tensorrt: dict[str, Any]                 # status, reason; the FP16 engine's parity where one was built
     onnx_megabytes: float
     opset: int
@@ -216,6 +237,10 @@ class DeployManifest:
     drift_reference: dict[str, Any]
     versions: dict[str, str | None]
     files: dict[str, str]                    # every other file of the artifact: sha256
+    # The split graphs and the INT8 image encoder; None in artifacts exported before them (served in FP32 only).
+    split_io: dict[str, dict[str, dict[str, list]]] | None = None   # image_encoder, head: io as above
+    parity_split_vs_onnx: Parity | None = None
+    int8: Int8Gate | None = None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from a3lign_dfer.commands import run_module
-from a3lign_dfer.config.deploy import BACKENDS
+from a3lign_dfer.config.deploy import BACKENDS, PRECISIONS
 from a3lign_dfer.registry.stages import STAGES
 
 HELP = ("HTTP service on a deployment artifact: POST /predict, /health, /metadata, /metrics, a browser page at / "
@@ -21,6 +21,9 @@ def add_arguments(p) -> None:
     p.add_argument("--host", help="default serve.host (127.0.0.1); any other address needs an API key")
     p.add_argument("--port", type=int, help="default serve.port")
     p.add_argument("--backend", choices=BACKENDS, help="default serve.backend")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="int8: the INT8 image encoder (onnxruntime only); the service refuses to start unless the "
+                        "artifact's manifest releases it")
     p.add_argument("--api-key-file", metavar="PATH", help="a file holding the API key that /predict and /metadata "
                                                           "then need (default: the env var A3LIGN_API_KEY)")
     p.add_argument("--device", default=None)
@@ -38,7 +41,7 @@ def run(args) -> int:
     # Before loading anything: an exposed service without a key never starts.
     api_key = required_key(host, Path(args.api_key_file) if args.api_key_file else None)
     return serve(params, args.artifact, args.stage, host, args.port or cfg.port, args.backend or cfg.backend,
-                 args.device, api_key)
+                 args.device, api_key, args.precision)
 
 
 if __name__ == "__main__":

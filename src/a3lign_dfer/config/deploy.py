@@ -6,7 +6,25 @@ from dataclasses import dataclass
 from a3lign_dfer.config.data import DataConfig, FaceCropConfig
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")          # how models/deploy runs (inference.backends)
+PRECISIONS = ("fp32", "int8")                            # of the image encoder (predict/serve --precision)
+INT8_METHODS = ("dynamic", "static", "none")             # how export quantizes the image encoder (export.int8)
 EMBEDDING_DRIFT_METHODS = ("model", "mmd", "ratio", "distance")
+
+
+@dataclass(frozen=True)
+class Int8Config:
+    """The INT8 image encoder export writes (ONNX Runtime quantization) and the gate that may release it."""
+
+    method: str                      # dynamic | static | none (no INT8 graph)
+    calibration_clips: int           # static: training clips whose frames calibrate the activation ranges
+    min_agreement: float             # releasable only if top-1 agrees with FP32 on at least this share of test clips
+    max_recall_gap: float            # and every class's test recall is within this of FP32's
+
+    def __post_init__(self) -> None:
+        if self.method not in INT8_METHODS:
+            raise ValueError(f"export.int8.method must be one of {INT8_METHODS}, got {self.method!r}")
+        if self.calibration_clips < 1 or not 0 <= self.min_agreement <= 1 or self.max_recall_gap < 0:
+            raise ValueError("export.int8: calibration_clips >= 1, min_agreement in [0, 1], max_recall_gap >= 0")
 
 
 @dataclass(frozen=True)
@@ -15,6 +33,7 @@ class ExportConfig:
     parity_clips: int
     parity_atol: float
     min_frames: int
+    int8: Int8Config
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ def build(cls: type[T], raw: dict[str, Any], where: str = "", source: str = "par
     kwargs = {}
     for key, value in raw.items():
         hint, at = hints[key], f"{where}.{key}" if where else key
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = build(hint, value, at, source)
+        if (nested := _dataclass_of(hint)) is not None and not (value is None and nested is not hint):
+            kwargs[key] = build(nested, value, at, source)
         elif getattr(hint, "__origin__", None) is list:
             item_type = typing.get_args(hint)[0]
             kwargs[key] = ([build(item_type, item, f"{at}[{i}]", source) for i, item in enumerate(value)]
@@ -43,6 +43,12 @@ def build(cls: type[T], raw: dict[str, Any], where: str = "", source: str = "par
         return cls(**kwargs)
     except ValueError as err:                    # a section's own check: say which section
         raise ConfigError(f"{source}, {f'section {where!r}' if where else 'across sections'}: {err}") from None
+
+
+def _dataclass_of(hint: Any) -> type | None:
+    """The section a hint names, alone or as `Section | None` (a key that older files lack); else None."""
+    options = [h for h in typing.get_args(hint) if h is not type(None)] if isinstance(hint, types.UnionType) else [hint]
+    return options[0] if len(options) == 1 and dataclasses.is_dataclass(options[0]) else None
 
 
 def _scalar(hint: Any, value: Any, where: str, source: str) -> Any:

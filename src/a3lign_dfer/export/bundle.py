@@ -1,11 +1,14 @@
 """The `export` stage: models/deploy, the artifact a serving team takes.
 
-model.onnx (frames -> logits, probabilities; class matrix inside as a constant),
+model.onnx (frames -> logits, probabilities; class matrix inside as a constant), its two
+halves image_encoder.onnx and head.onnx (a per-frame timeline encodes each frame once),
+image_encoder.int8.onnx (export.int8; released only if it passes its gate on the test clips),
 class_features.safetensors + labels.json (for a separately served image encoder),
 preprocess.json (raw video -> graph input), torch/ (checkpoint + CLIP, the PyTorch
 twin), a Triton model repository, model.plan where TensorRT runs, and
-manifest.json with every file's sha256, versions, metrics and parity. The stage
-fails when ONNX Runtime and PyTorch disagree on real test clips.
+manifest.json with every file's sha256, versions, metrics, parity and the INT8 gate.
+The stage fails when ONNX Runtime and PyTorch, or the split graphs and model.onnx,
+disagree on real test clips; an INT8 graph that misses its gate is recorded, not fatal.
 
 Example: python -m a3lign_dfer export --checkpoint models/stage3 --crops data/crops --raw data/raw \
     --features data/features --eval reports/eval/metrics.json --shuffle reports/shuffle/metrics.json \
@@ -19,20 +22,22 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 from transformers import CLIPImageProcessor
 
 from a3lign_dfer.checksums import sha256
-from a3lign_dfer.config.deploy import ExportParams
+from a3lign_dfer.config.deploy import ExportParams, Int8Config
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.frame_folders import load_frames
 from a3lign_dfer.data.sampling import segment_indices
-from a3lign_dfer.export.onnx_graph import OPSET, export_onnx, graph_io, parity
+from a3lign_dfer.export.int8 import gate, quantize_encoder
+from a3lign_dfer.export.onnx_graph import OPSET, clip_logits, compare, export_onnx, export_split, graph_io, parity
 from a3lign_dfer.export.tensorrt_engine import FP16_LOGIT_ATOL, build_engine
 from a3lign_dfer.export.triton import write_triton_repository
-from a3lign_dfer.inference.backends import (TensorRTRunner, onnx_runner, onnx_session, tensorrt_unavailable,
-                                            torch_runner)
+from a3lign_dfer.inference.backends import (IMAGE_ENCODER_FILE, IMAGE_ENCODER_FILES, SplitRunner, TensorRTRunner,
+                                            onnx_runner, onnx_session, tensorrt_unavailable, torch_runner)
 from a3lign_dfer.inference.deploy_model import DeployModel
 from a3lign_dfer.inference.video_input import PreprocessSpec
 from a3lign_dfer.model.checkpoint import WEIGHTS, load_checkpoint
@@ -43,18 +48,38 @@ from a3lign_dfer.report_files import DEPLOY_MANIFEST, EvaluationReport, ShuffleC
 PACKAGES = ("torch", "transformers", "onnx", "onnxruntime", "a3lign-dfer")
 
 
-def parity_inputs(crops_dir: Path, classes: tuple[str, ...], spec: PreprocessSpec, clips: int) -> torch.Tensor:
-    """Up to `clips` test clips' stored crops, sampled and normalised as serving does: (clips, F, 3, S, S)."""
+def stored_clips(crops_dir: Path, classes: tuple[str, ...], spec: PreprocessSpec, split: str,
+                 clips: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Up to `clips` of the split's clips (spread evenly over the manifest, all of them when it has fewer), their
+    stored crops sampled and normalised as serving does: frames (clips, F, 3, S, S) and label indices (clips,)."""
     crops = manifest.read(crops_dir / "manifest.parquet", classes)
-    rows = crops[crops["split"] == "test"].head(clips)
+    rows = crops[crops["split"] == split]
     if rows.empty:
-        raise ValueError(f"{crops_dir}: no test clips to check parity on")
+        raise ValueError(f"{crops_dir}: no {split} clips (export checks parity on test clips and calibrates INT8 "
+                         "on training clips)")
+    rows = rows.iloc[np.unique(np.linspace(0, len(rows) - 1, min(clips, len(rows))).round().astype(int))]
     batch = []
     for row in rows.itertuples():
         frames = load_frames(crops_dir / row.path)
         picked = torch.from_numpy(frames[segment_indices(len(frames), spec.frames, train=False)])
         batch.append(normalize_frames(picked, spec.image))
-    return torch.stack(batch)
+    return torch.stack(batch), rows["label_idx"].to_numpy()
+
+
+def export_int8(out_dir: Path, cfg: Int8Config, calibration: torch.Tensor | None, frames: torch.Tensor,
+                labels: np.ndarray, fp32_logits: np.ndarray, classes: tuple[str, ...], batch: int) -> dict:
+    """image_encoder.int8.onnx beside its FP32 twin, and the gate's verdict on the parity clips: INT8 encoder +
+    FP32 head against the one-piece FP32 graph. `calibration`: training clips' frames (static only)."""
+    if cfg.method == "none":
+        return {"method": "none", "releasable": False, "reason": "export.int8.method is none: no INT8 graph"}
+    path = out_dir / IMAGE_ENCODER_FILES["int8"]
+    images = None if calibration is None else calibration.flatten(0, 1).numpy()
+    quantize_encoder(out_dir / IMAGE_ENCODER_FILE, path, cfg.method, images)
+    int8_logits = clip_logits(SplitRunner(out_dir, "int8"), frames, batch)
+    verdict = gate(labels, fp32_logits.argmax(1), int8_logits.argmax(1), classes, cfg.min_agreement,
+                   cfg.max_recall_gap)
+    return {"method": cfg.method, "file": path.name, "calibration_frames": None if images is None else len(images),
+            "max_abs_logit_difference": float(np.abs(int8_logits - fp32_logits).max()), **verdict}
 
 
 def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, shuffle_metrics: Path, params: ExportParams,
@@ -70,12 +95,21 @@ def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, shu
 
     onnx_path = out_dir / "model.onnx"
     io = graph_io(export_onnx(deploy, onnx_path, spec.frames, spec.image.size))
-    frames = parity_inputs(crops_dir, model.spec.classes, spec, cfg.parity_clips)
+    split_io = {name: graph_io(graph) for name, graph in export_split(deploy, out_dir, spec.frames,
+                                                                      spec.image.size).items()}
+    frames, labels = stored_clips(crops_dir, model.spec.classes, spec, "test", cfg.parity_clips)
     onnx_run = onnx_runner(onnx_session(onnx_path))
-    checked = parity(torch_runner(deploy.cpu()), onnx_run, frames, cfg.max_batch, cfg.parity_atol)
-    if not checked["passed"]:
-        raise RuntimeError(f"ONNX Runtime and PyTorch disagree on the test clips (top-1 must agree on every clip, "
-                           f"logits within {cfg.parity_atol}): {checked}")
+    fp32 = clip_logits(onnx_run, frames, cfg.max_batch)
+    checked = compare(clip_logits(torch_runner(deploy.cpu()), frames, cfg.max_batch), fp32, cfg.parity_atol)
+    split = compare(fp32, clip_logits(SplitRunner(out_dir), frames, cfg.max_batch), cfg.parity_atol)
+    for name, result in (("ONNX Runtime and PyTorch", checked), ("image_encoder.onnx + head.onnx and model.onnx",
+                                                                 split)):
+        if not result["passed"]:
+            raise RuntimeError(f"{name} disagree on the test clips (top-1 must agree on every clip, logits within "
+                               f"{cfg.parity_atol}): {result}")
+    calibration = (stored_clips(crops_dir, model.spec.classes, spec, "train", cfg.int8.calibration_clips)[0]
+                   if cfg.int8.method == "static" else None)
+    int8 = export_int8(out_dir, cfg.int8, calibration, frames, labels, fp32, model.spec.classes, cfg.max_batch)
 
     save_file({"class_features": deploy.class_vectors.contiguous()}, out_dir / "class_features.safetensors")
     (out_dir / "labels.json").write_text(json.dumps({"classes": list(model.spec.classes)}, indent=2))
@@ -115,9 +149,11 @@ def export_deploy(checkpoint_dir: Path, crops_dir: Path, eval_metrics: Path, shu
         "test_metrics": {"war": evaluation.war, "uar": evaluation.uar, "shuffled_uar_drop": shuffled.uar_drop,
                          "num_test_clips": evaluation.num_test_clips},
         "parity_onnxruntime_vs_torch": checked, "tensorrt": tensorrt, "drift_reference": drift,
-        "versions": {p: version(p) for p in PACKAGES},
+        "versions": {p: version(p) for p in PACKAGES}, "split_io": split_io, "parity_split_vs_onnx": split,
+        "int8": int8,
     }
     record["files"] = {str(p.relative_to(out_dir)): sha256(p) for p in sorted(out_dir.rglob("*")) if p.is_file()}
     DEPLOY_MANIFEST.write(out_dir / DEPLOY_MANIFEST.path, record)
-    return {"parity": checked, "tensorrt": tensorrt, "onnx_megabytes": round(onnx_path.stat().st_size / 2**20, 2),
-            "opset": OPSET, "files": len(record["files"]) + 1, "drift_reference": drift | {"seconds": drift_seconds}}
+    return {"parity": checked, "parity_split": split, "int8": int8, "tensorrt": tensorrt,
+            "onnx_megabytes": round(onnx_path.stat().st_size / 2**20, 2), "opset": OPSET,
+            "files": len(record["files"]) + 1, "drift_reference": drift | {"seconds": drift_seconds}}

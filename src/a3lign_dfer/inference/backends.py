@@ -1,8 +1,9 @@
-"""The three ways to run models/deploy: PyTorch, ONNX Runtime, TensorRT.
+"""The three ways to run models/deploy: PyTorch, ONNX Runtime, TensorRT; and its split graphs.
 
 Each backend maps preprocessed frames (B, F, 3, H, W) float32 to (logits,
 probabilities, embedding) as numpy arrays (deploy_model.OUTPUTS, the graph's output names),
-reading only the deploy folder.
+reading only the deploy folder. `--precision int8` runs SplitRunner: the INT8 image
+encoder, then the FP32 head, on ONNX Runtime (the only backend the INT8 graph is for).
 """
 from __future__ import annotations
 
@@ -12,12 +13,18 @@ from typing import Callable
 import numpy as np
 import torch
 
-from a3lign_dfer.config.deploy import BACKENDS
+from a3lign_dfer.config.deploy import BACKENDS, PRECISIONS
+from a3lign_dfer.errors import ConfigError
 from a3lign_dfer.inference.deploy_model import OUTPUTS, DeployModel
 from a3lign_dfer.model.checkpoint import load_checkpoint
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
 
 Backend = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+# The split graphs in the deploy folder: the image encoder per precision, and the head they share.
+IMAGE_ENCODER_FILES = {"fp32": "image_encoder.onnx", "int8": "image_encoder.int8.onnx"}
+IMAGE_ENCODER_FILE, HEAD_FILE = IMAGE_ENCODER_FILES["fp32"], "head.onnx"
+ENCODER_INPUT, FEATURES = "images", "features"     # image encoder: images (N, 3, H, W) -> features (N, D) -> head
 
 
 def tensorrt_unavailable() -> str | None:
@@ -60,7 +67,41 @@ def onnx_runner(session) -> Backend:
     return lambda frames: tuple(session.run(list(OUTPUTS), {"frames": frames}))
 
 
-def load_backend(deploy_dir: Path, name: str, device: str = "cpu") -> Backend:
+class SplitRunner:
+    """image_encoder[.int8].onnx then head.onnx on ONNX Runtime: what model.onnx computes, in two calls.
+
+    `encode` takes frames one per row, so a caller (a per-frame timeline) can encode each frame of a
+    video once and run `head` on any window of F cached features; calling the runner does both for
+    whole clips, like any Backend.
+    """
+
+    def __init__(self, deploy_dir: Path, precision: str = "fp32", device: str = "cpu"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; known: {PRECISIONS}")
+        self.encoder = onnx_session(deploy_dir / IMAGE_ENCODER_FILES[precision], device)
+        self.head_session = onnx_session(deploy_dir / HEAD_FILE, device)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float32 preprocessed frames -> (N, D) CLIP image features."""
+        return self.encoder.run([FEATURES], {ENCODER_INPUT: images})[0]
+
+    def head(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, F, D) frame features -> (logits, probabilities, embedding)."""
+        return tuple(self.head_session.run(list(OUTPUTS), {FEATURES: features}))
+
+    def __call__(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        b, f = frames.shape[:2]
+        return self.head(self.encode(frames.reshape(b * f, *frames.shape[2:])).reshape(b, f, -1))
+
+
+def load_backend(deploy_dir: Path, name: str, device: str = "cpu", precision: str = "fp32") -> Backend:
+    """`precision` int8 is the INT8 image encoder on ONNX Runtime; whether this artifact may serve it is the
+    manifest's call (serving.artifact.Artifact.require_precision), checked before this."""
+    if precision == "int8":
+        if name != "onnxruntime":
+            raise ConfigError(f"--precision int8 runs the INT8 image encoder on ONNX Runtime; --backend {name} "
+                              "has no INT8 graph (use --backend onnxruntime)")
+        return SplitRunner(deploy_dir, precision, device)
     if name == "torch":
         return torch_runner(torch_deploy_model(deploy_dir, device))
     if name == "onnxruntime":

@@ -52,11 +52,12 @@ def expand(inputs: list[str]) -> list[Path]:
 
 
 def predict_videos(inputs: list[str], deploy_dir: Path, backend: str, device: str = "cpu", as_json: bool = False,
-                   out_csv: str | None = None) -> int:
-    verify(deploy_dir)                  # a missing or changed file is one line naming it, before any work
+                   out_csv: str | None = None, precision: str = "fp32") -> int:
+    # A missing or changed file, or INT8 the manifest does not release, is one line before any work.
+    verify(deploy_dir).require_precision(precision)
     spec = PreprocessSpec.load(deploy_dir / "preprocess.json")
     classes = json.loads((deploy_dir / "labels.json").read_text())["classes"]
-    run = load_backend(deploy_dir, backend, device)
+    run = load_backend(deploy_dir, backend, device, precision)
     try:
         paths = expand(inputs)
     except InputError as err:
@@ -76,7 +77,7 @@ def predict_videos(inputs: list[str], deploy_dir: Path, backend: str, device: st
                "probabilities": {c: round(float(p), 6) for c, p in zip(classes, probs)}}
         rows.append(row)
         if as_json:
-            print(json.dumps(row | {"backend": backend}))
+            print(json.dumps(row | {"backend": backend, "precision": precision}))
         else:
             top = ", ".join(f"{c} {p:.3f}" for c, p in sorted(row["probabilities"].items(), key=lambda kv: -kv[1])[:3])
             print(f"{path}: {row['label']} ({top})")

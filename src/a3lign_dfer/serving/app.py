@@ -177,16 +177,17 @@ def load_artifact(params: ServeParams, artifact: str | None, stage: str | None, 
 
 
 def serve(params: ServeParams, artifact: str | None, stage: str | None, host: str, port: int, backend: str,
-          device: str, api_key: str | None = None) -> int:
+          device: str, api_key: str | None = None, precision: str = "fp32") -> int:
     import uvicorn
 
     with contextlib.ExitStack() as stack:         # a fetched artifact lives in a folder removed at exit
         fetched = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="a3lign-artifact-"))) / "deploy" \
             if stage is not None else None
         loaded = load_artifact(params, artifact, stage, fetched)
+        loaded.require_precision(precision)
         print(f"serving {loaded.path} (version {loaded.version or 'unregistered'}, manifest sha256 "
-              f"{loaded.manifest_sha256[:12]}) with {backend} on http://{host}:{port}"
+              f"{loaded.manifest_sha256[:12]}) with {backend} {precision} on http://{host}:{port}"
               f"{'; API key required' if api_key else ''}", flush=True)
-        app = create_app(Service(loaded, params.serve, backend, device), api_key)
+        app = create_app(Service(loaded, params.serve, backend, device, precision), api_key)
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run()
     return 0

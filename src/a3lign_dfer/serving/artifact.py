@@ -30,6 +30,19 @@ class Artifact:
     version: str | None         # the registry version, when fetched by stage
     stage: str | None
 
+    def require_precision(self, precision: str) -> None:
+        """ArtifactError unless the artifact may run at `precision`: INT8 only where export wrote the INT8 image
+        encoder and its gate on the test clips passed (manifest `int8.releasable`)."""
+        if precision == "fp32":
+            return
+        int8 = self.manifest.int8
+        if int8 is None or int8.file is None:
+            raise ArtifactError(f"refusing --precision {precision}: {self.path} has no INT8 image encoder (export.int8"
+                                ".method none, or exported before INT8 existed); use --precision fp32")
+        if not int8.releasable:
+            raise ArtifactError(f"refusing --precision {precision}: the INT8 image encoder of {self.path} missed its "
+                                f"release gate ({int8.reason}); use --precision fp32")
+
     def describe(self) -> dict:
         return {"version": self.version, "stage": self.stage, "manifest_sha256": self.manifest_sha256,
                 "source_checkpoint": self.manifest.source_checkpoint, "test_metrics": self.manifest.test_metrics}

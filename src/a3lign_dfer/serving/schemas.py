@@ -33,6 +33,7 @@ class Prediction(BaseModel):
     detection_rate: float = Field(description="share of the frames the detector ran on where it found the face")
     model: ModelVersion
     backend: str = Field(description="onnxruntime, tensorrt or torch")
+    precision: str = Field(description="fp32, or int8 (the INT8 image encoder, where the manifest releases it)")
     crops: list[str] = Field(default_factory=list, description="only with ?crops=true (absent otherwise): the face "
                              "crops the model saw, one per frames_used, as JPEG data URLs")
 
@@ -58,6 +59,7 @@ class Metadata(BaseModel):
     model: ModelRecord
     classes: list[str]
     backend: str = Field(description="onnxruntime, tensorrt or torch")
+    precision: str = Field(description="fp32, or int8 (the INT8 image encoder, where the manifest releases it)")
     preprocessing: dict[str, Any] = Field(description="the artifact's preprocess.json: raw video to model input")
     limits: Limits
     batching: Batching

@@ -36,13 +36,14 @@ from a3lign_dfer.serving.schemas import Metadata, ModelVersion, Prediction
 
 
 class Service:
-    def __init__(self, artifact: Artifact, cfg: ServeConfig, backend: str, device: str = "cpu") -> None:
-        self.artifact, self.cfg, self.backend = artifact, cfg, backend
+    def __init__(self, artifact: Artifact, cfg: ServeConfig, backend: str, device: str = "cpu",
+                 precision: str = "fp32") -> None:
+        self.artifact, self.cfg, self.backend, self.precision = artifact, cfg, backend, precision
         self.spec = PreprocessSpec.load(artifact.path / "preprocess.json")
         self.classes: list[str] = artifact.manifest.classes
         self.metrics = ServiceMetrics()
         self.preparing = 0                       # uploads being decoded and cropped: the batcher waits for them
-        self.batcher = MicroBatcher(load_backend(artifact.path, backend, device), cfg.max_batch,
+        self.batcher = MicroBatcher(load_backend(artifact.path, backend, device, precision), cfg.max_batch,
                                     cfg.max_wait_ms / 1000, lambda: self.preparing, self.metrics.batches.observe)
         self.limits = RequestLimits(cfg.max_frames, cfg.max_megapixel_frames, cfg.max_cpu_seconds)
         self.pool = self._new_pool()
@@ -73,6 +74,7 @@ class Service:
 
     def metadata(self) -> Metadata:
         return Metadata(model=self.artifact.describe(), classes=self.classes, backend=self.backend,
+                        precision=self.precision,
                         preprocessing=self.spec.to_json(),
                         limits={"max_upload_mb": self.cfg.max_upload_mb, "max_frames": self.cfg.max_frames,
                                 "max_megapixel_frames": self.cfg.max_megapixel_frames,
@@ -102,7 +104,7 @@ class Service:
                           detection_rate=round(faces.stats.detection_rate, 4),
                           model=ModelVersion(version=self.artifact.version, stage=self.artifact.stage,
                                              manifest_sha256=self.artifact.manifest_sha256),
-                          backend=self.backend, **crops)
+                          backend=self.backend, precision=self.precision, **crops)
 
 
 def _jpeg_data_url(rgb: np.ndarray) -> str:
