@@ -72,9 +72,9 @@ def test_s3_remote_push_clone_pull_repro_noop_and_registry_fetch(pipeline, s3, t
     endpoint, env, client = s3
     repo, _, _ = pipeline
 
-    # The project as pushed: a clone of the shared repo at the fixture's own commit (other tests commit on
+    # The project as pushed: a clone of the shared repo at its first run's commit (other tests commit on
     # top of it and tag it), with a copy of its DVC cache; the shared repo itself is only read.
-    commit = _run(["git", "rev-list", "-n1", "--grep=^pipeline outputs$", "HEAD"], repo, env).stdout.strip()
+    commit = _run(["git", "rev-list", "-n1", "--grep=^pipeline flow run ", "HEAD"], repo, env).stdout.strip()
     assert commit
     upstream = tmp_path / "upstream"
     _run(["git", "clone", "-q", "--no-tags", str(repo), str(upstream)], tmp_path, env)

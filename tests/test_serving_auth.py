@@ -28,7 +28,7 @@ METADATA = {"model": {"version": None, "stage": None, "manifest_sha256": "ab" * 
                       "source_checkpoint": {"path": "models/stage3", "sha256": "cd" * 32, "stage": "stage3",
                                             "train_seed": 0},
                       "test_metrics": {"war": 0.5, "uar": 0.5, "shuffled_uar_drop": 0.25, "num_test_clips": 4}},
-            "classes": ["happy"], "backend": "onnxruntime", "preprocessing": {"frames": 16},
+            "classes": ["happy"], "backend": "onnxruntime", "precision": "fp32", "preprocessing": {"frames": 16},
             "limits": {"max_upload_mb": 1, "max_frames": 900, "max_megapixel_frames": 2000, "max_cpu_seconds": 10},
             "batching": {"max_batch": 16, "max_wait_ms": 10}}
 
