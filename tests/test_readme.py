@@ -33,6 +33,7 @@ BLOCKS = {
     "drift": ("python benchmarks/drift.py", _benchmark("drift", "benchmarks/drift.json")),
     "scale": ("python benchmarks/scale.py", _benchmark("scale", "benchmarks/scale.json")),
     "text-layout": ("python benchmarks/text_layout.py", _benchmark("text_layout", "benchmarks/text_layout.json")),
+    "folds-cost": ("python benchmarks/folds_cost.py", _benchmark("folds_cost", "benchmarks/folds_cost.json")),
     "dfew-real-size": ("python benchmarks/dfew_real_size.py", _benchmark("dfew_real_size", "benchmarks/dfew_real_size.json")),
     "int8": ("python benchmarks/int8.py", _benchmark("int8", "benchmarks/int8.json")),
     "paper": ("make paper (python -m a3lign_dfer paper)", paper_block),
