@@ -24,6 +24,10 @@ from dataclasses import replace  # noqa: E402
 
 from a3lign_dfer.config.params import load_params  # noqa: E402
 from a3lign_dfer.data.feature_cache import FeatureSet, InMemoryFrames, save_feature_set  # noqa: E402
+from a3lign_dfer.data.synthetic.controls import PROTOTYPES  # noqa: E402
+from a3lign_dfer.data.synthetic.face import draw_face, sample_identity  # noqa: E402
+from a3lign_dfer.data.synthetic.render import identity_rng  # noqa: E402
+from a3lign_dfer.data.video_io import write_video  # noqa: E402
 from a3lign_dfer.model.small_clip import build_small_clip, save_clip  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
@@ -115,6 +119,27 @@ TINY_PIPELINE = {
     # (up to 0.10 over 8 seeds of 24-clip batches; README "Monitoring"), so its bar is wider.
     "drift": {"embedding": {"method": "mmd", "threshold": 0.2}},
 }
+
+
+FPS = PARAMS.synthetic.fps     # the synthetic benchmark's frame rate
+
+
+def expression_video(path: Path, labels: list[str], seconds: float, seed: int = 3) -> Path:
+    """One synthetic face, still in one place, holding each expression of `labels` for `seconds` in turn."""
+    width, height = PARAMS.synthetic.width, PARAMS.synthetic.height
+    ident = sample_identity(identity_rng(seed, 0))
+    rng = np.random.default_rng(seed)
+    background = np.clip(np.linspace(70, 170, width)[None, :, None] + np.zeros((height, 1, 3)), 0, 255)
+    m = np.array([[55.0, 0, width / 2], [0, 55.0, height / 2]])
+
+    def frames():
+        for label in labels:
+            for _ in range(round(seconds * FPS)):
+                img = background.astype(np.uint8)
+                draw_face(img, ident, PROTOTYPES[label], m, 0.0)
+                yield np.clip(img + rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8)
+    write_video(frames(), path, fps=FPS)
+    return path
 
 
 def run_cmd(cmd: list[str], cwd: Path) -> str:

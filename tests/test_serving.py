@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import run_cmd
+from conftest import expression_video, run_cmd
 
 from a3lign_dfer.data.video_io import write_video
 from a3lign_dfer.reporting.browser import find_chromium, image_spread
@@ -101,6 +101,31 @@ def test_health_metadata_and_the_page(served):
                               "max_cpu_seconds": 30}
     page = httpx.get(f"{served.url}/").text
     assert "<form" in page and not re.search(r"""(src|href)=["']?(https?:)?//""", page)   # nothing external
+
+
+def test_timeline_gives_the_cli_timeline_and_one_window_is_predicts_answer(served, tmp_path):
+    video = expression_video(tmp_path / "change.mp4", ["happy", "surprise"], 3.0)
+    out = run_cmd([sys.executable, "-m", "a3lign_dfer", "timeline", str(video), "--deploy", str(served.deploy)],
+                  served.repo)
+    expected = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    with video.open("rb") as f:
+        response = httpx.post(f"{served.url}/timeline", files={"file": (video.name, f, "video/mp4")}, timeout=120)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["filename"], answer["fps"], answer["frames_decoded"]) == ("change.mp4", 12, 72)
+    assert (answer["window_seconds"], answer["stride_seconds"], answer["precision"]) == (2.0, 0.5, "fp32")
+    assert len(answer["windows"]) == len(expected) == 9                 # 6 s: windows at 0, 0.5, ... 4 s
+    for got, want in zip(answer["windows"], expected):
+        assert {k: got[k] for k in ("start", "end", "label", "face_box")} == \
+            {k: want[k] for k in ("start", "end", "label", "face_box")}
+        assert got["probabilities"] == pytest.approx(want["probabilities"], abs=2e-5)
+    short = served.videos[0]                                            # 1-1.5 s: one window, predict's answer
+    [window] = httpx.post(f"{served.url}/timeline", content=short.read_bytes(), headers={"x-filename": short.name},
+                          timeout=60).json()["windows"]
+    _same_answer(window, served.expected[str(short)])
+    wall = _clip_file(tmp_path / "wall.mp4", np.full((30, 96, 96, 3), 128, np.uint8))
+    refused = httpx.post(f"{served.url}/timeline", content=wall.read_bytes(), timeout=60)
+    assert (refused.status_code, refused.json()["error"]) == (422, "no_face")       # the kinds /predict gives
 
 
 def _clip_file(path, frames):
@@ -282,3 +307,7 @@ def test_the_page_predicts_an_uploaded_video_in_chromium(served, tmp_path):
     spec = json.loads((served.deploy / "preprocess.json").read_text())
     assert shown["crops"] == spec["frames"] and shown["external"] == []
     assert image_spread(tmp_path / "page.png") > 0.05
+    assert not shown["timeline"] and shown["status"] == f"Done: {video.name}"     # one window: no chart
+    # A video longer than one window: its timeline drawn under the label, one line per class.
+    longer = check_page(served.url, expression_video(tmp_path / "change.mp4", ["happy", "surprise"], 3.0))
+    assert longer["timeline"] and sorted(longer["timeline_lines"]) == sorted(served.classes), longer["status"]

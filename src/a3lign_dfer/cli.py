@@ -14,8 +14,8 @@ import sys
 from a3lign_dfer.commands import add_params_option, invoke
 
 COMMANDS = ("prepare", "face_crop", "validate", "pretrain_clip", "features", "train", "evaluate", "shuffle_check",
-            "seeds", "folds", "paper", "export", "predict", "drift", "serve", "make_batch", "release", "report_page",
-            "plots_template", "results")
+            "seeds", "folds", "paper", "export", "predict", "drift", "timeline", "serve", "make_batch", "release",
+            "report_page", "plots_template", "results")
 
 
 def named_command(argv: list[str]) -> str | None:

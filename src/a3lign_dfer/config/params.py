@@ -16,7 +16,7 @@ from a3lign_dfer.config.deploy import DriftConfig, ExportConfig, ExportParams, R
 from a3lign_dfer.config.evaluation import PaperConfig, ShuffleCheckConfig
 from a3lign_dfer.config.model import (ClipConfig, FeaturesConfig, FeaturesParams, ModelConfig, PretrainClipConfig,
                                       PretrainClipParams)
-from a3lign_dfer.config.serving import ServeConfig, ServeParams
+from a3lign_dfer.config.serving import ServeConfig, ServeParams, TimelineConfig
 from a3lign_dfer.config.training import (AllAtOnceConfig, GrowingStageConfig, Stage1Config, Stage3Config,
                                          TrainConfig, TrainingParams)
 
@@ -47,6 +47,7 @@ class Params:
     drift: DriftConfig
     release: ReleaseConfig
     serve: ServeConfig
+    timeline: TimelineConfig
 
     def __post_init__(self) -> None:
         for view in VIEWS:                 # the checks across sections live on the views

@@ -1,4 +1,5 @@
-"""params.yaml section of the HTTP service (`serve`); no pipeline stage reads it."""
+"""params.yaml sections of the HTTP service (`serve`) and of expression timelines (`timeline`); no pipeline stage
+reads them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,28 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class TimelineConfig:
+    """The sliding window of `timeline` and POST /timeline (README "Timelines"): one prediction per stride."""
+
+    window_seconds: float            # the span of video one prediction sees (its `frames` sampled as training does)
+    stride_seconds: float            # a new prediction every this many seconds of video
+    default_fps: float               # the frame rate assumed where a camera or stream states none
+
+    def __post_init__(self) -> None:
+        if not 0 < self.stride_seconds <= self.window_seconds or self.default_fps <= 0:
+            raise ValueError("timeline: 0 < stride_seconds <= window_seconds and default_fps > 0, got "
+                             f"{self.stride_seconds}, {self.window_seconds}, {self.default_fps}")
+
+
+@dataclass(frozen=True)
+class TimelineParams:
+    timeline: TimelineConfig
+
+
+@dataclass(frozen=True)
 class ServeParams:
-    """What `serve` reads: its own section, and the registry artifact `--stage` fetches."""
+    """What `serve` reads: its own section, the timeline window, and the registry artifact `--stage` fetches."""
 
     release: ReleaseConfig
     serve: ServeConfig
+    timeline: TimelineConfig

@@ -6,8 +6,8 @@ second of video scaled so its longer side is at most `detect_max_side` (boxes ma
 only the frames asked for are kept at full resolution, where the crops are cut. Per-frame
 detections miss frames, jitter and fire on clutter, so one box per detected frame is chosen
 by continuity, then centre and size are median-filtered over the detected frames and every
-frame's box is interpolated from them. Training (`face_crop`), `predict`, `serve`, the drift
-monitor and the export's reference profile all cut their crops through here.
+frame's box is interpolated from them. Training (`face_crop`), `predict`, `serve`, `timeline`, the
+drift monitor and the export's reference profile all cut their crops through here.
 """
 from __future__ import annotations
 
@@ -228,14 +228,14 @@ def crops_along(path: str | Path, track: FaceTrack, cfg: FaceCropConfig, indices
     indices, kept = sorted(set(indices)), kept or {}
     if set(indices) <= kept.keys():
         for t in indices:
-            yield t, _cut(kept[t], track.boxes[t], cfg)
+            yield t, cut_face(kept[t], track.boxes[t], cfg)
         return
     wanted = set(indices)
     cap = open_video(Path(path))
     try:
         for t, frame in decoded_frames(cap, Path(path), wanted.__contains__):
             if frame is not None:
-                yield t, _cut(frame, track.boxes[t], cfg)
+                yield t, cut_face(frame, track.boxes[t], cfg)
                 wanted.discard(t)
                 if not wanted:
                     return
@@ -244,6 +244,7 @@ def crops_along(path: str | Path, track: FaceTrack, cfg: FaceCropConfig, indices
     raise VideoDecodeError(path, "truncated_video", f"frame {min(wanted)} no longer decodes")
 
 
-def _cut(frame_bgr: np.ndarray, box: np.ndarray, cfg: FaceCropConfig) -> np.ndarray:
+def cut_face(frame_bgr: np.ndarray, box: np.ndarray, cfg: FaceCropConfig) -> np.ndarray:
+    """The RGB face crop of one BGR frame at its track box (cx, cy, side): what every crop of a video is."""
     cx, cy, side = box
     return cv2.cvtColor(crop_square(frame_bgr, cx, cy, side, cfg.margin, cfg.size), cv2.COLOR_BGR2RGB)

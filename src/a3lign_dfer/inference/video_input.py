@@ -18,8 +18,10 @@ looked like (CropStats), computed on exactly the frames the graph gets.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from a3lign_dfer.data.face_track import (CostError, FaceTrack, NoFaceError, crop
 from a3lign_dfer.data.frame_folders import frame_files, read_frame
 from a3lign_dfer.data.manifest import ClipError
 from a3lign_dfer.data.sampling import segment_indices
-from a3lign_dfer.data.video_io import VideoDecodeError, probe_video
+from a3lign_dfer.data.video_io import VideoDecodeError, VideoProbe, probe_video
 from a3lign_dfer.model.image_spec import ImageSpec
 
 
@@ -79,7 +81,8 @@ class PreprocessSpec:
         return cls.from_json(json.loads(path.read_text()))
 
 
-def _jpeg_roundtrip(crop_rgb: np.ndarray, quality: int) -> np.ndarray:
+def as_stored(crop_rgb: np.ndarray, quality: int) -> np.ndarray:
+    """A crop after the JPEG round trip the training crops went through (face_crop stores JPEG)."""
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
@@ -160,33 +163,42 @@ def folder_frames(folder: Path, spec: PreprocessSpec) -> FaceFrames:
     except ClipError as err:
         raise InputError(str(err), err.problem) from err
     cfg = spec.face_crop
-    stored = np.stack([_jpeg_roundtrip(square_crop(frames[int(i)], cfg.size), cfg.jpeg_quality) for i in picked])
+    stored = np.stack([as_stored(square_crop(frames[int(i)], cfg.size), cfg.jpeg_quality) for i in picked])
     height, width = frames[int(picked[0])].shape[:2]
     box = (width / 2, height / 2, max(height, width))
     return FaceFrames(stored, CropStats.measure(stored, max(height, width) / min(height, width), 1.0, len(files)),
                       np.tile(np.asarray(box, np.float64), (len(files), 1)), np.asarray(picked), (height, width))
 
 
-def face_frames(path: str | Path, spec: PreprocessSpec, limits: RequestLimits | None = None) -> FaceFrames:
-    """The sampled face crops the graph gets and where they came from; InputError naming the file when the
-    video cannot be used or (with `limits`) costs more than they allow. A folder is a clip of frame images."""
-    path = Path(path)
-    if path.is_dir():
-        return folder_frames(path, spec)
-    if path.is_file() and path.stat().st_size == 0:
-        raise InputError(f"{path}: empty file", "empty_video")
+@contextlib.contextmanager
+def as_input_errors(limits: RequestLimits | None) -> Iterator[None]:
+    """The decode and cost errors of a video as InputError (what predict, timeline and the service report)."""
     try:
-        probe = probe_video(path)
-        if limits is not None:
-            limits.check(path, probe.frames, probe.height, probe.width)
-        picked = segment_indices(max(probe.frames, 1), spec.frames, train=False)
-        track, kept = track_face(path, spec.face_crop, picked.tolist(),
-                                 None if limits is None else limits.max_cpu_seconds)
+        yield
     except VideoDecodeError as err:
         raise InputError(str(err), err.problem) from err
     except CostError as err:
         raise InputError(f"{err}; the limit is {limits.max_cpu_seconds:g} (a shorter or smaller video)",
                          "too_costly") from err
+
+
+def probed(path: Path, limits: RequestLimits | None = None) -> VideoProbe:
+    """What the container declares, within `limits`; InputError otherwise."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file", "empty_video")
+    with as_input_errors(limits):
+        probe = probe_video(path)
+    if limits is not None:
+        limits.check(path, probe.frames, probe.height, probe.width)
+    return probe
+
+
+def tracked(path: Path, spec: PreprocessSpec, limits: RequestLimits | None = None,
+            keep: list[int] = ()) -> tuple[FaceTrack, dict[int, np.ndarray]]:
+    """The face track of a whole video and its frames in `keep` (track_face), refused as InputError when it
+    costs more than `limits`, has too few frames, or too rarely shows a face."""
+    with as_input_errors(limits):
+        track, kept = track_face(path, spec.face_crop, keep, None if limits is None else limits.max_cpu_seconds)
     if limits is not None:                                  # a container that under-declares its length
         limits.check(path, track.frames, *track.frame_size)
     if track.frames < spec.min_frames:
@@ -196,13 +208,23 @@ def face_frames(path: str | Path, spec: PreprocessSpec, limits: RequestLimits | 
         require_face(track, spec.face_crop, path)
     except NoFaceError as err:
         raise InputError(f"no face found: {err}", err.problem) from err
+    return track, kept
+
+
+def face_frames(path: str | Path, spec: PreprocessSpec, limits: RequestLimits | None = None) -> FaceFrames:
+    """The sampled face crops the graph gets and where they came from; InputError naming the file when the
+    video cannot be used or (with `limits`) costs more than they allow. A folder is a clip of frame images."""
+    path = Path(path)
+    if path.is_dir():
+        return folder_frames(path, spec)
+    probe = probed(path, limits)
+    picked = segment_indices(max(probe.frames, 1), spec.frames, train=False)
+    track, kept = tracked(path, spec, limits, picked.tolist())
     if track.frames != probe.frames:                       # sampled from the declared count: sample again
         picked = segment_indices(track.frames, spec.frames, train=False)
-    try:
+    with as_input_errors(limits):
         crops = dict(crops_along(path, track, spec.face_crop, picked.tolist(), kept))
-    except VideoDecodeError as err:
-        raise InputError(str(err), err.problem) from err
-    stored = np.stack([_jpeg_roundtrip(crops[i], spec.face_crop.jpeg_quality) for i in picked])
+    stored = np.stack([as_stored(crops[i], spec.face_crop.jpeg_quality) for i in picked])
     return FaceFrames(stored, CropStats.of(stored, track), track.boxes, np.asarray(picked), track.frame_size)
 
 

@@ -3,6 +3,8 @@
   POST /predict    a video (multipart field `file`, or the raw bytes as the body) -> label,
                    probabilities, per-frame face boxes, frames used, model version; ?crops=true
                    adds the face crops the model saw (JPEG data URLs)
+  POST /timeline   the same upload -> one prediction per stride over a sliding window (params timeline):
+                   start, end, label, probabilities, face box per window (README "Timelines")
   GET  /health     200 once the model is loaded and a warm-up inference ran, 503 before
   GET  /metadata   model version and registry stage, classes, preprocessing, backend, limits
   GET  /metrics    Prometheus text: requests, latency histogram, errors by kind, batch sizes
@@ -33,10 +35,10 @@ from a3lign_dfer.config.serving import ServeParams
 from a3lign_dfer.serving.artifact import fetch_registered, verify
 from a3lign_dfer.serving.auth import authorized
 from a3lign_dfer.serving.errors import UPLOAD_STATUS, RequestError, documented, error_response
-from a3lign_dfer.serving.schemas import Health, Metadata, Prediction
+from a3lign_dfer.serving.schemas import Health, Metadata, Prediction, Timeline
 from a3lign_dfer.serving.service import Service
 
-ENDPOINTS = ("/predict", "/health", "/metadata", "/metrics", "/")
+ENDPOINTS = ("/predict", "/timeline", "/health", "/metadata", "/metrics", "/")
 CHUNK = 1 << 20
 # What receive_upload reads, for the schema: the route takes the raw request, so FastAPI cannot infer it.
 UPLOAD_BODY = {"required": True, "content": {
@@ -130,21 +132,31 @@ def create_app(service: Service, api_key: str | None = None) -> FastAPI:
         return error_response("invalid_request", "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                                             for e in err.errors()))
 
-    @app.post("/predict", response_model=Prediction, response_model_exclude_unset=True,
-              responses=documented(*UPLOAD_STATUS, "invalid_request", "unauthorized", "not_ready", "internal"),
-              openapi_extra={"requestBody": UPLOAD_BODY})
-    async def predict(request: Request, crops: bool = False):
+    async def upload_answer(request: Request, answer):
+        """`answer(path, filename)` on the uploaded video, its temporary file removed whatever happens."""
         if not service.ready:
             return error_response("not_ready", "the model is still loading")
         path = service.uploads / f"{uuid.uuid4().hex}.upload"
         try:
             name = await receive_upload(request, path, limit)
-            return await service.predict(path, name, crops)
+            return await answer(path, name)
         except RequestError as err:
             metrics.errors.labels(err.kind).inc()
             return error_response(err.kind, err.message)
         finally:
             path.unlink(missing_ok=True)
+
+    @app.post("/predict", response_model=Prediction, response_model_exclude_unset=True,
+              responses=documented(*UPLOAD_STATUS, "invalid_request", "unauthorized", "not_ready", "internal"),
+              openapi_extra={"requestBody": UPLOAD_BODY})
+    async def predict(request: Request, crops: bool = False):
+        return await upload_answer(request, lambda path, name: service.predict(path, name, crops))
+
+    @app.post("/timeline", response_model=Timeline,
+              responses=documented(*UPLOAD_STATUS, "unauthorized", "not_ready", "no_timeline", "internal"),
+              openapi_extra={"requestBody": UPLOAD_BODY})
+    async def timeline(request: Request):
+        return await upload_answer(request, service.timeline)
 
     @app.get("/health", response_model=Health, response_model_exclude_unset=True,
              responses={503: {"model": Health, "description": "still loading"}})
@@ -188,6 +200,6 @@ def serve(params: ServeParams, artifact: str | None, stage: str | None, host: st
         print(f"serving {loaded.path} (version {loaded.version or 'unregistered'}, manifest sha256 "
               f"{loaded.manifest_sha256[:12]}) with {backend} {precision} on http://{host}:{port}"
               f"{'; API key required' if api_key else ''}", flush=True)
-        app = create_app(Service(loaded, params.serve, backend, device, precision), api_key)
+        app = create_app(Service(loaded, params.serve, params.timeline, backend, device, precision), api_key)
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run()
     return 0

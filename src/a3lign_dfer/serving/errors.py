@@ -15,8 +15,10 @@ from pydantic import BaseModel, Field
 UPLOAD_STATUS = {"no_file": 400, "empty_video": 400, "missing_video": 400, "not_a_video": 415,
                  "truncated_video": 422, "no_face": 422, "too_few_frames": 422, "too_many_frames": 413,
                  "too_many_pixels": 413, "too_costly": 413, "upload_too_large": 413}
-# ... and of what the service itself refuses or fails at, whatever the upload (invalid_request: a query parameter).
-STATUS = UPLOAD_STATUS | {"invalid_request": 422, "unauthorized": 401, "not_ready": 503, "internal": 500}
+# ... and of what the service itself refuses or fails at, whatever the upload (invalid_request: a query parameter;
+# no_timeline: an artifact exported before the split graphs existed).
+STATUS = UPLOAD_STATUS | {"invalid_request": 422, "unauthorized": 401, "not_ready": 503, "internal": 500,
+                          "no_timeline": 501}
 
 ErrorKind = Literal[tuple(STATUS)]          # the STATUS keys, in order: the schema's enum
 

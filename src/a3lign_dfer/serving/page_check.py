@@ -1,4 +1,5 @@
-"""The service's browser page in headless Chromium: choose a video, press Predict, read the result.
+"""The service's browser page in headless Chromium: choose a video, press Predict, read the result (and the
+timeline chart the page draws under it for a video longer than one window).
 
 Example (after `make repro`; writes the README's screenshot):
     python -m a3lign_dfer.serving.page_check data/raw/videos/syn_00028.mp4 --out reports/serving/page.png
@@ -18,6 +19,8 @@ RESULT = """(() => ({
   widths: [...document.querySelectorAll('#bars .fill')].map(e => e.style.width),
   crops: [...document.querySelectorAll('#crops img')].filter(i => i.complete && i.naturalWidth > 0).length,
   status: document.getElementById('status').textContent,
+  timeline: !document.getElementById('timeline').classList.contains('hidden'),
+  timeline_lines: [...document.querySelectorAll('#timeline-chart polyline')].map(e => e.dataset.class),
   external: [...document.querySelectorAll('script[src], link[href], img[src]')]
       .map(e => e.src || e.href).filter(u => !u.startsWith(location.origin) && !u.startsWith('data:')),
 }))()"""
@@ -25,8 +28,9 @@ RESULT = """(() => ({
 
 def check_page(base_url: str, video: Path, screenshot: Path | None = None, api_key: str | None = None) -> dict:
     """What the page shows after predicting `video`: label, bar names and widths, crops drawn, status line,
-    and any resource it would load from outside the service (none expected). `api_key` is typed into the
-    page's key field, which a service with a key makes it show."""
+    whether the timeline chart shows and the classes it draws, and any resource it would load from outside the
+    service (none expected). `api_key` is typed into the page's key field, which a service with a key makes it
+    show."""
     with DevToolsTab() as tab:
         tab.open(f"{base_url}/")
         if api_key is not None:
@@ -39,6 +43,7 @@ def check_page(base_url: str, video: Path, screenshot: Path | None = None, api_k
         tab.wait_for("document.getElementById('label').textContent !== '' || "
                      "document.getElementById('status').className === 'error'")
         tab.wait_for("[...document.querySelectorAll('#crops img')].every(i => i.complete)")
+        tab.wait_for("!document.getElementById('status').textContent.includes('reading its timeline')")
         shown = tab.evaluate(RESULT)
         if screenshot is not None:
             tab.screenshot(screenshot)

@@ -38,6 +38,30 @@ class Prediction(BaseModel):
                              "crops the model saw, one per frames_used, as JPEG data URLs")
 
 
+class TimelineWindow(BaseModel):
+    start: float = Field(description="seconds from the video's start")
+    end: float
+    label: str | None = Field(description="the most probable class; null where the face was found on fewer than "
+                                          "face_crop.min_detection_rate of the window's detector runs")
+    probabilities: dict[str, float] | None = Field(description="every class's probability (6 decimals), or null")
+    face_box: tuple[int, int, int, int] | None = Field(
+        description="the face box [x, y, width, height] in pixels at the window's middle sampled frame")
+    detection_rate: float | None = Field(description="face found / detector runs within the window")
+
+
+class Timeline(BaseModel):
+    filename: str
+    fps: float = Field(description="the video's frame rate (params timeline.default_fps where it states none)")
+    frames_decoded: int
+    frame_size: tuple[int, int] = Field(description="decoded (height, width) in pixels")
+    window_seconds: float = Field(description="params timeline: one prediction sees this span of video")
+    stride_seconds: float = Field(description="and a new one starts every stride")
+    windows: list[TimelineWindow] = Field(description="in order; one over the whole video when it is no longer "
+                                                      "than a window (then equal to /predict's answer)")
+    model: ModelVersion
+    precision: str = Field(description="fp32 or int8: the image encoder the frames went through")
+
+
 class ModelRecord(ModelVersion):
     source_checkpoint: SourceCheckpoint = Field(description="the checkpoint the artifact was exported from")
     test_metrics: TestMetrics = Field(description="the test split's metrics of the exported model")

@@ -25,20 +25,25 @@ import torch
 
 from a3lign_dfer.config.serving import ServeConfig
 from a3lign_dfer.data.face_track import warm_detector
-from a3lign_dfer.inference.backends import load_backend
+from a3lign_dfer.config.serving import TimelineConfig
+from a3lign_dfer.inference.backends import HEAD_FILE, SplitRunner, load_backend
+from a3lign_dfer.inference.timeline import predict_windows, prepared_file
 from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, RequestLimits, face_frames
 from a3lign_dfer.model.clip_backbone import normalize_frames
 from a3lign_dfer.serving.artifact import Artifact
 from a3lign_dfer.serving.batcher import MicroBatcher
 from a3lign_dfer.serving.errors import RequestError
 from a3lign_dfer.serving.metrics import ServiceMetrics
-from a3lign_dfer.serving.schemas import Metadata, ModelVersion, Prediction
+from a3lign_dfer.serving.schemas import Metadata, ModelVersion, Prediction, Timeline, TimelineWindow
 
 
 class Service:
-    def __init__(self, artifact: Artifact, cfg: ServeConfig, backend: str, device: str = "cpu",
-                 precision: str = "fp32") -> None:
+    def __init__(self, artifact: Artifact, cfg: ServeConfig, timeline: TimelineConfig, backend: str,
+                 device: str = "cpu", precision: str = "fp32") -> None:
         self.artifact, self.cfg, self.backend, self.precision = artifact, cfg, backend, precision
+        self.timeline_cfg = timeline
+        # Timelines run the split graphs (per-frame encoder, per-window head) on ONNX Runtime, whatever `backend`.
+        self.split = SplitRunner(artifact.path, precision, device) if (artifact.path / HEAD_FILE).is_file() else None
         self.spec = PreprocessSpec.load(artifact.path / "preprocess.json")
         self.classes: list[str] = artifact.manifest.classes
         self.metrics = ServiceMetrics()
@@ -81,17 +86,22 @@ class Service:
                                 "max_cpu_seconds": self.cfg.max_cpu_seconds},
                         batching={"max_batch": self.cfg.max_batch, "max_wait_ms": self.cfg.max_wait_ms})
 
-    async def predict(self, path: Path, filename: str, with_crops: bool) -> Prediction:
-        """The prediction for one uploaded video; RequestError for a video that cannot be predicted."""
-        self.preparing += 1
+    async def _prepared(self, prepare, path: Path, filename: str, *args):
+        """`prepare(path, spec, *args, limits)` in a worker process; RequestError for a video it refuses."""
         try:
-            faces = await asyncio.get_running_loop().run_in_executor(self.pool, face_frames, path, self.spec,
-                                                                     self.limits)
+            return await asyncio.get_running_loop().run_in_executor(self.pool, prepare, path, self.spec, *args,
+                                                                    self.limits)
         except InputError as err:
             raise RequestError(err.kind, str(err).replace(str(path), filename)) from err
         except BrokenProcessPool:                      # a worker died (killed): the next request gets a new pool
             self.pool = self._new_pool()
             raise
+
+    async def predict(self, path: Path, filename: str, with_crops: bool) -> Prediction:
+        """The prediction for one uploaded video; RequestError for a video that cannot be predicted."""
+        self.preparing += 1
+        try:
+            faces = await self._prepared(face_frames, path, filename)
         finally:
             self.preparing -= 1
         frames = normalize_frames(torch.from_numpy(faces.crops), self.spec.image).numpy()
@@ -105,6 +115,23 @@ class Service:
                           model=ModelVersion(version=self.artifact.version, stage=self.artifact.stage,
                                              manifest_sha256=self.artifact.manifest_sha256),
                           backend=self.backend, precision=self.precision, **crops)
+
+
+    async def timeline(self, path: Path, filename: str) -> Timeline:
+        """The timeline of one uploaded video (inference.timeline, params timeline), through the split graphs."""
+        if self.split is None:
+            raise RequestError("no_timeline", f"{self.artifact.path} has no split graphs ({HEAD_FILE}): it was "
+                                              "exported before timelines existed; re-run the export stage")
+        cfg = self.timeline_cfg
+        faces = await self._prepared(prepared_file, path, filename, cfg)
+        points = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: list(predict_windows(faces, self.split, self.classes, self.spec.image)))
+        return Timeline(filename=filename, fps=round(faces.fps, 3), frames_decoded=faces.frames,
+                        frame_size=faces.frame_size, window_seconds=cfg.window_seconds,
+                        stride_seconds=cfg.stride_seconds, windows=[TimelineWindow(**p.to_json()) for p in points],
+                        model=ModelVersion(version=self.artifact.version, stage=self.artifact.stage,
+                                           manifest_sha256=self.artifact.manifest_sha256),
+                        precision=self.precision)
 
 
 def _jpeg_data_url(rgb: np.ndarray) -> str:

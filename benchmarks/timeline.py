@@ -1,0 +1,121 @@
+"""Timeline real-time factor with the frame cache on and off, measured side by side in one run (not a test).
+
+A 30 fps 720p H.264 video of a real face (Grace Hopper's portrait, filmed rolling; data.face_videos) goes
+through exactly what `timeline` runs: the whole-video face track, the second pass cutting the sampled frames,
+the JPEG round trip and CLIP normalisation, the image encoder per frame and the head per window (the split
+ONNX graphs on ONNX Runtime, 2 cores), with params timeline's window and stride. The real-time factor is
+video seconds / wall-clock seconds, everything included; the cache-off run encodes all of every window's
+frames. Both at ViT-B/32 size (random weights: timing does not depend on them) and at the embedded
+default's size, each in FP32 and with the INT8 image encoder (dynamic quantization, as export writes it).
+
+Targets (issue 21): ViT-B/32 real-time factor >= 1.0 and cache-on >= 4x cache-off.
+JSON in reports/benchmarks/timeline.json; README block `timeline`.
+
+Example (CPU, about 6 minutes on 2 idle cores): python benchmarks/timeline.py
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import onnxruntime as ort
+
+from a3lign_dfer.config.params import load_params
+from a3lign_dfer.data.face_videos import photo_videos
+from a3lign_dfer.export.int8 import quantize_encoder
+from a3lign_dfer.export.onnx_graph import export_split
+from a3lign_dfer.inference.backends import IMAGE_ENCODER_FILES, SplitRunner
+from a3lign_dfer.inference.deploy_model import DeployModel
+from a3lign_dfer.inference.timeline import file_windows, predict_windows
+from a3lign_dfer.inference.video_input import PreprocessSpec
+from a3lign_dfer.reporting.readme_blocks import add_report_options, publish, republish
+from serving import CLASSES, FRAMES, embedded, final_model, vit_b32
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {"real_time_factor": 1.0, "cache_speedup": 4.0}
+
+
+def split_artifact(clip, folder: Path) -> None:
+    """image_encoder.onnx, its dynamic INT8 twin and head.onnx of the final architecture on this CLIP."""
+    export_split(DeployModel(clip, final_model(clip)), folder, FRAMES, clip.image_spec.size)
+    quantize_encoder(folder / IMAGE_ENCODER_FILES["fp32"], folder / IMAGE_ENCODER_FILES["int8"], "dynamic", None)
+
+
+def run_once(video: Path, spec: PreprocessSpec, cfg, runner, cache: bool) -> dict:
+    start, cpu = time.perf_counter(), time.process_time()
+    faces = file_windows(video, spec, cfg)
+    points = list(predict_windows(faces, runner, list(CLASSES), spec.image, cache))
+    wall = time.perf_counter() - start
+    seconds = faces.frames / faces.fps
+    return {"windows": len(points), "video_seconds": round(seconds, 3), "wall_seconds": round(wall, 3),
+            "cpu_seconds": round(time.process_time() - cpu, 3), "real_time_factor": round(seconds / wall, 3)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the 30 fps 720p test video")
+    add_report_options(parser, "reports/benchmarks/timeline.json", "README.md")
+    args = parser.parse_args(argv)
+    if args.markdown_only:
+        return republish(args.out, args.readme, "timeline", markdown)
+    params = load_params(ROOT / "params.yaml")
+    cfg = params.timeline
+    result = {"machine": {"cpu": platform.processor() or platform.machine(), "onnxruntime": ort.__version__},
+              "video": {"fps": 30, "size": "1280x720", "seconds": args.seconds, "face": "grace_roll"},
+              "window_seconds": cfg.window_seconds, "stride_seconds": cfg.stride_seconds, "targets": TARGETS}
+    with tempfile.TemporaryDirectory() as tmp:
+        video = [v for v in photo_videos(round(30 * args.seconds), (1280, 720)) if v.name == "grace_roll"][0]
+        path = video.write(Path(tmp) / "grace_roll_720p.mp4", fps=30)
+        del video
+        for name, make in (("vit_b32", vit_b32), ("embedded", embedded)):
+            clip = make()
+            folder = Path(tmp) / name
+            folder.mkdir()
+            split_artifact(clip, folder)
+            spec = PreprocessSpec(replace(params.face_crop, workers=1), clip.image_spec, FRAMES,
+                                  params.export.min_frames)
+            del clip
+            for precision in ("fp32", "int8"):
+                runner = SplitRunner(folder, precision)
+                on, off = (run_once(path, spec, cfg, runner, cache) for cache in (True, False))
+                result[f"{name}_{precision}"] = {"cache_on": on, "cache_off": off, "cache_speedup": round(
+                    on["real_time_factor"] / off["real_time_factor"], 2)}
+                print(f"{name} {precision}: {result[f'{name}_{precision}']}", flush=True)
+    print(markdown(result))
+    publish(result, args.out, args.readme, "timeline", markdown)
+    return result
+
+
+def _verdict(value: float, target: float) -> str:
+    return "met" if value >= target else f"**missed** ({value:.2f} against {target:g})"
+
+
+def markdown(result: dict) -> str:
+    """README's `timeline` block: real-time factor per size and precision, cache on and off."""
+    video = result["video"]
+    lines = [f"A {video['seconds']:g} s {video['fps']} fps {video['size']} video of a real face, windows of "
+             f"{result['window_seconds']:g} s every {result['stride_seconds']:g} s, preprocessing included "
+             f"(ONNX Runtime {result['machine']['onnxruntime']}, this machine's 2 cores):", "",
+             "| CLIP | image encoder | windows | real-time factor, cache on | cache off | cache on / off | "
+             "CPU-s per video-s, cache on |", "|---" * 7 + "|"]
+    for key, row in result.items():
+        if key.endswith(("_fp32", "_int8")):
+            name, precision = key.rsplit("_", 1)
+            on, off = row["cache_on"], row["cache_off"]
+            lines.append(f"| {name} | {precision.upper()} | {on['windows']} | {on['real_time_factor']:.2f} | "
+                         f"{off['real_time_factor']:.2f} | {row['cache_speedup']:.2f}x | "
+                         f"{on['cpu_seconds'] / on['video_seconds']:.2f} |")
+    b32 = result["vit_b32_fp32"]
+    targets = result["targets"]
+    lines += ["", f"Targets at ViT-B/32 size (FP32): real-time factor >= {targets['real_time_factor']:g}: "
+                  f"{_verdict(b32['cache_on']['real_time_factor'], targets['real_time_factor'])}; cache on >= "
+                  f"{targets['cache_speedup']:g}x off: {_verdict(b32['cache_speedup'], targets['cache_speedup'])}."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
