@@ -11,8 +11,10 @@ after a warm-up.
 Agreement: where a trained artifact and its face crops exist (--deploy, --crops), its
 image encoder is split out of the PyTorch twin, quantized both ways (static calibrated on
 export.int8.calibration_clips training clips, as export does), and INT8 encoder + FP32 head is
-compared with the artifact's FP32 model.onnx on every test clip through the export stage's
-own gate (params export.int8): top-1 agreement and per-class recall.
+compared with the artifact's FP32 model.onnx on the validation clips (at most export.parity_clips)
+through the export stage's own gate (params export.int8): top-1 agreement and per-class recall.
+The method is chosen on validation clips; the test clips are read once, by the export stage's
+release gate.
 
 The measured pick is the method with the highest agreement, then the most clips/s at the
 trained model's size, batch 16. JSON in reports/benchmarks/int8.json; README block `int8`.
@@ -89,7 +91,7 @@ def agreement(deploy_dir: Path, crops_dir: Path, cfg: ExportConfig, workdir: Pat
     spec = PreprocessSpec.load(deploy_dir / "preprocess.json")
     classes = deploy.head.model.spec.classes
     export_split(deploy, workdir, spec.frames, spec.image.size)
-    frames, labels = stored_clips(crops_dir, classes, spec, "test", cfg.parity_clips)
+    frames, labels = stored_clips(crops_dir, classes, spec, "val", cfg.parity_clips)
     calibration = stored_clips(crops_dir, classes, spec, "train", cfg.int8.calibration_clips)[0]
     fp32 = clip_logits(onnx_runner(onnx_session(deploy_dir / "model.onnx")), frames, cfg.max_batch)
     return {method: export_int8(workdir, replace(cfg.int8, method=method), calibration if method == "static" else None,
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                                        "run at batch 16 on 2 cores)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16], help="clips of 16 frames per call")
     parser.add_argument("--deploy", default=str(ROOT / "models/deploy"), help="a trained artifact (agreement)")
-    parser.add_argument("--crops", default=str(ROOT / "data/crops"), help="its face crops (test and train clips)")
+    parser.add_argument("--crops", default=str(ROOT / "data/crops"), help="its face crops (val and train clips)")
     add_report_options(parser, "reports/benchmarks/int8.json", "README.md")
     args = parser.parse_args(argv)
     if args.markdown_only:
@@ -161,9 +163,10 @@ def markdown(result: dict) -> str:
         return "\n".join(lines + [f"Agreement not measured: {trained['skipped']}."])
     gate = result["gate"]
     lines += ["On the trained artifact (the workspace's models/deploy), INT8 image encoder + FP32 head against FP32 "
-              f"model.onnx on every test clip; the gate wants agreement >= {gate['min_agreement']} and every class's "
+              f"model.onnx on the validation clips (the method is chosen here; the test clips are the export "
+              f"stage's release gate); the gate wants agreement >= {gate['min_agreement']} and every class's "
               f"recall within {gate['max_recall_gap']}:", "",
-              "| method | clips | top-1 agreement | max abs logit difference | worst recall gap | releasable |",
+              "| method | val clips | top-1 agreement | max abs logit difference | worst recall gap | within the bars |",
               "|---" * 6 + "|"]
     for method, g in trained["gate"].items():
         verdict = "yes" if g["releasable"] else f"no: {g['reason']}"

@@ -125,7 +125,8 @@ FPS = PARAMS.synthetic.fps     # the synthetic benchmark's frame rate
 
 
 def expression_video(path: Path, labels: list[str], seconds: float, seed: int = 3) -> Path:
-    """One synthetic face, still in one place, holding each expression of `labels` for `seconds` in turn."""
+    """One synthetic face, still in one place, holding each expression of `labels` for `seconds` in turn (None:
+    the face gone, only the background)."""
     width, height = PARAMS.synthetic.width, PARAMS.synthetic.height
     ident = sample_identity(identity_rng(seed, 0))
     rng = np.random.default_rng(seed)
@@ -136,7 +137,8 @@ def expression_video(path: Path, labels: list[str], seconds: float, seed: int = 
         for label in labels:
             for _ in range(round(seconds * FPS)):
                 img = background.astype(np.uint8)
-                draw_face(img, ident, PROTOTYPES[label], m, 0.0)
+                if label is not None:
+                    draw_face(img, ident, PROTOTYPES[label], m, 0.0)
                 yield np.clip(img + rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8)
     write_video(frames(), path, fps=FPS)
     return path

@@ -36,6 +36,7 @@ BLOCKS = {
     "folds-cost": ("python benchmarks/folds_cost.py", _benchmark("folds_cost", "benchmarks/folds_cost.json")),
     "dfew-real-size": ("python benchmarks/dfew_real_size.py", _benchmark("dfew_real_size", "benchmarks/dfew_real_size.json")),
     "int8": ("python benchmarks/int8.py", _benchmark("int8", "benchmarks/int8.json")),
+    "timeline": ("python benchmarks/timeline.py", _benchmark("timeline", "benchmarks/timeline.json")),
     "paper": ("make paper (python -m a3lign_dfer paper)", paper_block),
 }
 

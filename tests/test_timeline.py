@@ -157,6 +157,19 @@ def test_a_stream_url_is_followed_live_and_agrees_where_the_expression_holds(dep
         assert a["label"] == b["label"] and a["probabilities"] == pytest.approx(b["probabilities"], abs=0.02)
 
 
+def test_windows_where_the_face_is_gone_get_no_label(deploy, tmp_path):
+    repo, _, _, _, _ = deploy
+    video = expression_video(tmp_path / "leaves.mp4", ["happy", None], 3.0)
+    timeline = _timeline_cli(repo, str(video), "--window-seconds", "1", "--stride-seconds", "0.5",
+                             "--out", str(tmp_path / "leaves.csv"))
+    for window in timeline:
+        if window["end"] <= 3.0:
+            assert window["label"] and window["detection_rate"] == 1.0
+        if window["start"] >= 3.0:
+            assert window["label"] is None and window["probabilities"] is None and window["detection_rate"] == 0.0
+    assert pd.read_csv(tmp_path / "leaves.csv")["label"].isna().sum() == sum(w["label"] is None for w in timeline)
+
+
 @pytest.mark.parametrize("source, says", [
     ("missing.mp4", "missing.mp4: file not found"),
     ("http://127.0.0.1:9/clip.mp4", "cannot open stream http://127.0.0.1:9/clip.mp4"),

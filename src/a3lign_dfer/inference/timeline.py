@@ -329,11 +329,10 @@ def predict_windows(faces: FaceWindows, runner, classes: list[str], image: Image
     features = FrameFeatures(runner.encode, image, cache)
     for window in faces.windows:
         start, end = round(window.start / faces.fps, 3), round(window.end / faces.fps, 3)
+        rate = None if window.detection_rate is None else round(window.detection_rate, 4)
         if window.crops is None:
-            yield TimelinePoint(start, end, None, None, window.box, window.detection_rate)
+            yield TimelinePoint(start, end, None, None, window.box, rate)
             continue
         _, probs, _ = runner.head(features.of(window)[None])
-        probs = probs[0]
-        yield TimelinePoint(start, end, classes[int(probs.argmax())],
-                            {c: round(float(p), 6) for c, p in zip(classes, probs)}, window.box,
-                            None if window.detection_rate is None else round(window.detection_rate, 4))
+        yield TimelinePoint(start, end, classes[int(probs[0].argmax())],
+                            {c: round(float(p), 6) for c, p in zip(classes, probs[0])}, window.box, rate)
