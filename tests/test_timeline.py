@@ -180,3 +180,14 @@ def test_a_bad_source_gets_one_clear_line(deploy, source, says):
                           cwd=repo, capture_output=True, text=True, timeout=120)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 1 and len(lines) == 1 and says in lines[0], done.stderr
+
+
+def test_int8_runs_only_where_the_manifest_releases_it(deploy):
+    repo, deploy_dir, _, _, _ = deploy
+    video = str(next((repo / "data/raw/videos").glob("*.mp4")))
+    done = subprocess.run([sys.executable, "-m", "a3lign_dfer", "timeline", video, "--deploy", "models/deploy",
+                           "--precision", "int8"], cwd=repo, capture_output=True, text=True, timeout=120)
+    if json.loads((deploy_dir / "manifest.json").read_text())["int8"]["releasable"]:
+        assert done.returncode == 0 and json.loads(done.stdout.splitlines()[0])["label"], done.stderr
+    else:
+        assert done.returncode == 2 and "refusing --precision int8" in done.stderr and not done.stdout, done.stderr
