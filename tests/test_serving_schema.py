@@ -7,13 +7,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from a3lign_dfer.serving.app import create_app
-from a3lign_dfer.serving.errors import ErrorBody
+from a3lign_dfer.serving.errors import ErrorBody, RequestError
 from a3lign_dfer.serving.metrics import ServiceMetrics
 from a3lign_dfer.serving.schemas import ModelVersion, Prediction
 
 KINDS = ["no_file", "empty_video", "missing_video", "not_a_video", "truncated_video", "no_face", "too_few_frames",
          "too_many_frames", "too_many_pixels", "too_costly", "upload_too_large", "invalid_request", "unauthorized",
-         "not_ready", "internal"]
+         "not_ready", "internal", "no_timeline"]
 
 
 def _prediction(with_crops: bool) -> Prediction:
@@ -29,8 +29,11 @@ def _client(tmp_path, ready: bool = True, api_key: str | None = None) -> TestCli
     async def predict(path, name, with_crops):
         return _prediction(with_crops)
 
+    async def timeline(path, name):
+        raise RequestError("no_timeline", f"{name}: this stand-in has no split graphs")
+
     service = SimpleNamespace(metrics=ServiceMetrics(), ready=ready, uploads=tmp_path, predict=predict,
-                              cfg=SimpleNamespace(max_upload_mb=1, metrics_need_key=False))
+                              timeline=timeline, cfg=SimpleNamespace(max_upload_mb=1, metrics_need_key=False))
     return TestClient(create_app(service, api_key))
 
 
@@ -59,6 +62,24 @@ def test_openapi_names_the_prediction_fields_and_the_error_kinds(tmp_path):
                {"$ref": "#/components/schemas/ErrorBody"} for status in errors)
     assert set(predict["requestBody"]["content"]) == {"multipart/form-data", "application/octet-stream"}
     assert set(schema["paths"]["/metadata"]["get"]["responses"]) == {"200", "401", "500"}
+    timeline = schema["paths"]["/timeline"]["post"]
+    assert timeline["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Timeline"}
+    assert {s: a["description"] for s, a in timeline["responses"].items() if s != "200"} == \
+        {**{s: d.replace(", invalid_request", "") for s, d in errors.items()}, "501": "no_timeline"}
+    assert list(models["TimelineWindow"]["properties"]) == ["start", "end", "label", "probabilities", "face_box",
+                                                            "detection_rate"]
+    assert list(models["Timeline"]["properties"]) == ["filename", "fps", "frames_decoded", "frame_size",
+                                                      "window_seconds", "stride_seconds", "windows", "model",
+                                                      "precision"]
+    assert set(timeline["requestBody"]["content"]) == {"multipart/form-data", "application/octet-stream"}
+
+
+def test_timeline_refusals_are_error_bodies_too(tmp_path):
+    response = _client(tmp_path).post("/timeline", content=b"video bytes", headers={"x-filename": "clip.mp4"})
+    assert response.status_code == 501
+    assert ErrorBody.model_validate(response.json()).error == "no_timeline" and "clip.mp4" in response.json()["detail"]
+    assert _client(tmp_path).post("/timeline", content=b"").json()["error"] == "no_file"
 
 
 @pytest.mark.parametrize("request_kwargs, ready, status, kind", [

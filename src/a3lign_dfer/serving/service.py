@@ -23,9 +23,8 @@ import cv2
 import numpy as np
 import torch
 
-from a3lign_dfer.config.serving import ServeConfig
+from a3lign_dfer.config.serving import ServeConfig, TimelineConfig
 from a3lign_dfer.data.face_track import warm_detector
-from a3lign_dfer.config.serving import TimelineConfig
 from a3lign_dfer.inference.backends import HEAD_FILE, SplitRunner, load_backend
 from a3lign_dfer.inference.timeline import predict_windows, prepared_file
 from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, RequestLimits, face_frames
@@ -86,6 +85,10 @@ class Service:
                                 "max_cpu_seconds": self.cfg.max_cpu_seconds},
                         batching={"max_batch": self.cfg.max_batch, "max_wait_ms": self.cfg.max_wait_ms})
 
+    def model_version(self) -> ModelVersion:
+        return ModelVersion(version=self.artifact.version, stage=self.artifact.stage,
+                            manifest_sha256=self.artifact.manifest_sha256)
+
     async def _prepared(self, prepare, path: Path, filename: str, *args):
         """`prepare(path, spec, *args, limits)` in a worker process; RequestError for a video it refuses."""
         try:
@@ -112,10 +115,7 @@ class Service:
                           frames_decoded=len(faces.track), frames_used=faces.used.tolist(),
                           frame_size=faces.frame_size, face_boxes=faces.boxes(),
                           detection_rate=round(faces.stats.detection_rate, 4),
-                          model=ModelVersion(version=self.artifact.version, stage=self.artifact.stage,
-                                             manifest_sha256=self.artifact.manifest_sha256),
-                          backend=self.backend, precision=self.precision, **crops)
-
+                          model=self.model_version(), backend=self.backend, precision=self.precision, **crops)
 
     async def timeline(self, path: Path, filename: str) -> Timeline:
         """The timeline of one uploaded video (inference.timeline, params timeline), through the split graphs."""
@@ -129,9 +129,7 @@ class Service:
         return Timeline(filename=filename, fps=round(faces.fps, 3), frames_decoded=faces.frames,
                         frame_size=faces.frame_size, window_seconds=cfg.window_seconds,
                         stride_seconds=cfg.stride_seconds, windows=[TimelineWindow(**p.to_json()) for p in points],
-                        model=ModelVersion(version=self.artifact.version, stage=self.artifact.stage,
-                                           manifest_sha256=self.artifact.manifest_sha256),
-                        precision=self.precision)
+                        model=self.model_version(), precision=self.precision)
 
 
 def _jpeg_data_url(rgb: np.ndarray) -> str:
