@@ -92,10 +92,11 @@ def test_the_timeline_changes_where_the_expression_does_within_one_stride(deploy
     centres = [(w["start"] + w["end"]) / 2 for w in timeline]
     assert timeline[-1]["end"] == 6.0 and len(timeline) == 11 and all(w["label"] for w in timeline)
     # Windows wholly inside one half show that half's expression, and closely: the halves differ by much more.
-    assert np.abs(still[first] - still[second]).sum() > 0.005
+    apart = np.abs(still[first] - still[second]).sum()
+    assert apart > 0.005
     for p, c, e in zip(probs, centres, shows):
         if abs(c - middle) >= stride:
-            assert e == (first if c < middle else second) and np.abs(p - still[e]).sum() < 0.003, (c, p, still)
+            assert e == (first if c < middle else second) and np.abs(p - still[e]).sum() < apart / 4, (c, p, still)
     change = next(c for c, e in zip(centres, shows) if e == second)
     assert abs(change - middle) <= stride and all(e == second for c, e in zip(centres, shows) if c >= change)
     table = pd.read_csv(tmp_path / "change.csv")
