@@ -91,3 +91,17 @@ def test_an_ordering_holds_only_beyond_the_spread():
     assert verdict({"mean": 0.71, "std": 0.02}, {"mean": 0.7, "std": 0.01}) == "holds in the mean, within the spread"
     assert verdict({"mean": 0.7, "std": 0.0}, {"mean": 0.7, "std": 0.0}) == "does not hold"
 
+
+
+def test_each_comparison_variant_sets_what_it_compares_and_equal_settings_are_one_job(tmp_path, tiny_clip_dir, scale):
+    setup = _setup(tmp_path, tiny_clip_dir, scale, seeds=(0,))
+    jobs = fidelity.jobs((0,), "paper")
+    weights = {job.variant: runs.job_params(setup.jobs([job])[0]).train.class_weight for job in jobs["loss"]}
+    assert weights == {"inverse": "inverse", "none": "none"}       # whatever params.yaml's default is
+    layouts = {job.variant: runs.job_params(setup.jobs([job])[0]).model.text_layout for job in jobs["layout"]}
+    assert layouts == {"compact": "compact", "paper": "paper"}
+    # the paper layout at params.yaml's class weight is one of the loss variants: the same job, trained once
+    default = runs.job_params(setup.jobs([jobs["layout"][1]])[0]).train.class_weight
+    same = [job for job in jobs["loss"] if job.variant == default]
+    assert runs.key(setup.jobs(same)[0]) == runs.key(setup.jobs([jobs["layout"][1]])[0])
+    assert runs.key(setup.jobs(jobs["loss"])[0]) != runs.key(setup.jobs(jobs["loss"])[1])

@@ -1,7 +1,7 @@
 """Each paper experiment as one function: run its jobs, write reports/paper/<name>.json and .md.
 
-`python -m a3lign_dfer paper [NAME ...]` runs them in the order below (fidelity first:
-the layout val chose is the one the loss comparison and Table 3 train with) and then
+`python -m a3lign_dfer paper [NAME ...]` runs them in the order of EXPERIMENTS (fidelity before
+the tables: the layout val chose is the one the loss comparison and Table 3 train with) and then
 index.md, which links every table and figure and says which of the paper's orderings hold.
 """
 from __future__ import annotations
@@ -341,8 +341,9 @@ def write_index(setup: Setup, readme: Path | None) -> str:
     return markdown
 
 
-EXPERIMENTS = {"fidelity": run_fidelity, "collapse": run_collapse, "table3": run_table3, "table2": run_table2, "figure3": run_figure3, "figure4": run_figure4,
-               "table6": run_table6}
+# Figure 3 first: it queues DVC experiments from a clean committed workspace, and the others write reports/paper.
+EXPERIMENTS = {"figure3": run_figure3, "fidelity": run_fidelity, "collapse": run_collapse, "table3": run_table3,
+               "table2": run_table2, "figure4": run_figure4, "table6": run_table6}
 TITLES = {"fidelity.md": "Fidelity: Eq. 2 layout, loss, all at once (val decides)",
           "collapse.md": "All at once, one choice at a time: which one removes the collapse",
           "table2.md": "Table 2: baselines", "table3.md": "Table 3: MAT x JAS",

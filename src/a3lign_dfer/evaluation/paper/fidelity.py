@@ -59,8 +59,8 @@ def jobs(seeds: tuple[int, ...], layout: str | None = None) -> dict[str, list[Jo
            + variant("ladder", "paper", {"model": {"text_layout": "paper"}}),
            "all_at_once": variant("all_at_once", "ours", {}) + variant("all_at_once", "plain", PLAIN)}
     if layout is not None:
-        out["loss"] = (variant("ladder", "inverse", {"model": {"text_layout": layout}})
-                       + variant("ladder", "none", {"model": {"text_layout": layout}, "train": {"class_weight": "none"}}))
+        out["loss"] = [job for weight in ("inverse", "none") for job in variant(
+            "ladder", weight, {"model": {"text_layout": layout}, "train": {"class_weight": weight}})]
     return out
 
 

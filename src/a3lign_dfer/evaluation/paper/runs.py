@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from a3lign_dfer.config.data import ScaleConfig
-from a3lign_dfer.config.schema import load
+from a3lign_dfer.config.schema import load, to_dict
 from a3lign_dfer.config.training import TrainingParams
 from a3lign_dfer.data.cluster import dask_client, limit_threads, map_shards
 from a3lign_dfer.data.feature_cache import FeatureSet, load_feature_set
@@ -56,11 +56,16 @@ def workspace(clip_model: str, features: str, classes: tuple[str, ...], device: 
                      *(load_feature_set(Path(features), split, classes) for split in ("train", "val", "test")))
 
 
+def job_params(job: Job) -> TrainingParams:
+    """params.yaml with the job's overrides and its seed."""
+    return load(TrainingParams, job.params_path, {**job.overrides, "train": {**job.overrides.get("train", {}),
+                                                                             "seed": job.seed}})
+
+
 def run_job(job: Job) -> dict:
     """Worker: the recipe's rows for this job, and its seconds."""
     limit_threads(job.threads)
-    params = load(TrainingParams, job.params_path, {**job.overrides, "train": {**job.overrides.get("train", {}),
-                                                                               "seed": job.seed}})
+    params = job_params(job)
     ws = workspace(params.clip.model, job.features, tuple(params.data.classes), job.device)
     module, name = job.recipe.split(":")
     recipe: Recipe = getattr(importlib.import_module(f"a3lign_dfer.evaluation.paper.{module}"), name)
@@ -91,8 +96,10 @@ _DONE: dict[str, dict] = {}      # this process's finished jobs, by what they ra
 
 
 def key(job: Job) -> str:
-    """What a job computes: its recipe, params and seed (its variant name is only a label)."""
-    return json.dumps([job.recipe, job.seed, job.overrides, job.params_path, job.features, job.device], sort_keys=True)
+    """What a job computes: its recipe, the params it resolves to (two variants that set the same value, one
+    by default and one by override, are one job) and its features (its variant name is only a label)."""
+    params = job_params(job)
+    return json.dumps([job.recipe, to_dict(params), job.features, job.device], sort_keys=True)
 
 
 def spread(results: list[dict], variant: str, row: str, split: str, metric: str = "uar") -> dict:
