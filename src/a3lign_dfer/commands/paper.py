@@ -10,10 +10,11 @@ HELP = "the paper's experiments (Tables 2, 3, 6, Figures 3, 4, fidelity checks) 
 
 
 def add_arguments(p) -> None:
-    from a3lign_dfer.evaluation.paper.experiments import EXPERIMENTS
+    from a3lign_dfer.evaluation.paper.experiments import EXPERIMENTS, OPT_IN
 
     p.add_argument("names", nargs="*", metavar="NAME",
-                   help=f"experiments to run, in this order: {', '.join(EXPERIMENTS)} (default: all); "
+                   help=f"experiments to run, in this order: {', '.join(EXPERIMENTS)} (default: all but "
+                        f"{', '.join(OPT_IN)}); "
                         "index.md and README's paper block are rewritten after any of them")
     p.add_argument("--features", default="data/features", help="the pipeline's feature cache")
     p.add_argument("--checkpoint", default="models/stage3", help="the final model (Figure 4, Table 6)")
@@ -24,7 +25,7 @@ def add_arguments(p) -> None:
 def run(args) -> None:
     from a3lign_dfer.config.evaluation import PaperParams
     from a3lign_dfer.config.schema import load
-    from a3lign_dfer.evaluation.paper.experiments import EXPERIMENTS, Setup, write_index
+    from a3lign_dfer.evaluation.paper.experiments import EXPERIMENTS, OPT_IN, Setup, write_index
 
     from a3lign_dfer.errors import UserError
 
@@ -33,7 +34,7 @@ def run(args) -> None:
         raise UserError(f"unknown experiment(s) {', '.join(unknown)}; known: {', '.join(EXPERIMENTS)}")
     params = load(PaperParams, args.params)
     setup = Setup(params.paper, params.scale, args.params, args.features, args.checkpoint, ".", Path(args.out))
-    for name in [n for n in EXPERIMENTS if n in (args.names or EXPERIMENTS)]:
+    for name in [n for n in EXPERIMENTS if n in (args.names or set(EXPERIMENTS) - set(OPT_IN))]:
         print(f"== {name}", flush=True)
         EXPERIMENTS[name](setup)
     write_index(setup, Path(args.readme) if args.readme else None)

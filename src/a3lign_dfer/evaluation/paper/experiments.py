@@ -66,12 +66,17 @@ def _rows(results: list[dict], variants: list[str], rows: list[str]) -> dict:
 
 # ---- fidelity: the Eq. 2 layout, the loss, all at once ----------------------------------------------
 def run_fidelity(setup: Setup) -> dict:
+    """The loss comparison trains on the layout val chooses. It is queued with the layout comparison on the
+    layout params.yaml holds (val's earlier choice), so both fill one batch of the cluster; only when val now
+    chooses the other layout does a second batch train the loss comparison on it."""
     start = time.perf_counter()
-    first = fidelity.jobs(setup.paper.seeds)
-    done = run_jobs(setup.jobs(first["layout"] + first["all_at_once"]), setup.scale, "fidelity: layout, all at once")
+    current = _params(setup).model.text_layout
+    first = fidelity.jobs(setup.paper.seeds, current)
+    done = run_jobs(setup.jobs(first["layout"] + first["loss"] + first["all_at_once"]), setup.scale,
+                    "fidelity: layout, loss, all at once")
     layout = fidelity.choose(done, "paper", "compact")
     loss_done = run_jobs(setup.jobs(fidelity.jobs(setup.paper.seeds, layout["chosen"])["loss"]), setup.scale,
-                         "fidelity: loss")
+                         "fidelity: loss on the chosen layout")
     loss = fidelity.choose(loss_done, "none", "inverse")
     result = {"seeds": list(setup.paper.seeds), "layout": layout, "loss": loss,
               "ladder": _rows(done, ["compact", "paper"], list(LADDER)),
@@ -236,7 +241,8 @@ def run_figure3(setup: Setup) -> dict:
 
 
 # ---- Figure 4 and Table 6: the pipeline's final model -----------------------------------------------
-def _final_params(setup: Setup):
+def _params(setup: Setup):
+    """params.yaml as the training stages read it: the final model's settings and val's earlier choices."""
     from a3lign_dfer.config.schema import load
     from a3lign_dfer.config.training import TrainingParams
 
@@ -247,7 +253,7 @@ def run_figure4(setup: Setup) -> dict:
     from a3lign_dfer.evaluation.paper.visuals import tsne_figure
 
     start = time.perf_counter()
-    result = tsne_figure(Path(setup.checkpoint), Path(setup.features), setup.out / "figure4.png", _final_params(setup))
+    result = tsne_figure(Path(setup.checkpoint), Path(setup.features), setup.out / "figure4.png", _params(setup))
     result["seconds"] = time.perf_counter() - start
     rows = [f"| {name} | {100 * result['before'][name]:.1f} | {100 * result['after'][name]:.1f} |"
             for name in ("accuracy", "uar")] + [
@@ -344,6 +350,9 @@ def write_index(setup: Setup, readme: Path | None) -> str:
 # Figure 3 first: it queues DVC experiments from a clean committed workspace, and the others write reports/paper.
 EXPERIMENTS = {"figure3": run_figure3, "fidelity": run_fidelity, "collapse": run_collapse, "table3": run_table3,
                "table2": run_table2, "figure4": run_figure4, "table6": run_table6}
+# Run only when named: `make paper` (all the others) fits in 90 minutes on 2 cores, and collapse would add
+# a third of that (README "The paper's experiments").
+OPT_IN = ("collapse",)
 TITLES = {"fidelity.md": "Fidelity: Eq. 2 layout, loss, all at once (val decides)",
           "collapse.md": "All at once, one choice at a time: which one removes the collapse",
           "table2.md": "Table 2: baselines", "table3.md": "Table 3: MAT x JAS",

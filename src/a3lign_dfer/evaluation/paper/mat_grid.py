@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,13 +44,18 @@ def cells(grid: GridConfig) -> list[tuple[int, int, int]]:
 
 def _dvc(repo: Path, *args: str, check: bool = True) -> str:
     """A DVC command in `repo`. dvc.yaml's cmds say `python`, and `dvc queue start` spawns the worker as
-    `dvc`: both must be this interpreter's, so its bin dir leads PATH (as multi_seed.run_experiment)."""
+    `dvc`: both must be this interpreter's, so its bin dir leads PATH (as multi_seed.run_experiment).
+    Output goes through a file, not a pipe: the worker `queue start` spawns outlives it and inherits its
+    stdout and stderr, and reading a pipe to its end would wait for the whole queue."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     cmd = [sys.executable, "-m", "dvc", *args]
-    done = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    with tempfile.TemporaryFile("w+") as out:
+        done = subprocess.run(cmd, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        out.seek(0)
+        text = out.read()
     if check and done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
-    return done.stdout
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{text[-3000:]}")
+    return text
 
 
 def _queue_status(repo: Path) -> tuple[dict[str, tuple[str, str]], bool]:
