@@ -83,13 +83,13 @@ def run_jobs(jobs: list[Job], scale: ScaleConfig, desc: str) -> list[dict]:
         return replace(job, params_path=str(Path(job.params_path).resolve()),
                        features=str(Path(job.features).resolve()), overrides={**job.overrides, **clip})
 
-    jobs = [absolute(job) for job in jobs]
-    todo = list({key(job): job for job in jobs if key(job) not in _DONE}.values())   # a shared job runs once
+    keyed = [(key(job), job) for job in (absolute(job) for job in jobs)]    # each key reads params.yaml once
+    todo = {k: job for k, job in keyed if k not in _DONE}                   # a shared job runs once
     if todo:
         with dask_client(scale) as client:
-            for job, result in zip(todo, map_shards(client, run_job, todo, scale.retries, desc)):
-                _DONE[key(job)] = result
-    return [{**_DONE[key(job)], "variant": job.variant} for job in jobs]
+            for k, result in zip(todo, map_shards(client, run_job, list(todo.values()), scale.retries, desc)):
+                _DONE[k] = result
+    return [{**_DONE[k], "variant": job.variant} for k, job in keyed]
 
 
 _DONE: dict[str, dict] = {}      # this process's finished jobs, by what they ran
