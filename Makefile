@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine: `make repro` (the whole pipeline on the
-# embedded default) and `make test`. Both create .venv and install from the lock.
+# embedded default) and `make test` (`make test-fast`: its first tier only). Both create .venv and install
+# from the lock.
 # `make server` + `make serve` run the pipeline under Prefect (flows/, README "Orchestration").
 SHELL := /bin/bash
 VENV := .venv
@@ -16,7 +17,7 @@ server serve: export PREFECT_HOME ?= $(abspath .prefect)
 serve: export PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check --no-warn-script-location
 
-.PHONY: install repro pull seeds paper test server serve ui-check service service-check lock clean-venv
+.PHONY: install repro pull seeds paper test test-fast server serve ui-check service service-check lock clean-venv
 
 install: $(VENV)/.installed
 
@@ -45,8 +46,16 @@ seeds: install
 paper: install
 	$(PY) -m a3lign_dfer paper
 
-test: install
-	$(PY) -m pytest -q
+# The tests in two tiers (tests/tiers.py marks them from what they use): the fast tier (unit tests, minutes),
+# then the end-to-end tier (the tiny pipeline built once, DVC, Prefect, Dask, servers, Chromium). A failing fast
+# test stops `make test` before any end-to-end test starts. Each tier ends with its ten slowest tests; a test
+# that runs past its tier's timeout fails with a traceback of where it hung.
+PYTEST := $(PY) -m pytest -q --durations=10 --durations-min=1
+test-fast: install
+	$(PYTEST) -m "not e2e" --timeout=300
+
+test: test-fast
+	$(PYTEST) -m e2e --timeout=900
 
 # A local Prefect server (API + UI at http://127.0.0.1:$(PREFECT_PORT)), bound to 127.0.0.1.
 server: install

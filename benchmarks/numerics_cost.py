@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from a3lign_dfer.reporting.readme_blocks import add_report_options, publish, republish
+from a3lign_dfer.reporting.readme_blocks import add_report_options, cpu_name, publish, republish
 
 ROOT = Path(__file__).resolve().parents[1]
 # A pretrain_clip step (patch convolution, attention, matmuls; forward and backward), `steps` times after one
@@ -91,9 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
             last[name] = run_step(env, args.steps)
             times[name].append(last[name]["seconds_per_step"])
             print(f"run {i + 1}/{args.runs} {name}: {1000 * last[name]['seconds_per_step']:.0f} ms/step", flush=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
-    result = {"cpu": cpu, "runs": args.runs, "steps": args.steps,
+    result = {"cpu": cpu_name(), "runs": args.runs, "steps": args.steps,
               **{name: {"median_s": statistics.median(t), "seconds": t, "aten": last[name]["aten"],
                         "sha256": last[name]["sha256"]} for name, t in times.items()}}
     result["ratio"] = result["pinned"]["median_s"] / result["own_best"]["median_s"]

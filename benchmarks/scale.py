@@ -41,7 +41,7 @@ import psutil
 import torch
 import yaml
 
-from a3lign_dfer.reporting.readme_blocks import add_report_options, publish, republish
+from a3lign_dfer.reporting.readme_blocks import add_report_options, cpu_name, publish, republish
 
 ROOT = Path(__file__).resolve().parents[1]
 FERV39K_TRAIN = 31_088
@@ -297,9 +297,7 @@ def main(argv: list[str] | None = None) -> dict:
             shutil.rmtree(work, ignore_errors=True)
     for run in runs.values():
         run.pop("out", None)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
-    result = {"cpu": cpu, "cores": os.cpu_count(), "targets": TARGETS, "runs": runs, "verdicts": verdicts}
+    result = {"cpu": cpu_name(), "cores": os.cpu_count(), "targets": TARGETS, "runs": runs, "verdicts": verdicts}
     publish(result, args.out, args.readme, "scale", markdown)
     print(markdown(result))
     return result

@@ -2,8 +2,10 @@
 
 Each task runs `dvc repro --single-item <stage>`, so DVC decides whether the
 stage is up to date (then nothing is recomputed) and the task attaches the
-stage's metrics to the run as a markdown artifact. Tasks run one after another:
-DVC holds one lock per workspace. A failing stage fails its task and the flow with
+stage's metrics to the run as a markdown artifact. One `dvc status` before the
+first task names the changed stages: a stage outside it, none of whose upstream
+stages re-ran, is reported up to date without a DVC call of its own. Tasks run
+one after another: DVC holds one lock per workspace. A failing stage fails its task and the flow with
 the stage's last output lines; later stages do not run.
 
     python -m flows.pipeline                                  # the committed params
@@ -23,8 +25,8 @@ from prefect.runtime import flow_run
 
 from a3lign_dfer.config.data import SCHEDULER_ENV
 from a3lign_dfer.orchestration import experiments
-from a3lign_dfer.orchestration.dvc_stages import DvcLocked, Stage, StageRun, metrics_markdown, pipeline_stages, \
-    repro_stage
+from a3lign_dfer.orchestration.dvc_stages import DvcLocked, Stage, StageRun, changed_stages, metrics_markdown, \
+    pipeline_stages, repro_stage
 
 
 def artifact_key(name: str) -> str:
@@ -58,8 +60,12 @@ class ThrottledLog:
 
 
 @task(retries=3, retry_delay_seconds=30, retry_condition_fn=_lock_held, cache_policy=NO_CACHE)
-def run_stage(stage: Stage, repo: Path, env: dict[str, str]) -> StageRun:
-    run = repro_stage(stage.name, repo, on_line=ThrottledLog(get_run_logger().info), env=env)
+def run_stage(stage: Stage, repo: Path, env: dict[str, str], changed: bool = True) -> StageRun:
+    """`changed` False: neither `dvc status` nor an upstream re-run touched the stage, so DVC is not asked."""
+    if changed:
+        run = repro_stage(stage.name, repo, on_line=ThrottledLog(get_run_logger().info), env=env)
+    else:
+        run = StageRun(stage.name, False, 0.0, "up to date: unchanged in `dvc status`, no upstream stage re-ran")
     create_markdown_artifact(key=f"{artifact_key(stage.name)}-metrics", markdown=metrics_markdown(stage, run, repo),
                              description=f"metrics of DVC stage {stage.name}")
     return run
@@ -89,8 +95,10 @@ def pipeline(repo: str = ".", set_params: list[str] | None = None, commit: bool 
         logger.info(f"params overridden for this run only: {set_params}")
     try:
         env = {SCHEDULER_ENV: dask_scheduler} if dask_scheduler else {}
-        runs = [run_stage.with_options(name=stage.name, task_run_name=stage.name)(stage, root, env)
-                for stage in stages]
+        changed, runs = changed_stages(root), []
+        for stage in stages:
+            rerun = stage.name in changed or bool(set(stage.upstream) & {r.name for r in runs if r.ran})
+            runs.append(run_stage.with_options(name=stage.name, task_run_name=stage.name)(stage, root, env, rerun))
         if set_params:
             exp = experiments.experiment_name(name)
             rev = experiments.save_experiment(root, exp, f"pipeline flow run {name}: {' '.join(set_params)}")

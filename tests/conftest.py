@@ -8,6 +8,7 @@ for key, value in {"DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1", "PREFECT_SERVER
     os.environ[key] = value
 
 import a3lign_dfer  # noqa: E402,F401  (pins the numerical code paths before torch loads)
+import contextlib  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
@@ -29,12 +30,18 @@ from a3lign_dfer.data.synthetic.face import draw_face, sample_identity  # noqa: 
 from a3lign_dfer.data.synthetic.render import identity_rng  # noqa: E402
 from a3lign_dfer.data.video_io import write_video  # noqa: E402
 from a3lign_dfer.model.small_clip import build_small_clip, save_clip  # noqa: E402
+from tiers import TIERS, mark_and_order  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 PARAMS = load_params(ROOT / "params.yaml")           # the one source of every default
 CLASSES = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
 TINY_CLIP = replace(PARAMS.pretrain_clip, image_size=32, patch_size=8, width=32, layers=2, heads=2,
                     projection_dim=16)
+
+
+@pytest.hookimpl(tryfirst=True)       # before `-m` deselects by the markers this adds
+def pytest_collection_modifyitems(config, items):
+    config.stash[TIERS] = mark_and_order(items)
 
 
 @pytest.fixture(scope="session")
@@ -151,6 +158,20 @@ def run_cmd(cmd: list[str], cwd: Path) -> str:
     return done.stdout + done.stderr
 
 
+def run_cli(argv: list[str], cwd: Path, capsys) -> str:
+    """`python -m a3lign_dfer ARGV` in this process, in `cwd`, for tests that need its result rather than the
+    process (exit codes, one-line errors and start-up imports stay subprocesses): its stdout; fails on an exit
+    other than 0."""
+    from a3lign_dfer.cli import main
+
+    capsys.readouterr()
+    with contextlib.chdir(cwd):
+        code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, f"a3lign_dfer {' '.join(argv)} exited {code}:\n{out[-3000:]}\n{err[-3000:]}"
+    return out
+
+
 def make_tiny_repo(repo: Path) -> dict:
     """A fresh git + DVC repo with this project's dvc.yaml and src on tiny params, one commit, nothing run."""
     repo.mkdir(parents=True)
@@ -215,6 +236,28 @@ def pipeline(built_pipeline, tmp_path_factory):
     return repo, params, state.result()["ran"]
 
 
+# Drift batches: (camera knobs, the column that must alarm). New identities from the generator with the tiny
+# pipeline's own settings, each shifted batch turning one knob.
+DRIFT_SHIFTS = {"clean": ({}, None), "dark": ({"light_gain": 0.4}, "brightness"),
+                "blur_noise": ({"extra_blur": 3.0, "noise_gain": 2.0}, "sharpness"),
+                "small_faces": ({"face_scale": 0.6}, "face_size")}
+
+
+@pytest.fixture(scope="session")
+def drift_batches(built_pipeline, tmp_path_factory) -> dict[str, Path]:
+    """The DRIFT_SHIFTS batches (8 identities x 3 clips each), rendered once for the drift command's tests and
+    the monitor flow's; blur_noise also holds an unreadable file. Tests only read them."""
+    from a3lign_dfer.monitoring.batches import make_batch
+
+    repo, params, _ = built_pipeline
+    synthetic = load_params(repo / "params.yaml").synthetic
+    root = tmp_path_factory.mktemp("drift_batches")
+    for i, (name, (knobs, _)) in enumerate(DRIFT_SHIFTS.items()):
+        make_batch(root / name, replace(synthetic, **knobs), tuple(params["data"]["classes"]), 101 + i, 8, 3)
+    (root / "blur_noise/videos/broken.mp4").write_text("not a video")      # a bad file does not stop the report
+    return {name: root / name for name in DRIFT_SHIFTS}
+
+
 def tiny_jas_model(clip_dir):
     """(frozen tiny CLIP, an all-at-once joint model on it whose JAS is not the identity): what the export
     and TensorRT tests put through the serving graph."""
@@ -232,3 +275,21 @@ def tiny_jas_model(clip_dir):
         for p in model.jas.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     return clip, model
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_clip_dir, tmp_path_factory):
+    """tiny_jas_model exported once for the export and INT8 tests: its CLIP, model and DeployModel, a folder
+    holding model.onnx and the split graphs, and those graphs by name (`model`, `image_encoder`, `head`). Tests
+    only read the folder (those that add files work on a copy)."""
+    from types import SimpleNamespace
+
+    from a3lign_dfer.export.onnx_graph import export_onnx, export_split
+    from a3lign_dfer.inference.deploy_model import DeployModel
+
+    clip, model = tiny_jas_model(tiny_clip_dir)
+    deploy = DeployModel(clip, model)
+    folder = tmp_path_factory.mktemp("tiny_export")
+    graphs = {"model": export_onnx(deploy, folder / "model.onnx", model.spec.frames, clip.image_spec.size),
+              **export_split(deploy, folder, model.spec.frames, clip.image_spec.size)}
+    return SimpleNamespace(clip=clip, model=model, deploy=deploy, folder=folder, graphs=graphs)

@@ -7,23 +7,17 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from a3lign_dfer.export.onnx_graph import OPSET, export_onnx, export_split, graph_io, parity
+from a3lign_dfer.export.onnx_graph import OPSET, graph_io, parity
 from a3lign_dfer.export.triton import write_triton_repository
 from a3lign_dfer.inference.backends import (SplitRunner, load_backend, onnx_runner, onnx_session, tensorrt_unavailable,
                                             torch_runner)
-from a3lign_dfer.inference.deploy_model import DeployModel
 from a3lign_dfer.inference.predict import class_matrix
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_clip_dir, tmp_path_factory):
-    from conftest import tiny_jas_model
-
-    clip, model = tiny_jas_model(tiny_clip_dir)
-    deploy = DeployModel(clip, model)
-    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    graph = export_onnx(deploy, path, model.spec.frames, clip.image_spec.size)
-    return clip, model, deploy, path, graph
+def exported(tiny_export):
+    t = tiny_export
+    return t.clip, t.model, t.deploy, t.folder / "model.onnx", t.graphs["model"]
 
 
 def test_graph_is_opset17_with_native_layernorm_and_only_a_dynamic_batch(exported):
@@ -57,10 +51,8 @@ def test_parity_fails_on_a_graph_that_computes_something_else(exported):
 
 
 @pytest.fixture(scope="module")
-def split(exported, tmp_path_factory):
-    clip, model, deploy, _, _ = exported
-    out = tmp_path_factory.mktemp("split")
-    return out, export_split(deploy, out, model.spec.frames, clip.image_spec.size)
+def split(tiny_export):
+    return tiny_export.folder, {name: tiny_export.graphs[name] for name in ("image_encoder", "head")}
 
 
 def test_split_graphs_are_per_frame_features_then_the_head(exported, split):

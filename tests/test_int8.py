@@ -1,6 +1,6 @@
 """The INT8 image encoder: both quantization methods write a graph that runs on ONNX Runtime, the gate's verdict
 follows its numbers, and predict / serve refuse INT8 that the manifest does not release."""
-import json
+import shutil
 import subprocess
 import sys
 
@@ -13,9 +13,8 @@ from conftest import CLASSES, ROOT
 from a3lign_dfer.config.deploy import Int8Config
 from a3lign_dfer.export.bundle import export_int8
 from a3lign_dfer.export.int8 import gate
-from a3lign_dfer.export.onnx_graph import clip_logits, export_onnx, export_split
+from a3lign_dfer.export.onnx_graph import clip_logits
 from a3lign_dfer.inference.backends import SplitRunner, load_backend, onnx_runner, onnx_session
-from a3lign_dfer.inference.deploy_model import DeployModel
 from a3lign_dfer.report_files import DEPLOY_MANIFEST, DeployManifest, from_dict
 from a3lign_dfer.serving.artifact import Artifact, ArtifactError
 
@@ -24,18 +23,14 @@ QUANTIZED_OPS = {"dynamic": {"DynamicQuantizeLinear", "MatMulInteger"}, "static"
 
 
 @pytest.fixture(scope="module")
-def tiny_deploy(tiny_clip_dir, tmp_path_factory):
-    """A deploy folder holding model.onnx and the split graphs of the tiny model, and clips to run them on."""
-    from conftest import tiny_jas_model
-
-    clip, model = tiny_jas_model(tiny_clip_dir)
-    deploy = DeployModel(clip, model)
-    out = tmp_path_factory.mktemp("deploy")
-    export_onnx(deploy, out / "model.onnx", model.spec.frames, clip.image_spec.size)
-    export_split(deploy, out, model.spec.frames, clip.image_spec.size)
+def tiny_deploy(tiny_export, tmp_path_factory):
+    """A deploy folder holding model.onnx and the split graphs of the tiny model (a copy of the session's
+    export, which the INT8 graph is added to), and clips to run them on."""
+    out = tmp_path_factory.mktemp("deploy") / "deploy"
+    shutil.copytree(tiny_export.folder, out)
+    model, size = tiny_export.model, tiny_export.clip.image_spec.size
     torch.manual_seed(1)
-    frames = torch.randn(12, model.spec.frames, 3, clip.image_spec.size, clip.image_spec.size)
-    return out, frames
+    return out, torch.randn(12, model.spec.frames, 3, size, size)
 
 
 def _cfg(method: str) -> Int8Config:

@@ -9,8 +9,8 @@ import yaml
 from conftest import ROOT, run_cmd
 
 from a3lign_dfer.orchestration import experiments
-from a3lign_dfer.orchestration.dvc_stages import DvcLocked, StageFailed, metrics_markdown, pipeline_stages, \
-    repro_stage
+from a3lign_dfer.orchestration.dvc_stages import DvcLocked, StageFailed, changed_stages, metrics_markdown, \
+    pipeline_stages, repro_stage
 
 DVC_YAML = {"stages": {
     "make": {"cmd": "python make.py", "deps": ["make.py"], "params": ["n"], "outs": ["data.txt"]},
@@ -41,9 +41,12 @@ def test_stages_in_file_order_run_alone_and_report_up_to_date(repo):
     stages = pipeline_stages(repo)
     assert [s.name for s in stages] == ["make", "score@a", "score@b"]
     assert stages[1].metrics == ("scores/a.json",) and stages[1].git_outputs == ("scores/a.json",)
+    assert [s.upstream for s in stages] == [(), ("make",), ("make",)]
+    assert changed_stages(repo) == {"make", "score@a", "score@b"}            # nothing ran yet
     lines = []
     first = repro_stage("make", repo, on_line=lines.append)
     assert first.ran and "Running stage 'make'" in lines[0] and not (repo / "scores").exists()   # this stage only
+    assert changed_stages(repo) == {"score@a", "score@b"}
     assert not repro_stage("make", repo, on_line=lambda line: None).ran
     run = repro_stage("score@a", repo, on_line=lambda line: None)
     markdown = metrics_markdown(stages[1], run, repo)

@@ -62,7 +62,6 @@ def grid_repo(built_pipeline, tmp_path_factory):
     return copy_repo(built_pipeline[0], tmp_path_factory.mktemp("paper_grid") / "repo")
 
 
-@pytest.mark.slow
 def test_queue_grid_runs_each_cell_as_an_experiment(grid_repo, tmp_path, capsys):
     start = time.perf_counter()
     names = queue_grid(grid_repo, GRID, poll_s=5)
@@ -101,7 +100,6 @@ def test_queue_grid_runs_each_cell_as_an_experiment(grid_repo, tmp_path, capsys)
     assert f"| 4 | {uar[0]} | {uar[1]} |" in md
 
 
-@pytest.mark.slow
 def test_a_failed_cell_is_named_with_its_log(grid_repo):
     # T = 1000 does not fit CLIP's 77-token context: train_stage1 fails in the experiment.
     with pytest.raises(RuntimeError, match=r"grid-s2-t1000-seed0 \(task [0-9a-f]{7}\) failed") as err:

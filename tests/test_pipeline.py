@@ -1,24 +1,21 @@
 """The real pipeline on a tiny params override: its first run in a fresh DVC repo (conftest `built_pipeline`:
 each stage a `dvc repro` of the pipeline flow), after which `dvc repro` finds nothing to do; then what uses its
-outputs: export, predict, the drift monitor, the model registry, the multi-seed command, incremental re-runs."""
+outputs: export, predict, the drift command, the multi-seed command, incremental re-runs (the model registry's
+round trip is test_remote's, from an S3 remote)."""
 import json
 import re
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-from conftest import run_cmd as _run, stages_run as _stages_run
+from conftest import DRIFT_SHIFTS, run_cli, run_cmd as _run, stages_run as _stages_run
 
 from a3lign_dfer.reporting.browser import image_spread
 
 TRAINING = ["train_stage1", "train_stage2", "train_stage2_text", "train_stage3"]
 ABLATIONS = ["train_all_at_once@separate", "train_all_at_once@joint"]
-pytestmark = pytest.mark.slow
-
 
 def test_dvc_repro_runs_every_stage_and_writes_consistent_metrics(pipeline):
     repo, params, first = pipeline
@@ -133,7 +130,7 @@ def test_export_bundle_matches_its_manifest_graph_and_triton_config(pipeline):
     assert (deploy / "triton/a3lign_dfer/1/model.onnx").read_bytes() == (deploy / "model.onnx").read_bytes()
 
 
-def test_predict_same_label_with_torch_and_onnxruntime_and_clear_errors(pipeline, tmp_path):
+def test_predict_same_label_with_torch_and_onnxruntime_and_clear_errors(pipeline, tmp_path, capsys):
     import numpy as np
 
     from a3lign_dfer.data.video_io import write_video
@@ -143,8 +140,8 @@ def test_predict_same_label_with_torch_and_onnxruntime_and_clear_errors(pipeline
     video = str(repo / "data/raw" / test_video)
     answers = {}
     for backend in ("torch", "onnxruntime"):
-        out = _run([sys.executable, "-m", "a3lign_dfer", "predict", video, "--deploy", str(repo / "models/deploy"),
-                    "--backend", backend, "--json"], repo)
+        out = run_cli(["predict", video, "--deploy", str(repo / "models/deploy"), "--backend", backend, "--json"],
+                      repo, capsys)
         answers[backend] = json.loads([line for line in out.splitlines() if line.startswith("{")][0])
     assert answers["torch"]["label"] == answers["onnxruntime"]["label"]
     for c, p in answers["torch"]["probabilities"].items():
@@ -210,42 +207,25 @@ def _drift(repo, batch, out):
     return done.returncode, summary, done.stdout + done.stderr
 
 
-def test_drift_passes_an_in_distribution_batch_and_flags_shifted_ones_naming_what_moved(pipeline, tmp_path):
-    """Batches of new identities from the generator with the pipeline's own settings; the shifted ones
-    change one camera knob each. The class-mix shift needs a model that tells classes apart: the tiny one
-    does not, so it is measured on the default artifact (benchmarks/drift.py, README "Monitoring")."""
-    from a3lign_dfer.config.params import load_params
-    from a3lign_dfer.monitoring.batches import make_batch
+def test_drift_flags_shifted_batches_naming_what_moved(pipeline, drift_batches, tmp_path):
+    """The drift command on two of the session's drift batches (the clean and the dark one go through the monitor
+    flow in test_flows, on the same artifact). The class-mix shift needs a model that tells classes apart: the
+    tiny one does not, so it is measured on the default artifact (benchmarks/drift.py, README "Monitoring")."""
     from a3lign_dfer.monitoring.drift import EXIT_DRIFT, run_drift
 
-    repo, params, _ = pipeline
-    loaded = load_params(repo / "params.yaml")
-    classes = tuple(params["data"]["classes"])
-    shifts = {"clean": ({}, None), "dark": ({"light_gain": 0.4}, "brightness"),
-              "blur_noise": ({"extra_blur": 3.0, "noise_gain": 2.0}, "sharpness"),
-              "small_faces": ({"face_scale": 0.6}, "face_size")}
-    for i, (name, (knobs, _)) in enumerate(shifts.items()):
-        make_batch(tmp_path / name, replace(loaded.synthetic, **knobs), classes, 101 + i, 8, 3)
-    (tmp_path / "dark/videos/broken.mp4").write_text("not a video")        # a bad file does not stop the report
+    repo, _, _ = pipeline
+    code, blur, out = _drift(repo, drift_batches["blur_noise"], tmp_path / "r_blur")
+    assert code == EXIT_DRIFT and blur["drift"] and "DRIFT in blur_noise" in out, out
+    assert DRIFT_SHIFTS["blur_noise"][1] in blur["alarm_columns"], blur["reasons"]
+    assert blur["readable"] == 24 and [b["path"] for b in blur["bad_files"]] == \
+        [str(drift_batches["blur_noise"] / "videos/broken.mp4")]
+    assert json.loads((tmp_path / "r_blur/report.json").read_text())["metrics"]     # Evidently's results
+    page = (tmp_path / "r_blur/report.html").read_text()
+    assert "broken.mp4" in page and "DRIFT" in page and "sharpness" in page and "Drift in embeddings" in page
 
-    code, clean, out = _drift(repo, tmp_path / "clean", tmp_path / "r_clean")
-    assert code == 0 and not clean["drift"], out
-    assert clean["readable"] == clean["videos"] == 24 and clean["bad_files"] == [] and "no drift in clean" in out
-    assert (tmp_path / "r_clean/report.json").stat().st_size > 1000
-    assert json.loads((tmp_path / "r_clean/report.json").read_text())["metrics"]     # Evidently's results
-
-    code, dark, out = _drift(repo, tmp_path / "dark", tmp_path / "r_dark")
-    assert code == EXIT_DRIFT and dark["drift"] and "DRIFT in dark" in out
-    assert "brightness" in dark["alarm_columns"] and dark["columns"]["brightness"]["current_mean"] < \
-        0.6 * dark["columns"]["brightness"]["reference_mean"]
-    assert [b["path"] for b in dark["bad_files"]] == [str(tmp_path / "dark/videos/broken.mp4")]
-    page = (tmp_path / "r_dark/report.html").read_text()
-    assert "broken.mp4" in page and "DRIFT" in page and "brightness" in page and "Drift in embeddings" in page
-
-    for name in ("blur_noise", "small_faces"):
-        assert run_drift([str(tmp_path / name)], repo / "models/deploy", tmp_path / f"r_{name}") == EXIT_DRIFT
-        summary = json.loads((tmp_path / f"r_{name}/summary.json").read_text())
-        assert shifts[name][1] in summary["alarm_columns"], (name, summary["reasons"])
+    assert run_drift([str(drift_batches["small_faces"])], repo / "models/deploy", tmp_path / "r_small") == EXIT_DRIFT
+    summary = json.loads((tmp_path / "r_small/summary.json").read_text())
+    assert DRIFT_SHIFTS["small_faces"][1] in summary["alarm_columns"], summary["reasons"]
 
 
 def test_drift_without_a_readable_video_exits_1_and_still_writes_its_report(pipeline, tmp_path):
@@ -260,25 +240,6 @@ def test_drift_without_a_readable_video_exits_1_and_still_writes_its_report(pipe
     (tmp_path / "no_videos").mkdir()
     code, _, out = _drift(repo, tmp_path / "no_videos", tmp_path / "none")
     assert code == 2 and "no videos" in out
-
-
-def test_registry_round_trip_register_promote_fetch(pipeline, tmp_path):
-    repo, _, _ = pipeline
-    dvc = [sys.executable, "-m", "dvc"]
-    _run([*dvc, "remote", "add", "-d", "store", str(tmp_path / "remote")], repo)
-    _run(["git", "commit", "-qam", "remote"], repo)
-    _run([*dvc, "push", "-q"], repo)
-    gto = [str(Path(sys.executable).parent / "gto")]
-    _run([*gto, "register", "a3lign-dfer", "--version", "v0.1.0"], repo)
-    _run([*gto, "assign", "a3lign-dfer", "--version", "v0.1.0", "--stage", "prod"], repo)
-    assert json.loads(_run([*gto, "show", "--json"], repo))["a3lign-dfer"]["stage"] == {"prod": "v0.1.0"}
-    _run([*dvc, "artifacts", "get", str(repo), "a3lign-dfer", "--stage", "prod", "-o", str(tmp_path / "fetched")],
-         tmp_path)
-    deploy = repo / "models/deploy"
-    originals = {p.relative_to(deploy): p.read_bytes() for p in deploy.rglob("*") if p.is_file()}
-    fetched = {p.relative_to(tmp_path / "fetched"): p.read_bytes() for p in (tmp_path / "fetched").rglob("*")
-               if p.is_file()}
-    assert fetched == originals
 
 
 def test_multi_seed_command(pipeline):
@@ -297,12 +258,3 @@ def test_multi_seed_command(pipeline):
     exps = _run([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--csv"], repo)
     assert "seed-0" in exps and "seed-1" in exps
     assert "±" in (repo / "reports/seeds/summary.md").read_text()
-
-
-def test_changing_a_stage_param_reruns_only_that_stage_and_what_follows(pipeline):
-    repo, params, _ = pipeline
-    params["stage3"]["lr"]["encoder"] = params["stage3"]["lr"]["encoder"] / 2
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    rerun = _stages_run(_run([sys.executable, "-m", "dvc", "repro"], repo))
-    assert rerun == ["train_stage3", "evaluate", "shuffle_check", "export", "report_page"]
-

@@ -12,8 +12,6 @@ import pytest
 import yaml
 from conftest import stages_run
 
-pytestmark = pytest.mark.slow
-
 BUCKET, PREFIX = "a3lign-dfer", "store"
 DVC = [sys.executable, "-m", "dvc"]
 GTO = [str(Path(sys.executable).parent / "gto")]

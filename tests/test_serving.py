@@ -26,7 +26,6 @@ from a3lign_dfer.reporting.browser import find_chromium, image_spread
 from a3lign_dfer.serving.artifact import ArtifactError, verify
 from a3lign_dfer.serving.process import running_service
 
-pytestmark = pytest.mark.slow
 LIMITS = {"max_upload_mb": 0.5, "max_frames": 120, "max_megapixel_frames": 20, "max_cpu_seconds": 30, "max_batch": 8,
           "max_wait_ms": 20, "preprocess_workers": 2}
 

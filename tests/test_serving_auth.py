@@ -154,7 +154,6 @@ def exposed(pipeline, tmp_path_factory):
                               classes=params["data"]["classes"])
 
 
-@pytest.mark.slow
 def test_the_exposed_service_answers_only_with_the_key(exposed):
     url, video = exposed.url, exposed.video
 
@@ -177,7 +176,6 @@ def test_the_exposed_service_answers_only_with_the_key(exposed):
     assert metrics.status_code == 200 and 'a3lign_errors_total{kind="unauthorized"} 4.0' in metrics.text
 
 
-@pytest.mark.slow
 def test_metrics_need_key_on_the_real_service_with_a_key_file(exposed):
     key_file = exposed.work / "api-key"
     key_file.write_text(f"{KEY}\n")
@@ -190,7 +188,6 @@ def test_metrics_need_key_on_the_real_service_with_a_key_file(exposed):
         assert httpx.get(f"{url}/health").status_code == 200
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed (apt-get install chromium): "
                                                     "the browser check needs it")
 def test_the_page_asks_for_the_key_and_then_predicts(exposed):

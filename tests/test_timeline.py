@@ -16,7 +16,7 @@ import av
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FPS, expression_video, run_cmd
+from conftest import FPS, expression_video, run_cli
 
 from a3lign_dfer.config.serving import TimelineConfig
 from a3lign_dfer.inference.backends import SplitRunner
@@ -42,8 +42,8 @@ def test_windows_cover_the_video_and_share_sampled_frames():
     assert all(plan.is_sampled(t) == (t in live) for t in range(15 * 19))
 
 
-def _timeline_cli(repo: Path, source: str, *args: str) -> list[dict]:
-    out = run_cmd([sys.executable, "-m", "a3lign_dfer", "timeline", source, "--deploy", "models/deploy", *args], repo)
+def _timeline_cli(repo: Path, capsys, source: str, *args: str) -> list[dict]:
+    out = run_cli(["timeline", source, "--deploy", "models/deploy", *args], repo, capsys)
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
@@ -56,15 +56,14 @@ def deploy(pipeline):
     return repo, deploy, spec, classes, SplitRunner(deploy)
 
 
-def test_a_clip_no_longer_than_a_window_gets_predicts_answer(deploy):
+def test_a_clip_no_longer_than_a_window_gets_predicts_answer(deploy, capsys):
     repo, _, _, _, _ = deploy
     raw = pd.read_parquet(repo / "data/raw/manifest.parquet")
     videos = [str(repo / "data/raw" / p) for p in raw.loc[raw["split"] == "test", "path"].head(3)]
-    out = run_cmd([sys.executable, "-m", "a3lign_dfer", "predict", *videos, "--deploy", "models/deploy", "--json"],
-                  repo)
+    out = run_cli(["predict", *videos, "--deploy", "models/deploy", "--json"], repo, capsys)
     predicted = {row["path"]: row for row in map(json.loads, (ln for ln in out.splitlines() if ln.startswith("{")))}
     for video in videos:
-        [window] = _timeline_cli(repo, video)                              # 1-1.5 s clips, 2 s windows
+        [window] = _timeline_cli(repo, capsys, video)                              # 1-1.5 s clips, 2 s windows
         assert window["start"] == 0 and window["label"] == predicted[video]["label"]
         assert window["probabilities"] == pytest.approx(predicted[video]["probabilities"], abs=1e-4)
 
@@ -77,14 +76,14 @@ def _still(deploy, tmp_path: Path, label: str) -> np.ndarray:
     return np.array(list(point.probabilities.values()))
 
 
-def test_the_timeline_changes_where_the_expression_does_within_one_stride(deploy, tmp_path):
+def test_the_timeline_changes_where_the_expression_does_within_one_stride(deploy, tmp_path, capsys):
     """The tiny model's probabilities move little with the expression, so a window's expression is read as the
     still one its probabilities are nearest to (a trained model's label would do; this one's need not)."""
     repo, _, _, _, _ = deploy
     first, second = "happy", "surprise"
     still = {e: _still(deploy, tmp_path, e) for e in (first, second)}
     video = expression_video(tmp_path / "change.mp4", [first, second], 3.0)
-    timeline = _timeline_cli(repo, str(video), "--window-seconds", "1", "--stride-seconds", "0.5",
+    timeline = _timeline_cli(repo, capsys, str(video), "--window-seconds", "1", "--stride-seconds", "0.5",
                              "--out", str(tmp_path / "change.csv"))
     probs = np.array([list(w["probabilities"].values()) for w in timeline])
     shows = [min(still, key=lambda e: np.abs(p - still[e]).sum()) for p in probs]
@@ -134,10 +133,10 @@ def test_the_frame_cache_encodes_each_sampled_frame_once_and_changes_nothing(dep
         assert a.label == b.label and a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
 
 
-def test_a_stream_url_is_followed_live_and_agrees_where_the_expression_holds(deploy, tmp_path):
+def test_a_stream_url_is_followed_live_and_agrees_where_the_expression_holds(deploy, tmp_path, capsys):
     repo, _, _, _, _ = deploy
     video = expression_video(tmp_path / "stream.mp4", ["happy", "surprise"], 3.0)
-    offline = _timeline_cli(repo, str(video), "--window-seconds", "1", "--stride-seconds", "0.5")
+    offline = _timeline_cli(repo, capsys, str(video), "--window-seconds", "1", "--stride-seconds", "0.5")
     with av.open(str(video)) as src, av.open(str(tmp_path / "stream.ts"), "w", format="mpegts") as dst:
         out = dst.add_stream_from_template(src.streams.video[0])      # MPEG-TS: playable without seeking
         for packet in src.demux(src.streams.video[0]):
@@ -148,7 +147,7 @@ def test_a_stream_url_is_followed_live_and_agrees_where_the_expression_holds(dep
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        live = _timeline_cli(repo, f"http://127.0.0.1:{server.server_port}/stream.ts", "--window-seconds", "1",
+        live = _timeline_cli(repo, capsys, f"http://127.0.0.1:{server.server_port}/stream.ts", "--window-seconds", "1",
                              "--stride-seconds", "0.5", "--max-seconds", "4")
     finally:
         server.shutdown()
@@ -158,10 +157,10 @@ def test_a_stream_url_is_followed_live_and_agrees_where_the_expression_holds(dep
         assert a["label"] == b["label"] and a["probabilities"] == pytest.approx(b["probabilities"], abs=0.02)
 
 
-def test_windows_where_the_face_is_gone_get_no_label(deploy, tmp_path):
+def test_windows_where_the_face_is_gone_get_no_label(deploy, tmp_path, capsys):
     repo, _, _, _, _ = deploy
     video = expression_video(tmp_path / "leaves.mp4", ["happy", None], 3.0)
-    timeline = _timeline_cli(repo, str(video), "--window-seconds", "1", "--stride-seconds", "0.5",
+    timeline = _timeline_cli(repo, capsys, str(video), "--window-seconds", "1", "--stride-seconds", "0.5",
                              "--out", str(tmp_path / "leaves.csv"))
     for window in timeline:
         if window["end"] <= 3.0:

@@ -1,8 +1,6 @@
 """The Prefect UI in a real headless browser: a real server, the deployments served, the page rendered."""
 import pytest
 
-pytestmark = pytest.mark.slow
-
 
 def test_prefect_ui_shows_the_deployments(tmp_path):
     import matplotlib.image

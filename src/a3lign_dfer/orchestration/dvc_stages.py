@@ -22,6 +22,7 @@ class Stage:
     name: str                       # DVC's address: `train_stage3`, `train_all_at_once@joint`
     metrics: tuple[str, ...]        # its metrics files, relative to the repo
     git_outputs: tuple[str, ...]    # outputs kept in git, not in DVC's cache (cache: false)
+    upstream: tuple[str, ...] = ()  # the stages whose outputs it reads
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,30 @@ def pipeline_stages(repo: Path) -> list[Stage]:
     with Repo(str(repo)) as dvc:
         stages = list(dvc.index.stages)
         made_by = {str(out.def_path): j for j, stage in enumerate(stages) for out in stage.outs}
+        upstream = []
         for i, stage in enumerate(stages):
-            for dep in stage.deps:
-                for path, j in made_by.items():
-                    if j > i and _within(str(dep.def_path), path):
-                        raise ValueError(f"dvc.yaml lists {stage.name} before {stages[j].name}, "
-                                         f"which makes its input {dep.def_path}: reorder the stages")
+            reads = sorted({j for dep in stage.deps for path, j in made_by.items() if _within(str(dep.def_path), path)})
+            later = [j for j in reads if j > i]
+            if later:
+                raise ValueError(f"dvc.yaml lists {stage.name} before {stages[later[0]].name}, "
+                                 f"which makes its input {_input_of(stage, stages[later[0]])}: reorder the stages")
+            upstream.append(tuple(stages[j].name for j in reads if j != i))
         return [Stage(s.name, tuple(str(o.def_path) for o in s.outs if o.metric),
-                      tuple(str(o.def_path) for o in s.outs if not o.use_cache)) for s in stages]
+                      tuple(str(o.def_path) for o in s.outs if not o.use_cache), up) for s, up in zip(stages, upstream)]
+
+
+def _input_of(stage, maker) -> str:
+    return next(str(dep.def_path) for dep in stage.deps for out in maker.outs
+                if _within(str(dep.def_path), str(out.def_path)))
+
+
+def changed_stages(repo: Path) -> set[str]:
+    """The stages `dvc status` finds changed (deps, params, missing outputs): one DVC call for the whole pipeline.
+    A stage not in it, none of whose upstream stages re-ran, is up to date without asking DVC again."""
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc:
+        return {name.rsplit(":", 1)[-1] for name in dvc.status()}
 
 
 def _within(dep: str, out: str) -> bool:

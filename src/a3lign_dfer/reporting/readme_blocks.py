@@ -6,6 +6,13 @@ import json
 from pathlib import Path
 
 
+def cpu_name() -> str:
+    """The CPU a measurement ran on, as /proc/cpuinfo names it: every measured block says which machine it is."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
+
+
 def markers(name: str) -> tuple[str, str]:
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
