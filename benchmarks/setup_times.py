@@ -23,7 +23,7 @@ from a3lign_dfer.reporting.readme_blocks import add_report_options, cpu_name, pu
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"^=*\s*(?P<counts>\d+ (?:passed|failed).*?) in (?P<seconds>[\d.]+)s\b")
-DURATION = re.compile(r"^(?P<seconds>[\d.]+)s (?P<phase>setup|call|teardown)\s+(?P<test>\S+)")
+DURATION = re.compile(r"^(?P<seconds>[\d.]+)s (?P<phase>setup|call|teardown)\s+(?P<test>.+)$")
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:

@@ -23,8 +23,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def _benchmark(script: str, report: str):
+    """The block's rendering from its benchmark's JSON; empty while the benchmark has not published one."""
     module = __import__(script)
-    return lambda reports: module.markdown(json.loads((reports / report).read_text()))
+    return lambda reports: module.markdown(json.loads((reports / report).read_text())) \
+        if (reports / report).exists() else ""
 
 
 # block name -> (the command that writes it, how it renders from a reports folder)
