@@ -36,6 +36,8 @@ def test_an_unmarked_new_test_is_tiered_by_its_fixtures_and_the_helpers_it_calls
             return built_pipeline
     """))
     pytester.makepyfile(test_new=textwrap.dedent("""
+        import pytest
+
         def make_tiny_repo(path):
             return path
 
@@ -53,10 +55,14 @@ def test_an_unmarked_new_test_is_tiered_by_its_fixtures_and_the_helpers_it_calls
 
         def test_a_cluster_imported_inside():
             from distributed import LocalCluster  # noqa: F401
+
+        @pytest.mark.gpu
+        def test_on_a_gpu():
+            pass
     """))
     e2e = pytester.runpytest("-m", "e2e", "--collect-only", "-q")
     fast = pytester.runpytest("-m", "not e2e", "--collect-only", "-q")
     assert sorted(line for line in e2e.outlines if "::" in line) == [
         "test_new.py::test_a_cluster_imported_inside", "test_new.py::test_builds_a_repo_through_a_helper",
-        "test_new.py::test_on_the_pipeline_through_a_fixture"]
+        "test_new.py::test_on_a_gpu", "test_new.py::test_on_the_pipeline_through_a_fixture"]
     assert [line for line in fast.outlines if "::" in line] == ["test_new.py::test_plain"]

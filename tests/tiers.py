@@ -76,7 +76,8 @@ def tier_of(item: pytest.Item) -> Tier:
     for function, module in _code_of(item):
         if module is not None:
             calls |= _called_names(function, module, set()) & E2E_CALLS
-    because = tuple(sorted(fixtures | calls))
+    marked = {"gpu"} if item.get_closest_marker("gpu") else set()      # a GPU run is never the inner loop
+    because = tuple(sorted(fixtures | calls | marked))
     return Tier(item.nodeid, bool(because), because)
 
 
