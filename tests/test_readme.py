@@ -77,12 +77,13 @@ def test_generated_block_matches_the_report_files(name, committed_reports):
         f"with `{command}`"
 
 
-def test_a_hand_edited_report_number_fails_the_check(tmp_path):
+def test_a_hand_edited_report_number_fails_the_check(tmp_path, committed_reports):
     reports = tmp_path / "reports"
     for name in ("face_crop.json", "pretrain_clip.json", "features.json", "seeds/summary.json", "eval/metrics.json",
-                 "shuffle/metrics.json", *(p.relative_to(ROOT / "reports") for p in (ROOT / "reports").glob("train/*/metrics.json"))):
+                 "shuffle/metrics.json", *(p.relative_to(committed_reports)
+                                           for p in committed_reports.glob("train/*/metrics.json"))):
         (reports / name).parent.mkdir(parents=True, exist_ok=True)
-        (reports / name).write_text((ROOT / "reports" / name).read_text())
+        (reports / name).write_text((committed_reports / name).read_text())
     assert block((ROOT / "README.md").read_text(), "results") == results_markdown(reports)   # the copy renders alike
     crop = json.loads((reports / "face_crop.json").read_text())
     crop["frames_per_second"] += 100
@@ -113,11 +114,11 @@ def _change_the_artifact(record: dict) -> None:
 
 @pytest.mark.parametrize("edit", [_flip_a_false_alarm, _lower_the_smallest_selection_p, _change_a_chosen_threshold,
                                   _change_the_artifact])
-def test_a_hand_edited_drift_number_fails_the_check(tmp_path, edit):
+def test_a_hand_edited_drift_number_fails_the_check(tmp_path, edit, committed_reports):
     _, render = BLOCKS["drift"]
     report = tmp_path / "reports/benchmarks/drift.json"
     report.parent.mkdir(parents=True)
-    record = json.loads((ROOT / "reports/benchmarks/drift.json").read_text())
+    record = json.loads((committed_reports / "benchmarks/drift.json").read_text())
     report.write_text(json.dumps(record))
     assert block((ROOT / "README.md").read_text(), "drift") == render(tmp_path / "reports")   # the copy renders alike
     edit(record)
