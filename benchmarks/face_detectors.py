@@ -52,6 +52,8 @@ from a3lign_dfer.data.sampling import segment_indices
 from a3lign_dfer.data.synthetic import plan, render_clip
 from a3lign_dfer.data.video_io import read_video
 
+ROOT = Path(__file__).resolve().parents[1]
+
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # YuNet score thresholds swept
 REQUIRED_RATE = 0.95                       # the bar for the default on real faces
 REQUIRED_IOU = 0.9                         # boxes at a bounded resolution against full-resolution ones
@@ -263,9 +265,9 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"))
     ap.add_argument("--synthetic-clips", type=int, default=40)
-    ap.add_argument("--out", default="reports/face_detectors")
+    ap.add_argument("--out", default=str(ROOT / "reports/face_detectors"))
     ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the .json (after a params "
                     "change that measures nothing new)")
     args = ap.parse_args(argv)

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16], help="clips of 16 frames per call")
     parser.add_argument("--deploy", default=str(ROOT / "models/deploy"), help="a trained artifact (agreement)")
     parser.add_argument("--crops", default=str(ROOT / "data/crops"), help="its face crops (val and train clips)")
-    add_report_options(parser, "reports/benchmarks/int8.json", "README.md")
+    add_report_options(parser, ROOT / "reports/benchmarks/int8.json", ROOT / "README.md")
     args = parser.parse_args(argv)
     if args.markdown_only:
         return republish(args.out, args.readme, "int8", markdown)

@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--requests", type=int, default=48, help="requests per round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per concurrency level and mode")
-    parser.add_argument("--out", default="reports/benchmarks/service_load.json")
+    parser.add_argument("--out", default=str(ROOT / "reports/benchmarks/service_load.json"))
     args = parser.parse_args()
     params = load_params(args.params)
     deploy = Path(args.deploy).resolve()

@@ -80,7 +80,7 @@ def preprocessing_seconds(video: Path, spec: PreprocessSpec, cfg) -> float:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the 30 fps 720p test video")
-    add_report_options(parser, "reports/benchmarks/timeline.json", "README.md")
+    add_report_options(parser, ROOT / "reports/benchmarks/timeline.json", ROOT / "README.md")
     args = parser.parse_args(argv)
     if args.markdown_only:
         return republish(args.out, args.readme, "timeline", markdown)
