@@ -67,6 +67,15 @@ def measure(clone: Path) -> dict:
             "fast": fast, "e2e": e2e}
 
 
+def _outcomes(*tiers: dict) -> str:
+    """The tests run, summed over tiers: `302 passed, 8 skipped` (deselections and warnings left out)."""
+    totals: dict[str, int] = {}
+    for tier in tiers:
+        for n, outcome in re.findall(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)", tier["counts"]):
+            totals[outcome] = totals.get(outcome, 0) + int(n)
+    return ", ".join(f"{n} {outcome}" for outcome, n in totals.items())
+
+
 def markdown(r: dict) -> str:
     minutes = lambda s: f"{s / 60:.1f}"  # noqa: E731
     second = "ran no stage" if not r["second_repro_ran"] else f"**ran {', '.join(r['second_repro_ran'])}**"
@@ -78,8 +87,8 @@ def markdown(r: dict) -> str:
         f"{minutes(r['install_s'])} |",
         f"| `make repro` after the install | {minutes(r['repro_s'])} |",
         f"| a second `dvc repro` ({second}) | {minutes(r['second_repro_s'])} |",
-        f"| `make test-fast`: the fast tier, pytest ({r['fast']['counts']}) | {minutes(r['fast']['seconds'])} |",
-        f"| `make test`: the fast tier, then the end-to-end tier, pytest ({r['e2e']['counts']}) | "
+        f"| `make test-fast`: the fast tier, pytest ({_outcomes(r['fast'])}) | {minutes(r['fast']['seconds'])} |",
+        f"| `make test`: the fast tier, then the end-to-end tier, pytest ({_outcomes(r['fast'], r['e2e'])}) | "
         f"{minutes(r['fast']['seconds'] + r['e2e']['seconds'])} |"])
 
 
