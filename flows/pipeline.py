@@ -5,8 +5,8 @@ stage is up to date (then nothing is recomputed) and the task attaches the
 stage's metrics to the run as a markdown artifact. One `dvc status` before the
 first task names the changed stages: a stage outside it, none of whose upstream
 stages re-ran, is reported up to date without a DVC call of its own. Tasks run
-one after another: DVC holds one lock per workspace. A failing stage fails its task and the flow with
-the stage's last output lines; later stages do not run.
+one after another: DVC holds one lock per workspace. A failing stage fails its
+task and the flow with the stage's last output lines; later stages do not run.
 
     python -m flows.pipeline                                  # the committed params
     python -m flows.pipeline --set stage3.lr.mat=0.003        # recorded as a DVC experiment

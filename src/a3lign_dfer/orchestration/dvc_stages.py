@@ -55,19 +55,18 @@ def pipeline_stages(repo: Path) -> list[Stage]:
         made_by = {str(out.def_path): j for j, stage in enumerate(stages) for out in stage.outs}
         upstream = []
         for i, stage in enumerate(stages):
-            reads = sorted({j for dep in stage.deps for path, j in made_by.items() if _within(str(dep.def_path), path)})
-            later = [j for j in reads if j > i]
-            if later:
-                raise ValueError(f"dvc.yaml lists {stage.name} before {stages[later[0]].name}, "
-                                 f"which makes its input {_input_of(stage, stages[later[0]])}: reorder the stages")
-            upstream.append(tuple(stages[j].name for j in reads if j != i))
+            reads = {}                  # index of the stage that makes an input -> that input
+            for dep in stage.deps:
+                for path, j in made_by.items():
+                    if _within(str(dep.def_path), path):
+                        reads.setdefault(j, str(dep.def_path))
+            later = min((j for j in reads if j > i), default=None)
+            if later is not None:
+                raise ValueError(f"dvc.yaml lists {stage.name} before {stages[later].name}, "
+                                 f"which makes its input {reads[later]}: reorder the stages")
+            upstream.append(tuple(stages[j].name for j in sorted(reads) if j != i))
         return [Stage(s.name, tuple(str(o.def_path) for o in s.outs if o.metric),
                       tuple(str(o.def_path) for o in s.outs if not o.use_cache), up) for s, up in zip(stages, upstream)]
-
-
-def _input_of(stage, maker) -> str:
-    return next(str(dep.def_path) for dep in stage.deps for out in maker.outs
-                if _within(str(dep.def_path), str(out.def_path)))
 
 
 def changed_stages(repo: Path) -> set[str]:
