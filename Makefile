@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine: `make repro` (the whole pipeline on the
 # embedded default) and `make test` (`make test-fast`: its first tier only). Both create .venv and install
 # from the lock.
-# `make server` + `make serve` run the pipeline under Prefect (flows/, README "Orchestration").
+# `make server` + `make serve` run the pipeline under Prefect (flows/, docs/orchestration.md).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -17,34 +17,38 @@ server serve: export PREFECT_HOME ?= $(abspath .prefect)
 serve: export PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check --no-warn-script-location
 
-.PHONY: install repro pull seeds paper test test-fast server serve ui-check service service-check lock clean-venv
+.PHONY: install repro pull seeds paper docs test test-fast server serve ui-check service service-check lock clean-venv
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+$(VENV)/.installed: requirements.lock pyproject.toml research/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@echo "installing dependencies into $(VENV) (first run takes a few minutes)"
 	@$(PIP) -r requirements.lock 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
-	@$(PIP) --no-deps -e .
+	@$(PIP) --no-deps -e . -e research
 	@touch $@
 
 repro: install
 	dvc repro
 
 # What a fresh clone needs (data, features, every stage's outputs, models/deploy) from the default DVC
-# remote; one must be configured (README "Scaling out"). `dvc repro` afterwards runs no stage.
+# remote; one must be configured (docs/scaling.md). `dvc repro` afterwards runs no stage.
 pull: install
 	dvc pull
 
 # One DVC experiment per training seed (after `make repro`); mean +- std to reports/seeds,
-# then the README results block is rewritten from it.
+# then the README results block is rewritten from it (the research wing: research/).
 seeds: install
-	$(PY) -m a3lign_dfer seeds --seeds 0 1 2 3 4
-	$(PY) -m a3lign_dfer results
+	$(PY) -m a3lign_research seeds --seeds 0 1 2 3 4
+	$(PY) -m a3lign_research results
 
-# The paper's tables and figures (after `make repro`): reports/paper/ and README's paper block.
+# The paper's tables and figures (after `make repro`): reports/paper/ and the docs' paper block.
 paper: install
-	$(PY) -m a3lign_dfer paper
+	$(PY) -m a3lign_research paper
+
+# The docs site (mkdocs.yml, docs/) at http://127.0.0.1:8000; `mkdocs build --strict` is part of the tests.
+docs: install
+	$(VENV)/bin/mkdocs serve
 
 # The tests in two tiers (tests/tiers.py marks them from what they use): the fast tier (unit tests, minutes),
 # then the end-to-end tier (the tiny pipeline built once, DVC, Prefect, Dask, servers, Chromium). A failing fast
@@ -67,15 +71,15 @@ serve: install
 
 # Headless Chromium on the deployments page of a throwaway server; screenshot to reports/prefect_ui/.
 ui-check: install
-	$(PY) -m flows.ui_check
+	$(PY) -m a3lign_research.ui_check
 
-# The HTTP inference service on models/deploy (README "Serving"); STAGE=prod serves the registry's prod version.
+# The HTTP inference service on models/deploy (docs/serving.md); STAGE=prod serves the registry's prod version.
 service: install
 	$(PY) -m a3lign_dfer serve $(if $(STAGE),--stage $(STAGE))
 
 # Headless Chromium uploads a test video through the service's page; screenshot to reports/serving/.
 service-check: install
-	$(PY) -m a3lign_dfer.serving.page_check data/raw/videos/syn_00028.mp4 --out reports/serving/page.png
+	$(PY) -m a3lign_research.page_check data/raw/videos/syn_00028.mp4 --out reports/serving/page.png
 
 # Re-resolve requirements.in and pin the result (run after changing a direct dependency).
 lock:

@@ -19,7 +19,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from a3lign_dfer.config.deploy import DEPLOY_DIR
 from a3lign_dfer.inference.predict_videos import VIDEO_SUFFIXES
+from a3lign_dfer.markdown_table import markdown_table
 from a3lign_dfer.monitoring.drift import check_batch
 from a3lign_dfer.monitoring.summary import DriftSummary
 from a3lign_dfer.monitoring.text import describe
@@ -61,8 +63,7 @@ def summary_markdown(summary: DriftSummary) -> str:
     if text.caveat:
         lines += ["", f"Caveat: {text.caveat}."]
     if text.checks:
-        lines += ["", "| check | value |", "|---|---|"]
-        lines += [f"| {name} | {value} |" for name, value in text.checks.items()]
+        lines += ["", markdown_table(["check", "value"], text.checks.items())]
     if text.unreadable:
         lines += ["", f"**{len(text.unreadable)} unreadable video(s):**", ""]
         lines += [f"* `{path}`: {reason}" for path, reason in text.unreadable]
@@ -70,7 +71,7 @@ def summary_markdown(summary: DriftSummary) -> str:
 
 
 @flow(name="a3lign-dfer-monitor")
-def monitor(watch: str = "data/batches", repo: str = ".", deploy: str = "models/deploy",
+def monitor(watch: str = "data/batches", repo: str = ".", deploy: str = str(DEPLOY_DIR),
             reports: str = "reports/drift", backend: str = "onnxruntime") -> dict:
     """Drift report of the newest batch in `watch`; fails when drift is flagged.
 
@@ -99,6 +100,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--watch", default="data/batches")
     parser.add_argument("--repo", default=".")
-    parser.add_argument("--deploy", default="models/deploy")
+    parser.add_argument("--deploy", default=str(DEPLOY_DIR))
     args = parser.parse_args()
     monitor(args.watch, args.repo, args.deploy)

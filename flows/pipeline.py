@@ -24,9 +24,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from a3lign_dfer.config.data import SCHEDULER_ENV
+from a3lign_dfer.markdown_table import markdown_table
 from a3lign_dfer.orchestration import experiments
-from a3lign_dfer.orchestration.dvc_stages import DvcLocked, Stage, StageRun, changed_stages, metrics_markdown, \
-    pipeline_stages, repro_stage
+from a3lign_dfer.orchestration.dvc_stages import (
+    DvcLocked,
+    Stage,
+    StageRun,
+    changed_stages,
+    metrics_markdown,
+    pipeline_stages,
+    repro_stage,
+)
 
 
 def artifact_key(name: str) -> str:
@@ -111,9 +119,9 @@ def pipeline(repo: str = ".", set_params: list[str] | None = None, commit: bool 
     finally:
         if set_params:
             experiments.restore_committed(root)
-    summary = "\n".join(["| stage | result | seconds |", "|---|---|---|",
-                         *[f"| {r.name} | {'ran' if r.ran else 'up to date'} | {r.seconds:.1f} |" for r in runs],
-                         "", f"Recorded as: {recorded}."])
+    table = markdown_table(["stage", "result", "seconds"],
+                           [(r.name, "ran" if r.ran else "up to date", f"{r.seconds:.1f}") for r in runs])
+    summary = f"{table}\n\nRecorded as: {recorded}."
     create_markdown_artifact(key="pipeline-summary", markdown=summary, description="stages run and how it was recorded")
     logger.info(f"pipeline done; recorded as: {recorded}")
     return {"ran": [r.name for r in runs if r.ran], "up_to_date": [r.name for r in runs if not r.ran],

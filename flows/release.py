@@ -19,8 +19,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from a3lign_dfer.config.deploy import ReleaseConfig
-
 from a3lign_dfer.config.params import load_params
+from a3lign_dfer.markdown_table import markdown_table
 from a3lign_dfer.registry.release import GateFailed, check_gate, register_committed
 
 
@@ -41,9 +41,8 @@ def register(repo: Path, cfg: ReleaseConfig, stages: list[str], message: str) ->
     result = register_committed(repo, cfg, stages, message)
     create_markdown_artifact(
         key="release-registry", description="model registry after this release",
-        markdown="\n".join([f"Registered `{result['artifact']}` **{result['version']}** at commit "
-                            f"`{result['commit'][:10]}`.", "", "| stage | version |", "|---|---|",
-                            *[f"| {s} | {v} |" for s, v in sorted(result["stages"].items())]]))
+        markdown=f"Registered `{result['artifact']}` **{result['version']}** at commit `{result['commit'][:10]}`.\n\n"
+                 + markdown_table(["stage", "version"], sorted(result["stages"].items())))
     return result
 
 

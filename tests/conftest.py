@@ -30,6 +30,7 @@ from a3lign_dfer.data.synthetic.face import draw_face, sample_identity  # noqa: 
 from a3lign_dfer.data.synthetic.render import identity_rng  # noqa: E402
 from a3lign_dfer.data.video_io import write_video  # noqa: E402
 from a3lign_dfer.model.small_clip import build_small_clip, save_clip  # noqa: E402
+from a3lign_dfer.orchestration.dvc_runner import run_dvc  # noqa: E402
 from tiers import TIERS, mark_and_order  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
@@ -185,7 +186,7 @@ def make_tiny_repo(repo: Path) -> dict:
     run_cmd(["git", "init", "-q"], repo)
     run_cmd(["git", "config", "user.name", "test"], repo)
     run_cmd(["git", "config", "user.email", "test@example.com"], repo)
-    run_cmd([sys.executable, "-m", "dvc", "init", "-q"], repo)
+    run_dvc(["init", "-q"], repo)
     # DVCLive needs a commit to exist (it reads HEAD), as in any real clone.
     run_cmd(["git", "add", "-A"], repo)
     run_cmd(["git", "commit", "-qm", "init"], repo)

@@ -1,7 +1,7 @@
 """Face detectors on real faces: the default finds them, crops come out upright (also from
 a phone clip stored sideways), the YuNet model file is hash-checked, names are checked.
 
-Small versions of the benchmark's videos (benchmarks/face_detectors.py measures them all,
+Small versions of the benchmark's videos (a3lign_research.benchmarks.face_detectors measures them all,
 hard LFW faces included, in reports/face_detectors.md).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from conftest import PARAMS
 from a3lign_dfer.data import detectors
 from a3lign_dfer.data.detectors import YuNetDetector, make_detector, read_verified
 from a3lign_dfer.data.face_track import NoFaceError, crops_along, require_face, track_face
-from a3lign_dfer.data.face_videos import lfw_videos, no_face_videos, photo_videos, upright
+from a3lign_research.face_videos import lfw_videos, no_face_videos, photo_videos, upright
 from a3lign_dfer.data.video_io import read_video, write_video
 
 CFG = replace(PARAMS.face_crop, workers=1)  # the default detector and its params

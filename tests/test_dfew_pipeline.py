@@ -2,7 +2,6 @@
 the default clip.model (one line saying what to set), then with a CLIP folder; the drift monitor on frame
 folders and on videos against its frame-folder reference; the `folds` command -> reports/folds."""
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,6 +14,9 @@ import yaml
 from conftest import make_tiny_repo, run_cmd
 from dataset_trees import DFEW_ORDER, make_dfew
 
+from a3lign_dfer.config.deploy import DEPLOY_DIR
+from a3lign_dfer.orchestration.dvc_runner import run_dvc
+
 
 @pytest.fixture(scope="module")
 def dfew_repo(tmp_path_factory, tiny_clip_dir):
@@ -25,8 +27,7 @@ def dfew_repo(tmp_path_factory, tiny_clip_dir):
     params["data"].update(dataset="dfew", root=str(base / "DFEW"), fold=1, val_fraction=0.25)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # The default clip.model is the small CLIP only the synthetic benchmark can pretrain: one line says so.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    first = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True)
+    first = run_dvc(["repro"], repo, check=False)
     ours = [line for line in first.stderr.splitlines() if line.startswith("a3lign_dfer ")]
     assert first.returncode != 0 and "Traceback" not in first.stdout + first.stderr, first.stderr
     assert len(ours) == 1 and ours[0].startswith("a3lign_dfer pretrain-clip: error: ") and \
@@ -34,7 +35,7 @@ def dfew_repo(tmp_path_factory, tiny_clip_dir):
     params["clip"]["model"] = str(tiny_clip_dir)        # a real CLIP folder: pretrain_clip skips itself
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run_cmd(["git", "commit", "-qam", "dfew params"], repo)
-    out = run_cmd([sys.executable, "-m", "dvc", "repro"], repo)
+    out = run_dvc(["repro"], repo).stdout
     run_cmd(["git", "add", "-A"], repo)
     run_cmd(["git", "commit", "-qm", "pipeline outputs"], repo)
     return repo, params, truth, re.findall(r"Running stage '([^']+)'", out)
@@ -55,17 +56,17 @@ def test_dvc_repro_on_a_dfew_tree_reaches_reports(dfew_repo):
     assert (features["train_clips"], features["val_clips"], features["test_clips"]) == (21, 7, 7)
     metrics = json.loads((repo / "reports/eval/metrics.json").read_text())
     assert metrics["classes"] == list(DFEW_ORDER) and metrics["num_test_clips"] == 7
-    assert json.loads((repo / "models/deploy/labels.json").read_text())["classes"] == list(DFEW_ORDER)
-    drift = json.loads((repo / "models/deploy/manifest.json").read_text())["drift_reference"]
+    assert json.loads((repo / DEPLOY_DIR / "labels.json").read_text())["classes"] == list(DFEW_ORDER)
+    drift = json.loads((repo / DEPLOY_DIR / "manifest.json").read_text())["drift_reference"]
     assert drift["status"] == "written" and drift["reference_kinds"] == {"frames": 7}
     assert "No drift reports yet" in (repo / "reports/index.html").read_text()  # the page builds on real data
-    assert re.findall(r"Running stage", run_cmd([sys.executable, "-m", "dvc", "repro"], repo)) == []
+    assert re.findall(r"Running stage", run_dvc(["repro"], repo).stdout) == []
 
 
 def test_folds_command_trains_each_fold_on_one_feature_pass(dfew_repo, scale):
     repo, params, truth, _ = dfew_repo
     before = (repo / "params.yaml").read_text()
-    run_cmd([sys.executable, "-m", "a3lign_dfer", "folds", "--folds", "1", "2"], repo)
+    run_cmd([sys.executable, "-m", "a3lign_research", "folds", "--folds", "1", "2"], repo)
     assert (repo / "params.yaml").read_text() == before
     summary = json.loads((repo / "reports/folds/summary.json").read_text())
     assert summary["folds"] == [1, 2] and summary["dataset"] == "dfew"
@@ -92,7 +93,7 @@ def test_folds_command_trains_each_fold_on_one_feature_pass(dfew_repo, scale):
     # every shard.
     from a3lign_dfer.config.params import load_params
     from a3lign_dfer.data import manifest
-    from a3lign_dfer.evaluation.folds import feature_pass
+    from a3lign_research.folds import feature_pass
 
     loaded = load_params(repo / "params.yaml")
     loaded = replace(loaded, scale=replace(loaded.scale, scheduler=scale.scheduler))

@@ -16,7 +16,7 @@ from conftest import PARAMS
 
 from a3lign_dfer.data.face_crop import crop_dataset
 from a3lign_dfer.data.face_track import crops_along, detection_scale, track_face
-from a3lign_dfer.data.face_videos import photo_videos, upright
+from a3lign_research.face_videos import photo_videos, upright
 from a3lign_dfer.data.video_io import write_video
 from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, RequestLimits, face_frames
 from a3lign_dfer.model.image_spec import ImageSpec

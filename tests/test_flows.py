@@ -10,6 +10,8 @@ import pytest
 import yaml
 from conftest import copy_repo, run_cmd
 
+from a3lign_dfer.orchestration.dvc_runner import run_dvc
+
 
 def _task_runs_and_artifacts(state):
     from prefect import get_client
@@ -65,7 +67,7 @@ def test_pipeline_flow_runs_every_stage_as_a_task_with_its_metrics(flow_repo, sc
     # Recorded: dvc.lock and the metrics are committed, the workspace matches it.
     assert run_cmd(["git", "status", "--porcelain", "--untracked-files=no"], repo) == ""
     assert "pipeline flow run" in run_cmd(["git", "log", "-1", "--format=%s"], repo)
-    assert json.loads(run_cmd([sys.executable, "-m", "dvc", "status", "--json"], repo)) == {}
+    assert json.loads(run_dvc(["status", "--json"], repo).stdout) == {}
 
 
 def _set_release(repo, **values):
@@ -132,13 +134,13 @@ def test_changed_params_rerun_only_the_stages_they_reach_as_a_dvc_experiment_and
     assert (repo / "params.yaml").read_text() == before
     assert run_cmd(["git", "status", "--porcelain", "--untracked-files=no"], repo) == ""
     exp = state.result()["recorded"].split("`")[1]
-    assert exp in run_cmd([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--csv"], repo)
+    assert exp in run_dvc(["exp", "show", "--no-pager", "--csv"], repo).stdout
     rev = _exp_rev(repo, exp)
     assert yaml.safe_load(run_cmd(["git", "show", f"{rev}:params.yaml"], repo))["stage3"]["lr"]["encoder"] == lr
     lock = yaml.safe_load(run_cmd(["git", "show", f"{rev}:dvc.lock"], repo))
     assert lock["stages"]["train_stage3"]["params"]["params.yaml"]["stage3"]["lr"]["encoder"] == lr
     # The workspace is the commit again: its own dvc.lock, not the experiment's.
-    assert json.loads(run_cmd([sys.executable, "-m", "dvc", "status", "--json"], repo)) == {}
+    assert json.loads(run_dvc(["status", "--json"], repo).stdout) == {}
 
 
 def _exp_rev(repo, name):

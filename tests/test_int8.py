@@ -11,12 +11,13 @@ import torch
 from conftest import CLASSES, ROOT
 
 from a3lign_dfer.config.deploy import Int8Config
+from a3lign_dfer.config.model import EMBEDDED_CLIP
 from a3lign_dfer.export.bundle import export_int8
 from a3lign_dfer.export.int8 import gate
 from a3lign_dfer.export.onnx_graph import clip_logits
+from a3lign_dfer.inference.artifact import Artifact, ArtifactError
 from a3lign_dfer.inference.backends import SplitRunner, load_backend, onnx_runner, onnx_session
 from a3lign_dfer.report_files import DEPLOY_MANIFEST, DeployManifest, from_dict
-from a3lign_dfer.serving.artifact import Artifact, ArtifactError
 
 QUANTIZED_OPS = {"dynamic": {"DynamicQuantizeLinear", "MatMulInteger"}, "static": {"QuantizeLinear",
                                                                                   "DequantizeLinear"}}
@@ -115,10 +116,10 @@ def test_gate_fails_on_a_class_without_clips():
     assert verdict["reason"] == "no test clip of angry, surprise, disgust, fear: their recall cannot be compared"
 
 
-def _manifest(int8: dict | None) -> DeployManifest:
+def _manifest(int8: dict | None, clip_model: str = "clip") -> DeployManifest:
     """A manifest as export writes it, with this INT8 record (None: an artifact from before INT8)."""
     parity = {"clips": 3, "max_abs_logit_difference": 0.0, "top1_agreement": 1.0, "logit_atol": 0.001, "passed": True}
-    raw = {"clip_model": "clip", "classes": list(CLASSES),
+    raw = {"clip_model": clip_model, "classes": list(CLASSES),
            "source_checkpoint": {"path": "models/stage3", "sha256": "0" * 64, "stage": "stage3", "train_seed": 0},
            "opset": 17, "io": {"inputs": {}, "outputs": {}}, "max_batch": 16,
            "test_metrics": {"war": 0.5, "uar": 0.5, "shuffled_uar_drop": 0.1, "num_test_clips": 3},
@@ -146,6 +147,14 @@ def test_int8_runs_only_where_the_manifest_releases_it(tmp_path, int8, refusal):
     else:
         with pytest.raises(ArtifactError, match=refusal):
             artifact.require_precision("int8")
+
+
+@pytest.mark.parametrize("clip_model, synthetic", [(str(EMBEDDED_CLIP), True), (f"./{EMBEDDED_CLIP}/", True),
+                                                   ("openai/clip-vit-base-patch32", False), ("/data/clip_small", False)])
+def test_only_a_model_on_the_embedded_small_clip_counts_as_trained_on_synthetic_faces(tmp_path, clip_model,
+                                                                                      synthetic):
+    """predict warns for these (tests/test_pipeline.py): the small CLIP learns only the synthetic benchmark."""
+    assert Artifact(tmp_path, _manifest(None, clip_model), "0" * 64, None, None).learned_synthetic_faces is synthetic
 
 
 @pytest.mark.parametrize("command", [["predict", "clip.mp4", "--deploy"], ["serve", "--artifact"]])

@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 from conftest import PARAMS, ROOT
 
+from a3lign_dfer.config.deploy import DEPLOY_DIR
 from a3lign_dfer.config.params import load_params
 
 from a3lign_dfer.config.schema import to_dict
 from a3lign_dfer.data.synthetic import render_clip
 from a3lign_dfer.data.face_track import FaceTrack
 from a3lign_dfer.inference.video_input import CropStats
-from a3lign_dfer.monitoring.calibration import choose_thresholds, chosen_thresholds
+from a3lign_research.drift_calibration import choose_thresholds, chosen_thresholds
 from a3lign_dfer.monitoring.columns import STATS, embedding_columns
 from a3lign_dfer.monitoring.pca import Pca
 from a3lign_dfer.monitoring.profile import DriftProfile
@@ -212,7 +213,7 @@ def test_thresholds_are_chosen_one_grid_step_beyond_the_selection_batches():
 
 def _summary(comparison: Comparison | None, bad: list[dict] | None = None) -> DriftSummary:
     return DriftSummary(batch="night", inputs=["data/batches/night"], videos=12, readable=12 - len(bad or []),
-                        bad_files=bad or [], reference_split="val", reference_clips=240, deploy="models/deploy",
+                        bad_files=bad or [], reference_split="val", reference_clips=240, deploy=str(DEPLOY_DIR),
                         backend="onnxruntime", report_html="reports/drift/night/report.html",
                         report_json="reports/drift/night/report.json" if comparison else None, comparison=comparison)
 

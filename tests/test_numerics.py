@@ -1,16 +1,15 @@
-"""Same bytes on any x86 CPU with AVX2: a pretrain_clip step (the small CLIP's patch convolution, attention
-and matmuls, forward and backward) gives on this machine, whatever it offers, the weights a CPU without
-AVX-512 computes on its own, because importing the package pins MKL, oneDNN, ATen and the thread count.
-The control run without the pins shows this CPU's own best path gives other bytes (where it has AVX-512)."""
+"""Pinned kernels: a pretrain_clip step (the small CLIP's patch convolution, attention and matmuls, forward
+and backward) gives on this machine, whatever it offers, the weights its AVX2 path computes, because
+importing the package pins MKL, oneDNN, ATen and the thread count. The control run without the pins shows
+this CPU's own best path gives other bytes (where it has AVX-512). Other CPUs may still differ in the last
+bits: the pins remove the choices this machine makes, not every difference between machines."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-from numerics_cost import AVX2_MACHINE, OWN_BEST, run_step  # noqa: E402  (the step the cost benchmark times)
+from a3lign_research.benchmarks.numerics_cost import AVX2_MACHINE, OWN_BEST, run_step   # the step it times
 
 
 def _step(env: dict) -> dict:

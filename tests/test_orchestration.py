@@ -2,13 +2,13 @@
 one stage run alone, the lock-only retry, failures with the stage's own message, metrics markdown,
 params applied only to a clean workspace, results committed."""
 import json
-import sys
 
 import pytest
 import yaml
 from conftest import ROOT, run_cmd
 
 from a3lign_dfer.orchestration import experiments
+from a3lign_dfer.orchestration.dvc_runner import run_dvc
 from a3lign_dfer.orchestration.dvc_stages import DvcLocked, StageFailed, changed_stages, metrics_markdown, \
     pipeline_stages, repro_stage
 
@@ -31,8 +31,10 @@ def repo(tmp_path):
     (tmp_path / "params.yaml").write_text("n: 3\n")
     (tmp_path / "make.py").write_text(MAKE)
     (tmp_path / "score.py").write_text(SCORE)
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "t"], ["git", "config", "user.email", "t@x"],
-                [sys.executable, "-m", "dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "t"], ["git", "config", "user.email", "t@x"]):
+        run_cmd(cmd, tmp_path)
+    run_dvc(["init", "-q"], tmp_path)
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
         run_cmd(cmd, tmp_path)
     return tmp_path
 

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from a3lign_dfer.data.feature_cache import FeatureSet, InMemoryFrames
 from a3lign_dfer.data.sampling import segment_indices
 from a3lign_dfer.evaluation.metrics import recall_metrics
-from a3lign_dfer.evaluation.paper import baselines
-from a3lign_dfer.evaluation.paper.runs import Workspace
+from a3lign_research.paper import baselines
+from a3lign_research.paper.runs import Workspace
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
 from conftest import CLASSES, toy_features
 

@@ -5,9 +5,10 @@ import json
 import yaml
 
 from a3lign_dfer.config.schema import read
-from a3lign_dfer.evaluation.paper import ablation, runs
-from a3lign_dfer.evaluation.paper import fidelity
-from a3lign_dfer.evaluation.paper.experiments import (Setup, run_collapse, run_fidelity, run_table2, run_table3, verdict,
+from a3lign_research.blocks import BLOCKS, cpu_name
+from a3lign_research.paper import ablation, runs
+from a3lign_research.paper import fidelity
+from a3lign_research.paper.experiments import (Setup, run_collapse, run_fidelity, run_table2, run_table3, verdict,
                                                     write_index)
 from a3lign_dfer.config.params import load_params
 from conftest import ROOT, TINY_PIPELINE, write_toy_cache
@@ -25,7 +26,7 @@ def _setup(tmp_path, tiny_clip_dir, scale, seeds=(0, 1)):
 
     paper = replace(params.paper, seeds=seeds)
     return Setup(paper, scale, str(tmp_path / "params.yaml"), str(tmp_path / "features"), "", str(tmp_path),
-                 tmp_path / "paper")
+                 tmp_path / "reports/paper")
 
 
 def test_a_job_gives_the_same_rows_in_this_process_and_on_a_worker(tmp_path, tiny_clip_dir, scale):
@@ -73,14 +74,16 @@ def test_fidelity_and_table3_write_their_tables(tmp_path, tiny_clip_dir, scale):
     assert table2["rows"]["a3lign"] == final
     assert "| CoCoOp |" in (setup.out / "table2.md").read_text()
 
-    readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- paper:start -->\nSTALE-BLOCK\n<!-- paper:end -->\n")
-    index = write_index(setup, readme)
+    page = tmp_path / BLOCKS["paper"].page
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text("# x\n<!-- paper:start -->\nSTALE-BLOCK\n<!-- paper:end -->\n")
+    index = write_index(setup, tmp_path)
     claims = [line for line in index.splitlines() if line.startswith("| Table")]
     assert len(claims) == 4 + 2 + 3 + 1          # Table 3's four orderings, BAP vs two all-at-once rows, ladder, shuffle
     assert all(line.rstrip(" |").endswith(VERDICTS) for line in claims)
-    assert f"]({setup.out.as_posix()}/collapse.md)" in readme.read_text()
-    assert f"]({setup.out.as_posix()}/table2.md)" in readme.read_text() and "STALE-BLOCK" not in readme.read_text()
+    block = page.read_text()
+    assert "](reports/paper/collapse.md)" in block and "](reports/paper/table2.md)" in block
+    assert "STALE-BLOCK" not in block and f"Measured on {cpu_name()}" in block
 
 
 VERDICTS = ("holds", "holds in the mean, within the spread", "does not hold")

@@ -10,9 +10,9 @@ from conftest import copy_repo, run_cmd
 from matplotlib.image import imread
 
 from a3lign_dfer.config.evaluation import GridConfig
-from a3lign_dfer.evaluation.multi_seed import stats
-from a3lign_dfer.evaluation.paper import mat_grid
-from a3lign_dfer.evaluation.paper.mat_grid import collect_grid, grid_heatmap, grid_markdown, queue_grid
+from a3lign_research.seeds import stats
+from a3lign_research.paper import mat_grid
+from a3lign_research.paper.mat_grid import collect_grid, grid_heatmap, grid_markdown, queue_grid
 
 GRID = GridConfig(sentences=(2, 4), tokens=(4,), seeds=(0,))
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from a3lign_dfer.data.feature_cache import load_feature_set
-from a3lign_dfer.evaluation.paper import visuals
-from a3lign_dfer.evaluation.paper.visuals import nearest_words, nearest_words_markdown, tsne_figure
+from a3lign_research.paper import visuals
+from a3lign_research.paper.visuals import nearest_words, nearest_words_markdown, tsne_figure
 from a3lign_dfer.inference.predict import predict_logits
 from a3lign_dfer.model.checkpoint import load_checkpoint, save_checkpoint
 from a3lign_dfer.model.clip_backbone import FrozenCLIP

@@ -12,7 +12,10 @@ import pandas as pd
 import pytest
 from conftest import DRIFT_SHIFTS, run_cli, run_cmd as _run, stages_run as _stages_run
 
-from a3lign_dfer.reporting.browser import image_spread
+from a3lign_dfer.commands.predict import SYNTHETIC
+from a3lign_dfer.config.deploy import DEPLOY_DIR
+from a3lign_dfer.orchestration.dvc_runner import run_dvc
+from a3lign_research.browser import image_spread
 
 TRAINING = ["train_stage1", "train_stage2", "train_stage2_text", "train_stage3"]
 ABLATIONS = ["train_all_at_once@separate", "train_all_at_once@joint"]
@@ -80,7 +83,7 @@ def test_dvc_repro_runs_every_stage_and_writes_consistent_metrics(pipeline):
     assert {p.stem for p in (repo / "reports/curves").glob("*.png")} == \
         {"stage1", "stage2", "stage2_text", "stage3", "all_at_once_separate", "all_at_once_joint", "bap_ladder"}
 
-    assert _stages_run(_run([sys.executable, "-m", "dvc", "repro"], repo)) == []
+    assert _stages_run(run_dvc(["repro"], repo).stdout) == []
 
 
 def test_export_bundle_matches_its_manifest_graph_and_triton_config(pipeline):
@@ -92,7 +95,7 @@ def test_export_bundle_matches_its_manifest_graph_and_triton_config(pipeline):
     from a3lign_dfer.report_files import DEPLOY_MANIFEST, to_json
 
     repo, params, _ = pipeline
-    deploy = repo / "models/deploy"
+    deploy = repo / DEPLOY_DIR
     manifest = json.loads((deploy / "manifest.json").read_text())
     assert to_json(DEPLOY_MANIFEST.read(deploy)) == manifest            # written and read through its contract
     on_disk = {str(p.relative_to(deploy)) for p in deploy.rglob("*") if p.is_file()} - {"manifest.json"}
@@ -140,7 +143,7 @@ def test_predict_same_label_with_torch_and_onnxruntime_and_clear_errors(pipeline
     video = str(repo / "data/raw" / test_video)
     answers = {}
     for backend in ("torch", "onnxruntime"):
-        out = run_cli(["predict", video, "--deploy", str(repo / "models/deploy"), "--backend", backend, "--json"],
+        out = run_cli(["predict", video, "--deploy", str(repo / DEPLOY_DIR), "--backend", backend, "--json"],
                       repo, capsys)
         answers[backend] = json.loads([line for line in out.splitlines() if line.startswith("{")][0])
     assert answers["torch"]["label"] == answers["onnxruntime"]["label"]
@@ -155,9 +158,12 @@ def test_predict_same_label_with_torch_and_onnxruntime_and_clear_errors(pipeline
     bad = {"missing.mp4": "file not found", "empty.mp4": "empty file", "text.mp4": "cannot open",
            "truncated.mp4": "cannot open", "noface.mp4": "no face found", "short.mp4": "fewer than the 4 needed"}
     cmd = [sys.executable, "-m", "a3lign_dfer", "predict", *[str(tmp_path / n) for n in bad], video,
-           "--deploy", str(repo / "models/deploy"), "--out", str(tmp_path / "table.csv")]
+           "--deploy", str(repo / DEPLOY_DIR), "--out", str(tmp_path / "table.csv")]
     done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
     assert done.returncode == 1
+    # The pipeline's default model learned the synthetic benchmark's faces: one line says so, and where to go.
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [SYNTHETIC.format(deploy=repo / DEPLOY_DIR)] and 'README "Own videos"' in warnings[0]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == len(bad)
     for (name, reason), line in zip(bad.items(), errors):
@@ -175,7 +181,7 @@ def test_export_writes_the_drift_reference_profile_through_the_serving_path(pipe
     from a3lign_dfer.monitoring.profile import DriftProfile
 
     repo, params, _ = pipeline
-    deploy = repo / "models/deploy"
+    deploy = repo / DEPLOY_DIR
     manifest = json.loads((deploy / "manifest.json").read_text())
     assert {"drift/pca.safetensors", "drift/reference.parquet", "drift/profile.json"} <= set(manifest["files"])
     dim = json.loads((repo / "data/features/meta.json").read_text())["embed_dim"]
@@ -193,8 +199,8 @@ def test_export_writes_the_drift_reference_profile_through_the_serving_path(pipe
     # The reference rows are what predict computes for those videos.
     row = profile.reference.iloc[0]
     spec = PreprocessSpec.load(deploy / "preprocess.json")
-    _, probs, embedding = load_backend(deploy, "onnxruntime")(video_input(repo / "data/raw" / row["path"], spec)
-                                                              .numpy()[None])
+    frames = video_input(repo / "data/raw" / row["path"], spec)[None]
+    _, probs, embedding = load_backend(deploy, "onnxruntime")(frames)
     assert params["data"]["classes"][int(probs.argmax())] == row["predicted"]
     assert float(probs.max()) == pytest.approx(row["confidence"], abs=1e-5)
     np.testing.assert_allclose(profile.pca.transform(embedding)[0], row[profile.embedding].to_numpy(float), atol=1e-5)
@@ -202,7 +208,7 @@ def test_export_writes_the_drift_reference_profile_through_the_serving_path(pipe
 
 def _drift(repo, batch, out):
     done = subprocess.run([sys.executable, "-m", "a3lign_dfer", "drift", str(batch), "--deploy",
-                           str(repo / "models/deploy"), "--out", str(out)], cwd=repo, capture_output=True, text=True)
+                           str(repo / DEPLOY_DIR), "--out", str(out)], cwd=repo, capture_output=True, text=True)
     summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else None
     return done.returncode, summary, done.stdout + done.stderr
 
@@ -210,7 +216,7 @@ def _drift(repo, batch, out):
 def test_drift_flags_shifted_batches_naming_what_moved(pipeline, drift_batches, tmp_path):
     """The drift command on two of the session's drift batches (the clean and the dark one go through the monitor
     flow in test_flows, on the same artifact). The class-mix shift needs a model that tells classes apart: the
-    tiny one does not, so it is measured on the default artifact (benchmarks/drift.py, README "Monitoring")."""
+    tiny one does not, so it is measured on the default artifact (a3lign_research.benchmarks.drift, README "Monitoring")."""
     from a3lign_dfer.monitoring.drift import EXIT_DRIFT, run_drift
 
     repo, _, _ = pipeline
@@ -223,7 +229,7 @@ def test_drift_flags_shifted_batches_naming_what_moved(pipeline, drift_batches, 
     page = (tmp_path / "r_blur/report.html").read_text()
     assert "broken.mp4" in page and "DRIFT" in page and "sharpness" in page and "Drift in embeddings" in page
 
-    assert run_drift([str(drift_batches["small_faces"])], repo / "models/deploy", tmp_path / "r_small") == EXIT_DRIFT
+    assert run_drift([str(drift_batches["small_faces"])], repo / DEPLOY_DIR, tmp_path / "r_small") == EXIT_DRIFT
     summary = json.loads((tmp_path / "r_small/summary.json").read_text())
     assert DRIFT_SHIFTS["small_faces"][1] in summary["alarm_columns"], summary["reasons"]
 
@@ -246,7 +252,7 @@ def test_multi_seed_command(pipeline):
     repo, params, _ = pipeline
     metrics = json.loads((repo / "reports/eval/metrics.json").read_text())
     before = (repo / "params.yaml").read_text()
-    out = _run([sys.executable, "-m", "a3lign_dfer", "seeds", "--seeds", "0", "1"], repo)
+    out = _run([sys.executable, "-m", "a3lign_research", "seeds", "--seeds", "0", "1"], repo)
     assert (repo / "params.yaml").read_text() == before
     assert re.findall(r"\[seeds\] (seed-\d):", out)[::2] == ["seed-0", "seed-1"]
     summary = json.loads((repo / "reports/seeds/summary.json").read_text())
@@ -255,6 +261,6 @@ def test_multi_seed_command(pipeline):
     uar = summary["final"]["uar"]
     assert uar["mean"] == pytest.approx(sum(uar["values"]) / 2)
     assert uar["std"] == pytest.approx(abs(uar["values"][0] - uar["values"][1]) / 2 ** 0.5)
-    exps = _run([sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--csv"], repo)
+    exps = run_dvc(["exp", "show", "--no-pager", "--csv"], repo).stdout
     assert "seed-0" in exps and "seed-1" in exps
     assert "±" in (repo / "reports/seeds/summary.md").read_text()

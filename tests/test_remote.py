@@ -12,6 +12,8 @@ import pytest
 import yaml
 from conftest import stages_run
 
+from a3lign_dfer.config.deploy import DEPLOY_DIR
+
 BUCKET, PREFIX = "a3lign-dfer", "store"
 DVC = [sys.executable, "-m", "dvc"]
 GTO = [str(Path(sys.executable).parent / "gto")]
@@ -90,7 +92,7 @@ def test_s3_remote_push_clone_pull_repro_noop_and_registry_fetch(pipeline, s3, t
     # models/deploy as committed (its directory listing and files, from the DVC cache), and every one of its
     # files in the bucket under DVC's content-addressed layout.
     lock = yaml.safe_load((upstream / "dvc.lock").read_text())
-    deploy_md5 = next(out["md5"] for out in lock["stages"]["export"]["outs"] if out["path"] == "models/deploy")
+    deploy_md5 = next(out["md5"] for out in lock["stages"]["export"]["outs"] if out["path"] == str(DEPLOY_DIR))
     cache = upstream / ".dvc/cache/files/md5"
     listing = json.loads((cache / deploy_md5[:2] / deploy_md5[2:]).read_text())
     original = {Path(e["relpath"]): (cache / e["md5"][:2] / e["md5"][2:]).read_bytes() for e in listing}
@@ -105,9 +107,9 @@ def test_s3_remote_push_clone_pull_repro_noop_and_registry_fetch(pipeline, s3, t
     # A fresh clone has no DVC cache; `dvc pull` brings what the pipeline needs, and nothing re-runs.
     fresh = tmp_path / "fresh"
     _run(["git", "clone", "-q", str(upstream), str(fresh)], tmp_path, env)
-    assert not (fresh / "models/deploy").exists() and not (fresh / ".dvc/cache").exists()
+    assert not (fresh / DEPLOY_DIR).exists() and not (fresh / ".dvc/cache").exists()
     _run([*DVC, "pull"], fresh, env)
-    assert _files(fresh / "models/deploy") == original
+    assert _files(fresh / DEPLOY_DIR) == original
     assert stages_run(_run([*DVC, "repro"], fresh, env).stdout) == []
     assert "Data and pipelines are up to date." in _run([*DVC, "status"], fresh, env).stdout
 

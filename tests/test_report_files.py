@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
+from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import PARAMS, ROOT
 from test_dvc_deps import dvc_stages
 
+from a3lign_dfer.config.deploy import DEPLOY_DIR
+from a3lign_dfer.config.model import EMBEDDED_CLIP
+from a3lign_dfer.config.stage_table import STAGES
 from a3lign_dfer.report_files import FACE_CROP, FILES, parse, to_json, training
-from a3lign_dfer.training.stage_table import STAGES
 
 REPORTS = ROOT / "reports"
 CONTRACTS = [*FILES, *(training(row.name) for row in STAGES)]
@@ -51,3 +55,13 @@ def test_dvc_yaml_writes_each_report_where_its_contract_reads_it():
         written = [next(iter(m)) if isinstance(m, dict) else m for m in body.get("metrics", []) + body.get("outs", [])]
         assert f"reports/{contract.path}" in written or any(f"reports/{contract.path}".startswith(f"{w}/")
                                                             for w in written), (contract.writer, contract.path)
+
+
+def test_dvc_yaml_writes_the_folders_the_code_knows_by_name():
+    """models/deploy is export's output (predict, timeline, serve and drift read it by default); the small CLIP
+    is pretrain_clip's, which params clip.model names by default (predict warns of a model on it)."""
+    stages = dvc_stages()
+    out = {name: dict(zip(*[iter(shlex.split(stages[name]["cmd"])[3:])] * 2))["--out"]
+           for name in ("export", "pretrain_clip")}
+    assert out == {"export": str(DEPLOY_DIR), "pretrain_clip": str(EMBEDDED_CLIP)}
+    assert Path(PARAMS.clip.model) == EMBEDDED_CLIP

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -17,9 +16,11 @@ import pandas as pd
 import pytest
 from conftest import PARAMS, ROOT, run_cmd
 
+from a3lign_dfer.config.deploy import DEPLOY_DIR
 from a3lign_dfer.monitoring.results import ClassMixDrift, ColumnDrift, EmbeddingDrift
 from a3lign_dfer.monitoring.summary import Comparison, DriftSummary
-from a3lign_dfer.reporting.browser import find_chromium, image_spread, render
+from a3lign_dfer.orchestration.dvc_runner import run_dvc
+from a3lign_research.browser import find_chromium, image_spread, render_in_chromium
 from a3lign_dfer.reporting.curves import read_stage, render_curves
 from a3lign_dfer.reporting.page import SECTIONS, build_page
 
@@ -125,7 +126,7 @@ def _drift_summary(batch: str, drifted: bool):
         embedding=EmbeddingDrift(0.31 if drifted else 0.001, 32), thresholds=PARAMS.drift)
     folder = f"reports/drift/{batch}"
     return DriftSummary(batch, [f"data/batches/{batch}"], 48, 47, [{"path": "x.mp4", "reason": "x.mp4: no face"}],
-                        "val", 240, "models/deploy", "onnxruntime", f"{folder}/report.html", f"{folder}/report.json",
+                        "val", 240, str(DEPLOY_DIR), "onnxruntime", f"{folder}/report.html", f"{folder}/report.json",
                         comparison)
 
 
@@ -163,8 +164,8 @@ def site(tmp_path_factory):
     (reports / "drift/old_0000/report.html").write_text("<html><body>drift</body></html>")
     (reports / "drift/old_0000/summary.json").write_text(json.dumps({"drift": True}))
     os.utime(reports / "drift/old_0000/report.html", (1e9 - 1, 1e9 - 1))
-    (repo / "models/deploy").mkdir(parents=True)
-    (repo / "models/deploy/manifest.json").write_text(json.dumps(MANIFEST))
+    (repo / DEPLOY_DIR).mkdir(parents=True)
+    (repo / DEPLOY_DIR / "manifest.json").write_text(json.dumps(MANIFEST))
     for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "test"],
                 ["git", "config", "user.email", "test@example.com"], ["git", "add", "-A"],
                 ["git", "commit", "-qm", "reports"]):
@@ -173,7 +174,7 @@ def site(tmp_path_factory):
     api.assign(str(repo), "a3lign-dfer", "staging", version="v0.1.0")
 
     out = reports / "index.html"
-    args = (reports, repo / "models/deploy", reports / "curves", out, repo)
+    args = (reports, repo / DEPLOY_DIR, reports / "curves", out, repo)
     first = build_page(*args)
     first_bytes = out.read_bytes()
     first_curves = {p.name: p.read_bytes() for p in first["curves"]}
@@ -190,7 +191,7 @@ def test_every_link_resolves_and_every_report_is_linked(site):
                                           "validation.json", "validation/index.html",
                                           "drift/batch_0001/report.html", "seeds/summary.md", "curves/bap_ladder.png",
                                           "paper/index.md", "paper/table3.md", "paper/figure4.png")]
-    expected += [site["repo"] / "models/deploy/manifest.json"]
+    expected += [site["repo"] / DEPLOY_DIR / "manifest.json"]
     expected += [reports / "train" / s / rel for s in TRAINING for rel in ("metrics.json", "plots/metrics/val/uar.tsv")]
     expected += [reports / "curves" / f"{s}.png" for s in TRAINING]
     assert sorted(p for p in expected if p.resolve() not in files) == []
@@ -269,7 +270,7 @@ def test_page_builds_without_git_deploy_or_drift(tmp_path):
     reports = tmp_path / "reports"
     shutil.copytree(REPORTS / "eval", reports / "eval")
     shutil.copytree(REPORTS / "train/stage1", reports / "train/stage1")
-    built = build_page(reports, tmp_path / "models/deploy", reports / "curves", reports / "index.html", tmp_path)
+    built = build_page(reports, tmp_path / DEPLOY_DIR, reports / "curves", reports / "index.html", tmp_path)
     text = built["page"].read_text()
     assert "Registry not read" in text and "not a git repository" in text
     assert "No deployment artifact yet" in text and "No drift reports yet" in text
@@ -279,7 +280,7 @@ def test_page_builds_without_git_deploy_or_drift(tmp_path):
 
 @needs_chromium
 def test_page_renders_offline_in_chromium(site, tmp_path):
-    rendered = render(site["page"], tmp_path / "index.png")
+    rendered = render_in_chromium(site["page"], tmp_path / "index.png")
     assert 'data-broken-images="0"' in rendered.dom, "a figure did not load"
     for key, title in SECTIONS:
         assert f'id="{key}"' in rendered.dom and title in rendered.dom
@@ -292,7 +293,7 @@ def test_a_missing_figure_is_named_on_the_page(site, tmp_path):
     page = tmp_path / "site/reports/index.html"
     shutil.copytree(site["repo"] / "reports", page.parent)
     (page.parent / "curves/stage3.png").unlink()
-    dom = render(page).dom
+    dom = render_in_chromium(page).dom
     assert 'data-broken-images="1"' in dom and "curves/stage3.png" in dom
 
 
@@ -311,7 +312,7 @@ def _plots_repo(tmp_path: Path) -> Path:
 
 def test_dvc_plots_show_uses_the_offline_template(tmp_path):
     repo = _plots_repo(tmp_path)
-    run_cmd([sys.executable, "-m", "dvc", "plots", "show", "-o", "dvc_plots"], repo)
+    run_dvc(["plots", "show", "-o", "dvc_plots"], repo)
     html = (repo / "dvc_plots/index.html").read_text()
     assert "cdn.jsdelivr" not in html and '<script src="http' not in html
     assert "window.vegaEmbed" in html and html.count("vegaEmbed('#") >= 4 * len(TRAINING) + 1
@@ -320,8 +321,8 @@ def test_dvc_plots_show_uses_the_offline_template(tmp_path):
 @needs_chromium
 def test_dvc_plots_show_draws_the_curves_in_chromium_offline(tmp_path):
     repo = _plots_repo(tmp_path)
-    run_cmd([sys.executable, "-m", "dvc", "plots", "show", "-o", "dvc_plots"], repo)
-    rendered = render(repo / "dvc_plots/index.html", tmp_path / "dvc_plots.png", height=1400)
+    run_dvc(["plots", "show", "-o", "dvc_plots"], repo)
+    rendered = render_in_chromium(repo / "dvc_plots/index.html", tmp_path / "dvc_plots.png", height=1400)
     # Vega drew one line per DVCLive series (4 per training stage) and the confusion template's cells.
     assert rendered.dom.count('class="mark-line role-mark') >= 4 * len(TRAINING)
     assert 'class="mark-rect role-mark' in rendered.dom

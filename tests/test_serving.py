@@ -21,9 +21,10 @@ import pytest
 import yaml
 from conftest import expression_video, run_cmd
 
+from a3lign_dfer.config.deploy import DEPLOY_DIR
 from a3lign_dfer.data.video_io import write_video
-from a3lign_dfer.reporting.browser import find_chromium, image_spread
-from a3lign_dfer.serving.artifact import ArtifactError, verify
+from a3lign_research.browser import find_chromium, image_spread
+from a3lign_dfer.inference.artifact import ArtifactError, verify
 from a3lign_dfer.serving.process import running_service
 
 LIMITS = {"max_upload_mb": 0.5, "max_frames": 120, "max_megapixel_frames": 20, "max_cpu_seconds": 30, "max_batch": 8,
@@ -43,7 +44,7 @@ def served(pipeline, tmp_path_factory):
     repo, _, _ = pipeline
     work = tmp_path_factory.mktemp("serving")
     deploy = work / "deploy"
-    shutil.copytree(repo / "models/deploy", deploy)       # the pipeline tests may re-export later
+    shutil.copytree(repo / DEPLOY_DIR, deploy)       # the pipeline tests may re-export later
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["serve"].update(LIMITS)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -297,7 +298,7 @@ def test_serve_stage_without_that_stage_says_so(served):
 @pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed (apt-get install chromium): "
                                                     "the browser check needs it")
 def test_the_page_predicts_an_uploaded_video_in_chromium(served, tmp_path):
-    from a3lign_dfer.serving.page_check import check_page
+    from a3lign_research.page_check import check_page
 
     video = served.videos[1]
     shown = check_page(served.url, video, tmp_path / "page.png")

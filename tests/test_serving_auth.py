@@ -15,7 +15,8 @@ from conftest import ROOT
 from fastapi.testclient import TestClient
 from starlette.datastructures import Headers
 
-from a3lign_dfer.reporting.browser import find_chromium
+from a3lign_research.browser import find_chromium
+from a3lign_dfer.config.deploy import DEPLOY_DIR
 from a3lign_dfer.serving.app import create_app
 from a3lign_dfer.serving.auth import AuthError, authorized, is_loopback, load_key, required_key
 from a3lign_dfer.serving.metrics import ServiceMetrics
@@ -144,7 +145,7 @@ def exposed(pipeline, tmp_path_factory):
     repo, params, _ = pipeline
     work = tmp_path_factory.mktemp("serving-auth")
     deploy = work / "deploy"
-    shutil.copytree(repo / "models/deploy", deploy)        # the pipeline tests may re-export later
+    shutil.copytree(repo / DEPLOY_DIR, deploy)        # the pipeline tests may re-export later
     guarded = {**params, "serve": {**params["serve"], "metrics_need_key": True}}
     (work / "metrics_need_key.yaml").write_text(yaml.safe_dump(guarded, sort_keys=False))
     raw = pd.read_parquet(repo / "data/raw/manifest.parquet")
@@ -191,7 +192,7 @@ def test_metrics_need_key_on_the_real_service_with_a_key_file(exposed):
 @pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed (apt-get install chromium): "
                                                     "the browser check needs it")
 def test_the_page_asks_for_the_key_and_then_predicts(exposed):
-    from a3lign_dfer.serving.page_check import check_page
+    from a3lign_research.page_check import check_page
 
     shown = check_page(exposed.url, exposed.video, api_key=KEY)
     assert shown["label"] in exposed.classes, shown["status"]

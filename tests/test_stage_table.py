@@ -1,4 +1,4 @@
-"""dvc.yaml's training stages are exactly the rows of training/stage_table.py."""
+"""dvc.yaml's training stages are exactly the rows of config/stage_table.py."""
 from __future__ import annotations
 
 import shlex
@@ -7,9 +7,9 @@ import pytest
 from conftest import PARAMS
 from test_dvc_deps import dvc_stages
 
+from a3lign_dfer.config.stage_table import ABLATIONS, FINAL, LADDER, STAGES, stage
 from a3lign_dfer.config.training import TrainingParams
 from a3lign_dfer.training import bap
-from a3lign_dfer.training.stage_table import ABLATIONS, FINAL, LADDER, STAGES, stage
 
 
 def train_commands() -> dict[str, dict]:

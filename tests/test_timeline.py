@@ -18,11 +18,12 @@ import pandas as pd
 import pytest
 from conftest import FPS, expression_video, run_cli
 
+from a3lign_dfer.config.deploy import DEPLOY_DIR
 from a3lign_dfer.config.serving import TimelineConfig
 from a3lign_dfer.inference.backends import SplitRunner
 from a3lign_dfer.inference.timeline import WindowPlan, file_windows, predict_windows
 from a3lign_dfer.inference.video_input import PreprocessSpec
-from a3lign_dfer.reporting.browser import image_spread
+from a3lign_research.browser import image_spread
 
 SHORT = TimelineConfig(window_seconds=1.0, stride_seconds=0.5, default_fps=30)
 
@@ -43,14 +44,14 @@ def test_windows_cover_the_video_and_share_sampled_frames():
 
 
 def _timeline_cli(repo: Path, capsys, source: str, *args: str) -> list[dict]:
-    out = run_cli(["timeline", source, "--deploy", "models/deploy", *args], repo, capsys)
+    out = run_cli(["timeline", source, "--deploy", str(DEPLOY_DIR), *args], repo, capsys)
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
 @pytest.fixture(scope="module")
 def deploy(pipeline):
     repo, _, _ = pipeline
-    deploy = repo / "models/deploy"
+    deploy = repo / DEPLOY_DIR
     spec = PreprocessSpec.load(deploy / "preprocess.json")
     classes = json.loads((deploy / "labels.json").read_text())["classes"]
     return repo, deploy, spec, classes, SplitRunner(deploy)
@@ -60,7 +61,7 @@ def test_a_clip_no_longer_than_a_window_gets_predicts_answer(deploy, capsys):
     repo, _, _, _, _ = deploy
     raw = pd.read_parquet(repo / "data/raw/manifest.parquet")
     videos = [str(repo / "data/raw" / p) for p in raw.loc[raw["split"] == "test", "path"].head(3)]
-    out = run_cli(["predict", *videos, "--deploy", "models/deploy", "--json"], repo, capsys)
+    out = run_cli(["predict", *videos, "--deploy", str(DEPLOY_DIR), "--json"], repo, capsys)
     predicted = {row["path"]: row for row in map(json.loads, (ln for ln in out.splitlines() if ln.startswith("{")))}
     for video in videos:
         [window] = _timeline_cli(repo, capsys, video)                              # 1-1.5 s clips, 2 s windows
@@ -176,7 +177,7 @@ def test_windows_where_the_face_is_gone_get_no_label(deploy, tmp_path, capsys):
     ("7", "cannot open camera 7")])
 def test_a_bad_source_gets_one_clear_line(deploy, source, says):
     repo, _, _, _, _ = deploy
-    done = subprocess.run([sys.executable, "-m", "a3lign_dfer", "timeline", source, "--deploy", "models/deploy"],
+    done = subprocess.run([sys.executable, "-m", "a3lign_dfer", "timeline", source, "--deploy", str(DEPLOY_DIR)],
                           cwd=repo, capture_output=True, text=True, timeout=120)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 1 and len(lines) == 1 and says in lines[0], done.stderr
@@ -185,7 +186,7 @@ def test_a_bad_source_gets_one_clear_line(deploy, source, says):
 def test_int8_runs_only_where_the_manifest_releases_it(deploy):
     repo, deploy_dir, _, _, _ = deploy
     video = str(next((repo / "data/raw/videos").glob("*.mp4")))
-    done = subprocess.run([sys.executable, "-m", "a3lign_dfer", "timeline", video, "--deploy", "models/deploy",
+    done = subprocess.run([sys.executable, "-m", "a3lign_dfer", "timeline", video, "--deploy", str(DEPLOY_DIR),
                            "--precision", "int8"], cwd=repo, capture_output=True, text=True, timeout=120)
     if json.loads((deploy_dir / "manifest.json").read_text())["int8"]["releasable"]:
         assert done.returncode == 0 and json.loads(done.stdout.splitlines()[0])["label"], done.stderr

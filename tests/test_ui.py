@@ -5,7 +5,7 @@ import pytest
 def test_prefect_ui_shows_the_deployments(tmp_path):
     import matplotlib.image
 
-    from flows.ui_check import check_ui, find_chromium
+    from a3lign_research.ui_check import check_ui, find_chromium
 
     if find_chromium() is None:
         pytest.skip("Chromium is not installed (apt-get install chromium): the browser check needs it")

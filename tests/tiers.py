@@ -28,7 +28,7 @@ E2E_CALLS = frozenset({
     "build_feature_cache",
     "ThreadedMotoServer",    # S3
     "prefect_test_harness",  # Prefect
-    "render",                # headless Chromium (reporting.browser)
+    "render_in_chromium",    # headless Chromium (a3lign_research.browser)
     "DevToolsTab",           # headless Chromium, driven
     "check_ui",              # Prefect's UI in Chromium
     "running_service",       # the HTTP service as a process

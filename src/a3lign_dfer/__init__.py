@@ -1,9 +1,10 @@
 """A3lign-DFER: dynamic facial expression recognition on a frozen CLIP, as a reproducible pipeline.
 
-Importing the package pins the numerical code paths before torch loads, so a stage gives the same
-bytes on any x86 CPU with AVX2: MKL, oneDNN and ATen otherwise choose their kernels (and so their
-rounding) by what the CPU offers (AVX-512, AMX), and torch splits its reductions by thread count.
-Each is a default: a value already in the environment wins (README "Reproducibility").
+Importing the package pins the numerical code paths before torch loads, so a stage run again on the
+same machine gives the same bytes, and CPUs that differ only in AVX-512 or AMX take the same kernels:
+MKL, oneDNN and ATen otherwise choose their kernels (and so their rounding) by what the CPU offers, and
+torch splits its reductions by thread count. Across CPUs, float results may still differ in the last
+bits. Each is a default: a value already in the environment wins (docs/reproducibility.md).
 """
 import os
 

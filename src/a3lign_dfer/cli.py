@@ -14,11 +14,11 @@ import sys
 from a3lign_dfer.commands import add_params_option, invoke
 
 COMMANDS = ("prepare", "face_crop", "validate", "pretrain_clip", "features", "train", "evaluate", "shuffle_check",
-            "seeds", "folds", "paper", "export", "predict", "drift", "timeline", "serve", "make_batch", "release",
-            "report_page", "plots_template", "results")
+            "export", "predict", "drift", "timeline", "serve", "make_batch", "release", "report_page",
+            "plots_template")
 
 
-def named_command(argv: list[str]) -> str | None:
+def named_command(argv: list[str], commands: tuple[str, ...] = COMMANDS) -> str | None:
     """The command argv names (its first word that is one, `--params FILE` skipped), or None."""
     words = iter(argv)
     for word in words:
@@ -26,20 +26,22 @@ def named_command(argv: list[str]) -> str | None:
             next(words, None)
         elif not word.startswith("-"):
             name = word.replace("-", "_")
-            return name if name in COMMANDS else None
+            return name if name in commands else None
     return None
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """Every command's parser, or only `only`'s in full (the others by name)."""
-    parser = argparse.ArgumentParser(prog="a3lign_dfer", description=__doc__.split("\n\n")[0])
+def build_parser(only: str | None = None, package: str = "a3lign_dfer",
+                 commands: tuple[str, ...] = COMMANDS, description: str = __doc__) -> argparse.ArgumentParser:
+    """Every command's parser (modules `<package>.commands.<name>`), or only `only`'s in full (the others by
+    name). The research wing's CLI is this parser over its own commands."""
+    parser = argparse.ArgumentParser(prog=package, description=description.split("\n\n")[0])
     add_params_option(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMANDS:
+    for name in commands:
         if only is not None and name != only:
             sub.add_parser(name.replace("_", "-"))
             continue
-        module = importlib.import_module(f"a3lign_dfer.commands.{name}")
+        module = importlib.import_module(f"{package}.commands.{name}")
         p = sub.add_parser(name.replace("_", "-"), help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(module=module)

@@ -20,7 +20,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 def command_name(module: ModuleType) -> str:
-    return module.__spec__.name.rsplit(".", 1)[-1].replace("_", "-")
+    """`a3lign_dfer train`, `a3lign_research seeds`: the package and the command as the CLI spells them."""
+    package, *_, name = module.__spec__.name.split(".")
+    return f"{package} {name.replace('_', '-')}"
 
 
 def add_params_option(parser: argparse.ArgumentParser) -> None:
@@ -37,13 +39,14 @@ def invoke(module: ModuleType, args: argparse.Namespace) -> int:
     except UserError as err:
         if os.environ.get(DEBUG_ENV):
             raise
-        print(f"a3lign_dfer {command_name(module)}: error: {err}", file=sys.stderr)
+        print(f"{command_name(module)}: error: {err}", file=sys.stderr)
         return 2
 
 
 def run_module(module: ModuleType, argv: list[str] | None = None) -> int:
-    """`python -m a3lign_dfer.commands.<name>`: the same command as `python -m a3lign_dfer <name>`."""
-    parser = argparse.ArgumentParser(prog=f"a3lign_dfer {command_name(module)}", description=module.HELP)
+    """`python -m a3lign_dfer.commands.<name>`: the same command as `python -m a3lign_dfer <name>` (and so for
+    the research wing's commands)."""
+    parser = argparse.ArgumentParser(prog=command_name(module), description=module.HELP)
     add_params_option(parser)
     module.add_arguments(parser)
     return invoke(module, parser.parse_args(argv))

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from a3lign_dfer.commands import run_module
-from a3lign_dfer.config.deploy import BACKENDS
+from a3lign_dfer.config.deploy import BACKENDS, DEPLOY_DIR
 
 HELP = ("Evidently drift report of a batch of videos against the reference profile in models/deploy; exit 3 when "
         "drift is flagged, 1 when videos could not be read")
@@ -14,7 +14,7 @@ HELP = ("Evidently drift report of a batch of videos against the reference profi
 def add_arguments(p) -> None:
     p.add_argument("batch", nargs="+", help="a folder of videos, a CSV with a `path` column (a `predict --out` "
                                             "table works), or video files")
-    p.add_argument("--deploy", default="models/deploy")
+    p.add_argument("--deploy", default=str(DEPLOY_DIR))
     p.add_argument("--out", help="report folder (default: reports/drift/<batch name>)")
     p.add_argument("--backend", default="onnxruntime", choices=BACKENDS)
     p.add_argument("--device", default=None)

@@ -15,7 +15,6 @@ def add_arguments(p) -> None:
     p.add_argument("--deploy", required=True, help="the deployment artifact folder (its manifest.json)")
     p.add_argument("--curves", required=True, help="folder for the static training-curve PNGs")
     p.add_argument("--out", required=True, help="the page (links are relative to its folder)")
-    p.add_argument("--screenshot", help="also render the page in headless Chromium and save a screenshot here")
 
 
 def run(args) -> None:
@@ -23,11 +22,6 @@ def run(args) -> None:
 
     built = build_page(Path(args.reports), Path(args.deploy), Path(args.curves), Path(args.out))
     print(f"wrote {args.out}: {len(built['linked'])} linked files, {len(built['curves'])} curve figures")
-    if args.screenshot:
-        from a3lign_dfer.reporting.browser import render
-
-        rendered = render(Path(args.out), Path(args.screenshot))
-        print(f"rendered in headless Chromium, screenshot {rendered.screenshot}")
 
 
 if __name__ == "__main__":

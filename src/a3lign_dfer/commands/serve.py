@@ -1,11 +1,11 @@
-"""`serve`: the HTTP service on a deployment artifact (README "Serving")."""
+"""`serve`: the HTTP service on a deployment artifact (docs/serving.md)."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
 from a3lign_dfer.commands import run_module
-from a3lign_dfer.config.deploy import BACKENDS, PRECISIONS
+from a3lign_dfer.config.deploy import BACKENDS, DEPLOY_DIR, PRECISIONS
 from a3lign_dfer.registry.stages import STAGES
 
 HELP = ("HTTP service on a deployment artifact: POST /predict, /health, /metadata, /metrics, a browser page at / "
@@ -14,7 +14,7 @@ HELP = ("HTTP service on a deployment artifact: POST /predict, /health, /metadat
 
 def add_arguments(p) -> None:
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--artifact", help="a deployment folder (default models/deploy); refused unless every file "
+    where.add_argument("--artifact", help=f"a deployment folder (default {DEPLOY_DIR}); refused unless every file "
                                           "matches its manifest.json sha256")
     where.add_argument("--stage", choices=STAGES, help="serve the registry's version in this stage (GTO tags of "
                                                        "serve.registry_repo, fetched with dvc artifacts get)")

@@ -1,4 +1,4 @@
-"""`train`: one training stage of training/stage_table.py (a BAP rung or an all-at-once ablation)."""
+"""`train`: one training stage of config/stage_table.py (a BAP rung or an all-at-once ablation)."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from a3lign_dfer.commands import run_module
-from a3lign_dfer.training.stage_table import STAGES
+from a3lign_dfer.config.stage_table import STAGES
 
 HELP = "run one training stage (a BAP stage or an all-at-once ablation)"
 

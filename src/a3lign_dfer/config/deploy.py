@@ -1,10 +1,12 @@
-"""params.yaml sections of the deployment artifact: export, its drift profile, the release gate."""
+"""params.yaml sections of the deployment artifact (export, its drift profile, the release gate), and its folder."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from a3lign_dfer.config.data import DataConfig, FaceCropConfig
 
+DEPLOY_DIR = Path("models/deploy")    # export's output (dvc.yaml): what predict, timeline, serve and drift read
 BACKENDS = ("torch", "onnxruntime", "tensorrt")          # how models/deploy runs (inference.backends)
 PRECISIONS = ("fp32", "int8")                            # of the image encoder (predict/serve --precision)
 INT8_METHODS = ("dynamic", "static", "none")             # how export quantizes the image encoder (export.int8)

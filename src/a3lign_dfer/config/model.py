@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from a3lign_dfer.config.data import DataConfig, ScaleConfig
+
+# The embedded default's CLIP: the pretrain_clip stage's output (dvc.yaml) and params clip.model. It is pretrained
+# on the synthetic benchmark's captions, so a model on it learned drawn faces (tests/test_report_files.py).
+EMBEDDED_CLIP = Path("models/clip_small")
 
 # How a MAT sentence meets CLIP's text encoder (model/a3lign.py: sentence_inputs). paper (Eq. 2):
 # [SOS] + MAT + zeros + [period] + [EOS] at CLIP's full context, EOS last; under the causal mask the zero

@@ -9,7 +9,7 @@ from a3lign_dfer.config.deploy import BACKENDS, ReleaseConfig
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """The HTTP service (`serve`, README "Serving"): what one request may send, and micro-batching."""
+    """The HTTP service (`serve`, docs/serving.md): what one request may send, and micro-batching."""
 
     backend: str                     # onnxruntime | tensorrt | torch, as in `predict`
     host: str                        # 127.0.0.1 unless the service must be reachable from elsewhere
@@ -37,7 +37,7 @@ class ServeConfig:
 
 @dataclass(frozen=True)
 class TimelineConfig:
-    """The sliding window of `timeline` and POST /timeline (README "Timelines"): one prediction per stride."""
+    """The sliding window of `timeline` and POST /timeline (docs/inference.md): one prediction per stride."""
 
     window_seconds: float            # the span of video one prediction sees (its `frames` sampled as training does)
     stride_seconds: float            # a new prediction every this many seconds of video

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from a3lign_dfer.config.data import DataConfig
 from a3lign_dfer.config.evaluation import ShuffleCheckConfig
 from a3lign_dfer.config.model import ClipConfig, FeaturesConfig, ModelConfig
-from a3lign_dfer.training.stage_table import STAGES
+from a3lign_dfer.config.stage_table import STAGES
 
 CLASS_WEIGHTS = ("none", "sqrt_inverse", "inverse")
 LR_SCHEDULES = ("cosine", "constant")     # cosine: decays to 0 over each phase

@@ -3,7 +3,7 @@
 A detector is built from the face_crop params and, called on a BGR frame (as OpenCV
 decodes it), returns candidate boxes (x, y, w, h) in that frame's pixels; the caller
 (data.face_track) shrinks the frame first and drops faces below face_crop.min_face. Both were measured side by side
-on synthetic and real faces by benchmarks/face_detectors.py (reports/face_detectors.md).
+on synthetic and real faces by a3lign_research.benchmarks.face_detectors (reports/face_detectors.md).
 """
 from __future__ import annotations
 

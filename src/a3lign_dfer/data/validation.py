@@ -33,6 +33,7 @@ import pandas as pd
 
 from a3lign_dfer.config.data import ValidateConfig
 from a3lign_dfer.data.manifest import COLUMNS, HOLDS, INVARIANTS, SPLITS, evidence
+from a3lign_dfer.markdown_table import markdown_table
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -287,10 +288,9 @@ def _smallest(counts: pd.DataFrame) -> dict:
 
 
 def _counts_markdown(counts: pd.DataFrame) -> str:
-    header = "| class | " + " | ".join((*SPLITS, "total")) + " |"
-    rule = "|---" * (len(SPLITS) + 2) + "|"
-    rows = [f"| {r['label_name']} | " + " | ".join(str(r[s]) for s in (*SPLITS, "total")) + " |"
-            for _, r in counts.iterrows()]
+    columns = (*SPLITS, "total")
+    table = markdown_table(["class", *columns],
+                           ([r["label_name"], *(r[s] for s in columns)] for _, r in counts.iterrows()))
     smallest = _smallest(counts)
     tail = "Smallest class: " + ", ".join(f"{s} {v['class']} ({v['clips']})" for s, v in smallest.items())
-    return "\n".join(["Clips per class and split:", "", header, rule, *rows, "", tail])
+    return "\n".join(["Clips per class and split:", "", table, "", tail])

@@ -8,7 +8,7 @@ Only the image encoder is quantized: it is nearly all of a clip's compute, and t
 * static: QDQ graph, per-channel signed INT8 weights, unsigned INT8 activations whose
   ranges are calibrated (min/max) on training frames sampled as serving samples them.
 
-benchmarks/int8.py measures both against FP32 (agreement and speed); params.yaml says
+a3lign_research.benchmarks.int8 measures both against FP32 (agreement and speed); params.yaml says
 which is the default and why. Whether an INT8 graph may serve is `gate`'s verdict on the
 test clips, recorded in the manifest; export itself never fails on it.
 """

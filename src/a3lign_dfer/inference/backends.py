@@ -96,7 +96,7 @@ class SplitRunner:
 
 def load_backend(deploy_dir: Path, name: str, device: str = "cpu", precision: str = "fp32") -> Backend:
     """`precision` int8 is the INT8 image encoder on ONNX Runtime; whether this artifact may serve it is the
-    manifest's call (serving.artifact.Artifact.require_precision), checked before this."""
+    manifest's call (inference.artifact.Artifact.require_precision), checked before this."""
     if precision == "int8":
         if name != "onnxruntime":
             raise ConfigError(f"--precision int8 runs the INT8 image encoder on ONNX Runtime; --backend {name} "

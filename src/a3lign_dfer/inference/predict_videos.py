@@ -1,24 +1,23 @@
-"""`predict`: label and class probabilities for video files, reading only models/deploy.
+"""Label and class probabilities of video files, reading only models/deploy (the `predict` command's library).
 
-One video prints its label; many (a folder, a CSV with a `path` column) give a
-predictions table. A bad file gets one line on stderr naming it and why; the
-others are still predicted, and the exit status is 1 if any failed.
+The inputs are files, folders (the clips under them) or CSVs (their `path` column): `expand`. A
+Predictor answers one clip at a time, so a caller can show each answer as it comes and go on past
+a bad file (InputError names it and why).
 
 Example: python -m a3lign_dfer predict data/raw/videos/syn_00003.mp4 --backend onnxruntime
 """
 from __future__ import annotations
 
-import json
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from a3lign_dfer.data.frame_folders import IMAGE_SUFFIXES
+from a3lign_dfer.inference.artifact import verify
 from a3lign_dfer.inference.backends import load_backend
-from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, video_input
-from a3lign_dfer.serving.artifact import verify
+from a3lign_dfer.inference.video_input import InputError, video_input
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -51,37 +50,35 @@ def expand(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def predict_videos(inputs: list[str], deploy_dir: Path, backend: str, device: str = "cpu", as_json: bool = False,
-                   out_csv: str | None = None, precision: str = "fp32") -> int:
-    # A missing or changed file, or INT8 the manifest does not release, is one line before any work.
-    verify(deploy_dir).require_precision(precision)
-    spec = PreprocessSpec.load(deploy_dir / "preprocess.json")
-    classes = json.loads((deploy_dir / "labels.json").read_text())["classes"]
-    run = load_backend(deploy_dir, backend, device, precision)
-    try:
-        paths = expand(inputs)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    rows, failed = [], 0
-    for path in paths:
-        try:
-            frames = video_input(path, spec).numpy()[None]
-        except InputError as err:
-            print(f"error: {err}", file=sys.stderr)
-            failed += 1
-            continue
-        _, probs, _ = run(np.ascontiguousarray(frames, dtype=np.float32))
-        probs = probs[0]
-        row = {"path": str(path), "label": classes[int(probs.argmax())],
-               "probabilities": {c: round(float(p), 6) for c, p in zip(classes, probs)}}
-        rows.append(row)
-        if as_json:
-            print(json.dumps(row | {"backend": backend, "precision": precision}))
-        else:
-            top = ", ".join(f"{c} {p:.3f}" for c, p in sorted(row["probabilities"].items(), key=lambda kv: -kv[1])[:3])
-            print(f"{path}: {row['label']} ({top})")
-    if out_csv:
-        table = pd.DataFrame([{"path": r["path"], "label": r["label"], **r["probabilities"]} for r in rows])
-        table.to_csv(out_csv, index=False)
-    return 1 if failed else 0
+@dataclass(frozen=True)
+class VideoPrediction:
+    path: Path
+    label: str
+    probabilities: dict[str, float]          # class -> probability (6 decimals), in the artifact's class order
+
+    def to_json(self) -> dict:
+        return {"path": str(self.path), "label": self.label, "probabilities": self.probabilities}
+
+
+class Predictor:
+    """One verified artifact run by one backend: a video file (or frame folder) -> VideoPrediction."""
+
+    def __init__(self, deploy_dir: Path, backend: str, device: str = "cpu", precision: str = "fp32"):
+        # A missing or changed file, or INT8 the manifest does not release, is one line before any work.
+        self.artifact = verify(deploy_dir)
+        self.artifact.require_precision(precision)
+        self.spec = self.artifact.preprocess()
+        self.classes = self.artifact.manifest.classes
+        self.run = load_backend(deploy_dir, backend, device, precision)
+
+    def __call__(self, path: Path) -> VideoPrediction:
+        """The prediction for one clip; InputError naming the file when it cannot be used."""
+        frames = video_input(path, self.spec)[None]
+        _, probs, _ = self.run(np.ascontiguousarray(frames, dtype=np.float32))
+        return VideoPrediction(path, self.classes[int(probs[0].argmax())],
+                               {c: round(float(p), 6) for c, p in zip(self.classes, probs[0])})
+
+
+def predictions_table(rows: list[VideoPrediction]) -> pd.DataFrame:
+    """One row per prediction: path, label, then one probability column per class."""
+    return pd.DataFrame([{"path": str(r.path), "label": r.label, **r.probabilities} for r in rows])

@@ -310,12 +310,8 @@ class FrameFeatures:
         order = [int(t) for t in window.sampled]
         new = sorted(set(order) - (self.features.keys() if self.cache else set()))
         if new:
-            import torch                   # here: the service's preprocessing workers import this module
-
-            from a3lign_dfer.model.clip_backbone import normalize_frames
-
-            images = normalize_frames(torch.from_numpy(np.stack([window.crops[t] for t in new])), self.image)
-            self.features.update(zip(new, self.encode(images.numpy())))
+            images = self.image.graph_input(np.stack([window.crops[t] for t in new]))
+            self.features.update(zip(new, self.encode(images)))
             self.encoded += len(new)
         out = np.stack([self.features[t] for t in order])
         for old in [t for t in self.features if t < window.start or not self.cache]:

@@ -19,6 +19,15 @@ def table(points: list[TimelinePoint], classes: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["start", "end", "label", "detection_rate", *BOX, *classes])
 
 
+def write(points: list[TimelinePoint], classes: list[str], csv: Path, title: str) -> Path:
+    """The table at `csv` and its plot beside it; the plot's path."""
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    table(points, classes).to_csv(csv, index=False)
+    png = csv.with_suffix(".png")
+    plot(points, classes, png, title)
+    return png
+
+
 def plot(points: list[TimelinePoint], classes: list[str], path: Path, title: str) -> None:
     """Each class's probability at each window's centre, the label strip underneath."""
     import matplotlib

@@ -1,52 +1,42 @@
-"""`timeline`: an expression timeline of a video file, a camera or a stream, from the deployment artifact only.
+"""The expression timeline of a video file, a camera or a stream, from the deployment artifact only (the
+`timeline` command's library).
 
-Each window's prediction is printed as a JSON line as soon as its frames have come (a live source gives
-them as it plays); `--out` writes the CSV and, beside it, the PNG. A bad source is one line on stderr.
+Its points come as the source plays (a live source gives each window when its frames have come), so a
+caller can show each at once and still keep what came when a live source is stopped.
 
 Example: python -m a3lign_dfer timeline interview.mp4 --out reports/interview_timeline.csv
 """
 from __future__ import annotations
 
-import json
-import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from a3lign_dfer.config.serving import TimelineConfig
+from a3lign_dfer.inference.artifact import verify
 from a3lign_dfer.inference.backends import SplitRunner
-from a3lign_dfer.inference.timeline import open_source, predict_windows
-from a3lign_dfer.inference.timeline_files import plot, table
-from a3lign_dfer.inference.video_input import InputError, PreprocessSpec
-from a3lign_dfer.serving.artifact import verify
+from a3lign_dfer.inference.timeline import TimelinePoint, open_source, predict_windows
+from a3lign_dfer.inference.video_input import PreprocessSpec
 
 
-def print_timeline(source: str, deploy_dir: Path, cfg: TimelineConfig, precision: str = "fp32", device: str = "cpu",
-                   out_csv: str | None = None, cache: bool = True, max_seconds: float | None = None) -> int:
-    verify(deploy_dir).require_precision(precision)
-    spec = PreprocessSpec.load(deploy_dir / "preprocess.json")
-    classes = json.loads((deploy_dir / "labels.json").read_text())["classes"]
+@dataclass(frozen=True)
+class SourceTimeline:
+    classes: list[str]
+    points: Iterator[TimelinePoint]     # one per window as it completes; InputError where the source is unusable
+
+
+def source_timeline(source: str, deploy_dir: Path, cfg: TimelineConfig, precision: str = "fp32", device: str = "cpu",
+                    cache: bool = True, max_seconds: float | None = None) -> SourceTimeline:
+    """The timeline of `source` through the artifact's split graphs; the artifact is checked here, the source
+    is opened when the first point is asked for."""
+    artifact = verify(deploy_dir)
+    artifact.require_precision(precision)
+    spec, classes = artifact.preprocess(), artifact.manifest.classes
     runner = SplitRunner(deploy_dir, precision, device)
-    points = []
-    try:
-        faces = open_source(source, spec, cfg, max_seconds=max_seconds)
-        for point in tqdm(predict_windows(faces, runner, classes, spec.image, cache), desc="windows", unit="window",
-                          file=sys.stderr, disable=None):
-            points.append(point)
-            print(json.dumps(point.to_json()), flush=True)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:                       # a live source stops here; what came is still written
-        print(f"stopped after {len(points)} window(s)", file=sys.stderr)
-    if not points:
-        print(f"error: {source}: ended after fewer frames than one window ({cfg.window_seconds:g} s)", file=sys.stderr)
-        return 1
-    if out_csv:
-        csv = Path(out_csv)
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        table(points, classes).to_csv(csv, index=False)
-        plot(points, classes, csv.with_suffix(".png"), f"{source}: {cfg.window_seconds:g} s windows every "
-                                                        f"{cfg.stride_seconds:g} s ({precision})")
-        print(f"wrote {csv} and {csv.with_suffix('.png')}", file=sys.stderr)
-    return 0
+    return SourceTimeline(classes, _points(source, spec, cfg, runner, classes, cache, max_seconds))
+
+
+def _points(source: str, spec: PreprocessSpec, cfg: TimelineConfig, runner: SplitRunner, classes: list[str],
+            cache: bool, max_seconds: float | None) -> Iterator[TimelinePoint]:
+    faces = open_source(source, spec, cfg, max_seconds=max_seconds)
+    yield from predict_windows(faces, runner, classes, spec.image, cache)

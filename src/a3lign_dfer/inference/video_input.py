@@ -6,7 +6,7 @@ Stream the video once, tracking the face with the training detector and params
 reload each crop as JPEG at the training quality (the feature cache was computed from
 JPEG crops) and normalise for CLIP. Everything comes from preprocess.json, so serving
 needs no params.yaml. Nothing here imports torch (the service prepares uploads in worker
-processes); only `video_input` does, when called.
+processes); only `video_input` does, when called (ImageSpec.graph_input).
 
 A folder of frame images (DFEW, FERV39k and MAFW ship aligned face crops) takes the
 face_crop stage's path for such clips: no detection, each sampled frame padded to a
@@ -228,9 +228,6 @@ def face_frames(path: str | Path, spec: PreprocessSpec, limits: RequestLimits | 
     return FaceFrames(stored, CropStats.of(stored, track), track.boxes, np.asarray(picked), track.frame_size)
 
 
-def video_input(path: str | Path, spec: PreprocessSpec):
-    """(frames, 3, size, size) float32 torch tensor for one video; InputError naming the file otherwise."""
-    import torch
-
-    from a3lign_dfer.model.clip_backbone import normalize_frames
-    return normalize_frames(torch.from_numpy(face_frames(path, spec).crops), spec.image)
+def video_input(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
+    """(frames, 3, size, size) float32 graph input for one video; InputError naming the file otherwise."""
+    return spec.image.graph_input(face_frames(path, spec).crops)

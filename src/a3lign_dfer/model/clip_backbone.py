@@ -7,7 +7,6 @@ A hub name and a local folder (the embedded small CLIP) load the same way.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 from transformers.masking_utils import create_causal_mask
 
@@ -71,18 +70,8 @@ class FrozenCLIP:
         return self.model.get_text_features(**batch).pooler_output
 
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
-        return normalize_frames(frames.to(self.device), self.image_spec)
+        return self.image_spec.normalize(frames.to(self.device))
 
     @torch.no_grad()
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         return self.model.get_image_features(pixel_values=self.preprocess(frames)).pooler_output
-
-
-def normalize_frames(frames: torch.Tensor, spec: ImageSpec) -> torch.Tensor:
-    """uint8 (N, H, W, 3) RGB face crops -> normalized (N, 3, size, size) floats, as CLIP expects."""
-    x = frames.permute(0, 3, 1, 2).float().div_(255.0)
-    if x.shape[-1] != spec.size or x.shape[-2] != spec.size:
-        x = F.interpolate(x, size=(spec.size,) * 2, mode="bilinear", antialias=True, align_corners=False)
-    mean = torch.tensor(spec.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std

@@ -18,12 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 from tqdm import tqdm
 
 from a3lign_dfer.inference.backends import Backend
 from a3lign_dfer.inference.video_input import CropStats, InputError, PreprocessSpec, face_frames
-from a3lign_dfer.model.clip_backbone import normalize_frames
 from a3lign_dfer.monitoring.pca import Pca
 from a3lign_dfer.monitoring.results import EMBEDDING_PREFIX
 
@@ -68,8 +66,7 @@ def video_columns(paths: Sequence[Path], run: Backend, spec: PreprocessSpec, cla
     names = embedding_columns(len(pca.components))
 
     def flush() -> None:
-        frames = torch.stack([normalize_frames(torch.from_numpy(stored), spec.image) for _, stored, _ in pending])
-        _, probs, embedding = run(np.ascontiguousarray(frames.numpy(), dtype=np.float32))
+        _, probs, embedding = run(np.stack([spec.image.graph_input(stored) for _, stored, _ in pending]))
         for (path, _, stats), p, e in zip(pending, probs, pca.transform(embedding)):
             rows.append({"path": str(path), **dict(zip(names, e.tolist())), **dataclasses.asdict(stats),
                          "predicted": classes[int(p.argmax())], "confidence": float(p.max())})

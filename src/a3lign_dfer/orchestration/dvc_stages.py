@@ -7,14 +7,14 @@ not change is reported as up to date and not recomputed.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from a3lign_dfer.markdown_table import markdown_table
+from a3lign_dfer.orchestration.dvc_runner import stream_dvc
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,6 @@ class StageFailed(RuntimeError):
 
 class DvcLocked(RuntimeError):
     """Another DVC command holds this workspace's lock: transient, worth a retry."""
-
-
-def dvc_env() -> dict[str, str]:
-    """dvc.yaml's cmds say `python`: make it this interpreter, as `make` does with the venv."""
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 def pipeline_stages(repo: Path) -> list[Stage]:
@@ -86,22 +81,22 @@ def repro_stage(name: str, repo: Path, on_line: Callable[[str], None] = print, t
                 env: dict[str, str] | None = None) -> StageRun:
     """`dvc repro --single-item <name>`: this stage alone, its output streamed line by line; `env` is added
     to the stage's environment."""
-    cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", name]
     start = time.perf_counter()
     tail: deque[str] = deque(maxlen=tail_lines)
     ran = False
-    with subprocess.Popen(cmd, cwd=repo, env={**dvc_env(), **(env or {})}, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            tail.append(line)
-            ran |= line.startswith(f"Running stage '{name}'")
-            on_line(line)
+
+    def seen(line: str) -> None:
+        nonlocal ran
+        tail.append(line)
+        ran |= line.startswith(f"Running stage '{name}'")
+        on_line(line)
+
+    code = stream_dvc(["repro", "--single-item", name], repo, seen, env)
     output = "\n".join(tail)
-    if proc.returncode != 0:
+    if code != 0:
         if "Unable to acquire lock" in output:
             raise DvcLocked(f"stage '{name}': another DVC command holds the lock of {repo}:\n{output}")
-        raise StageFailed(f"stage '{name}' failed (dvc repro exit {proc.returncode}); last lines:\n{output}")
+        raise StageFailed(f"stage '{name}' failed (dvc repro exit {code}); last lines:\n{output}")
     return StageRun(name, ran, time.perf_counter() - start, output)
 
 
@@ -114,17 +109,16 @@ def metrics_markdown(stage: Stage, run: StageRun, repo: Path) -> str:
     lines = [f"# {stage.name}", "",
              f"{'Ran' if run.ran else 'Up to date (not recomputed)'} in {run.seconds:.1f} s."]
     for path, metrics in read_metrics(stage, repo).items():
-        lines += ["", f"## `{path}`", "", "| metric | value |", "|---|---|"]
-        tables = []
+        scalars, tables = [], []
         for key, value in _flatten(metrics):
             if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
                 tables.append((key, value))
             elif not isinstance(value, list):
-                lines.append(f"| {key} | {_fmt(value)} |")
+                scalars.append((key, _fmt(value)))
+        lines += ["", f"## `{path}`", "", markdown_table(["metric", "value"], scalars)]
         for key, rows in tables:
             columns = [c for c in rows[0] if not isinstance(rows[0][c], (dict, list))]
-            lines += ["", f"### {key}", "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
-            lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+            lines += ["", f"### {key}", "", markdown_table(columns, [[_fmt(r.get(c)) for c in columns] for r in rows])]
     return "\n".join(lines)
 
 

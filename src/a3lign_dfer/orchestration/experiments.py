@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-from a3lign_dfer.orchestration.dvc_stages import Stage, dvc_env
+from a3lign_dfer.orchestration.dvc_runner import dvc_env, run_dvc
+from a3lign_dfer.orchestration.dvc_stages import Stage
 
 
 def run_checked(cmd: list[str], repo: Path) -> str:
-    """stdout of a git/DVC command in the repo; its own error text when it fails."""
+    """stdout of a git command in the repo; its own error text when it fails."""
     done = subprocess.run(cmd, cwd=repo, env=dvc_env(), capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed in {repo}:\n{(done.stdout + done.stderr).strip()[-2000:]}")
@@ -46,8 +46,7 @@ def experiment_name(run_name: str) -> str:
 
 def save_experiment(repo: Path, name: str, message: str) -> str:
     """`dvc exp save`: the workspace (params, dvc.lock, metrics, cached outputs) as a named experiment."""
-    dvc = [sys.executable, "-m", "dvc"]
-    run_checked([*dvc, "exp", "save", "--force", "--name", name, "--message", message], repo)
+    run_dvc(["exp", "save", "--force", "--name", name, "--message", message], repo)
     refs = [r for r in run_checked(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo).split()
             if r.endswith(f"/{name}")]
     return run_checked(["git", "rev-parse", refs[0]], repo).strip()
@@ -56,8 +55,7 @@ def save_experiment(repo: Path, name: str, message: str) -> str:
 def restore_committed(repo: Path) -> None:
     """Tracked files and DVC outputs back to HEAD (outputs come from DVC's cache)."""
     run_checked(["git", "checkout", "--", "."], repo)
-    subprocess.run([sys.executable, "-m", "dvc", "checkout", "--force", "--quiet"], cwd=repo, env=dvc_env(),
-                   capture_output=True)    # outputs never built at HEAD stay absent: not an error here
+    run_dvc(["checkout", "--force", "--quiet"], repo, check=False)   # outputs never built at HEAD stay absent
 
 
 def commit_results(repo: Path, stages: list[Stage], message: str) -> str | None:

@@ -10,17 +10,23 @@ Example: python -m a3lign_dfer release          # --prod also assigns prod
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from a3lign_dfer.config.deploy import ReleaseConfig
-from a3lign_dfer.orchestration.dvc_stages import dvc_env
+from a3lign_dfer.markdown_table import markdown_table
+from a3lign_dfer.orchestration.dvc_runner import run_dvc
 from a3lign_dfer.orchestration.experiments import run_checked, uncommitted
 from a3lign_dfer.registry.stages import STAGES
-from a3lign_dfer.report_files import (EVALUATION, EXPORT, SHUFFLE_CHECK, EvaluationReport, ExportReport,
-                                      ShuffleCheckReport)
+from a3lign_dfer.registry.versions import stages_held
+from a3lign_dfer.report_files import (
+    EVALUATION,
+    EXPORT,
+    SHUFFLE_CHECK,
+    EvaluationReport,
+    ExportReport,
+    ShuffleCheckReport,
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +74,8 @@ def quality_gate(metrics: BuiltMetrics, cfg: ReleaseConfig) -> list[Check]:
 
 
 def gate_markdown(checks: list[Check]) -> str:
-    rows = [f"| {c.name} | {_value(c.value)} | {c.threshold} | {'pass' if c.passed else 'FAIL'} |" for c in checks]
-    return "\n".join(["| check | value | threshold | result |", "|---|---|---|---|", *rows])
+    return markdown_table(["check", "value", "threshold", "result"],
+                          [(c.name, _value(c.value), c.threshold, "pass" if c.passed else "FAIL") for c in checks])
 
 
 def _value(value) -> str:
@@ -105,8 +111,7 @@ def register_committed(repo: Path, cfg: ReleaseConfig, stages: list[str], messag
 def uncommitted_build(repo: Path) -> list[str]:
     """Why the workspace's model is not the committed one (empty when it is)."""
     problems = []
-    status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=repo, env=dvc_env(),
-                            capture_output=True, text=True)
+    status = run_dvc(["status", "--json"], repo, check=False)
     if status.returncode != 0:
         problems.append(f"dvc status failed: {status.stderr.strip()[-500:]}")
     elif json.loads(status.stdout or "{}"):
@@ -131,20 +136,14 @@ def register(repo: Path, cfg: ReleaseConfig, stages: list[str], message: str) ->
         api.register(str(repo), cfg.artifact, ref=head, message=message,
                      version="v0.1.0" if first else None, bump_minor=not first)
         version = _version_at(repo, cfg.artifact, head)
-    held = registry_stages(repo, cfg)
+    held = stages_held(str(repo), cfg.artifact)
     for stage in stages:
         if held.get(stage) != version:          # releasing the same commit twice is a no-op
             api.assign(str(repo), cfg.artifact, stage, version=version, message=message)
-    return {"artifact": cfg.artifact, "version": version, "commit": head, "stages": registry_stages(repo, cfg)}
+    return {"artifact": cfg.artifact, "version": version, "commit": head,
+            "stages": stages_held(str(repo), cfg.artifact)}
 
 
 def _version_at(repo: Path, artifact: str, commit: str) -> str | None:
     tags = run_checked(["git", "tag", "--points-at", commit, "--list", f"{artifact}@v*"], repo).split()
     return sorted(tags)[-1].split("@", 1)[1] if tags else None
-
-
-def registry_stages(repo: Path, cfg: ReleaseConfig) -> dict[str, str]:
-    """{stage: version} as GTO reads it from the annotated tags."""
-    from gto import api
-
-    return dict(api.show(str(repo)).get(cfg.artifact, {}).get("stage", {}))

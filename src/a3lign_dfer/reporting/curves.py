@@ -20,8 +20,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from a3lign_dfer.config.stage_table import BY_NAME, LADDER, STAGES
 from a3lign_dfer.report_files import TrainingReport, training
-from a3lign_dfer.training.stage_table import BY_NAME, LADDER, STAGES
 SERIES = {"train_loss": "train/loss.tsv", "val_loss": "val/loss.tsv", "val_war": "val/war.tsv",
           "val_uar": "val/uar.tsv"}
 # PNG text chunks hold no version or date, so the same curves give the same bytes.

@@ -29,12 +29,13 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from a3lign_dfer.config.stage_table import LADDER
 from a3lign_dfer.monitoring.summary import DriftSummary
 from a3lign_dfer.monitoring.text import describe
+from a3lign_dfer.registry.versions import version_rows
 from a3lign_dfer.report_files import (DEPLOY_MANIFEST, EVALUATION, EXPORT, FACE_CROP, FEATURES, PRETRAIN_CLIP,
                                       SHUFFLE_CHECK, VALIDATION)
 from a3lign_dfer.reporting.curves import SERIES, render_curves
-from a3lign_dfer.training.stage_table import LADDER
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "report_page.html.j2"
@@ -218,29 +219,12 @@ def deployment_section(page: Page, reports: Path, deploy: Path) -> dict:
     return section
 
 
-def registry_state(repo: Path) -> tuple[list[dict], str | None]:
-    """Every artifact's versions as GTO reads them from the git tags: ([...], None), or ([], why not)."""
-    try:
-        from gto import api
-
-        artifacts = api.show(str(repo))
-        rows = []
-        for name in sorted(artifacts):
-            for v in api.show(str(repo), name):
-                registered = next(iter(v.get("registrations") or []), {})
-                created = registered.get("created_at")
-                rows.append({"artifact": name, "version": v["version"], "commit": v["commit_hexsha"][:10],
-                             "registered": created.strftime("%Y-%m-%d") if created else "",
-                             "stages": sorted(s["stage"] for s in v.get("stages", [])),
-                             "active": v.get("is_active", True)})
-        return rows, None
-    except Exception as error:           # no git repository, no tags, an unreadable tag: say so, do not fail
-        return [], f"{type(error).__name__}: {error}"
-
-
 def registry_section(repo: Path) -> dict:
-    rows, error = registry_state(repo)
-    return {"versions": rows, "error": error}
+    """Every artifact's versions as GTO reads them from the git tags, or why they cannot be read."""
+    try:
+        return {"versions": version_rows(str(repo)), "error": None}
+    except Exception as error:           # no git repository, no tags, an unreadable tag: say so, do not fail
+        return {"versions": [], "error": f"{type(error).__name__}: {error}"}
 
 
 def more_section(page: Page, reports: Path) -> list[tuple[str, list[Link]]]:

@@ -1,10 +1,10 @@
-"""`python -m a3lign_dfer serve`: the deployment artifact over HTTP (README "Serving").
+"""`python -m a3lign_dfer serve`: the deployment artifact over HTTP (docs/serving.md).
 
   POST /predict    a video (multipart field `file`, or the raw bytes as the body) -> label,
                    probabilities, per-frame face boxes, frames used, model version; ?crops=true
                    adds the face crops the model saw (JPEG data URLs)
   POST /timeline   the same upload -> one prediction per stride over a sliding window (params timeline):
-                   start, end, label, probabilities, face box per window (README "Timelines")
+                   start, end, label, probabilities, face box per window (docs/inference.md)
   GET  /health     200 once the model is loaded and a warm-up inference ran, 503 before
   GET  /metadata   model version and registry stage, classes, preprocessing, backend, limits
   GET  /metrics    Prometheus text: requests, latency histogram, errors by kind, batch sizes
@@ -31,8 +31,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from a3lign_dfer.config.deploy import DEPLOY_DIR
 from a3lign_dfer.config.serving import ServeParams
-from a3lign_dfer.serving.artifact import fetch_registered, verify
+from a3lign_dfer.inference.artifact import verify
 from a3lign_dfer.serving.auth import authorized
 from a3lign_dfer.serving.errors import UPLOAD_STATUS, RequestError, documented, error_response
 from a3lign_dfer.serving.schemas import Health, Metadata, Prediction, Timeline
@@ -184,8 +185,10 @@ def load_artifact(params: ServeParams, artifact: str | None, stage: str | None, 
     """The folder given (models/deploy by default) or the registry's version in `stage` (into `fetched`),
     verified."""
     if stage is not None:
+        from a3lign_dfer.registry.fetch import fetch_registered     # GTO and DVC: the `registry` extra
+
         return fetch_registered(params.serve.registry_repo, params.release.artifact, stage, fetched)
-    return verify(Path(artifact or "models/deploy"))
+    return verify(Path(artifact) if artifact else DEPLOY_DIR)
 
 
 def serve(params: ServeParams, artifact: str | None, stage: str | None, host: str, port: int, backend: str,

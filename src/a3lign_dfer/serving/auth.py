@@ -1,4 +1,4 @@
-"""The service's API key (README "Serving"): a service reachable beyond loopback must not answer strangers.
+"""The service's API key (docs/serving.md): a service reachable beyond loopback must not answer strangers.
 
 The key comes from the environment (A3LIGN_API_KEY) or a file (`serve --api-key-file`), never from
 params.yaml, which is committed. Clients send `Authorization: Bearer <key>` or `X-API-Key: <key>`.

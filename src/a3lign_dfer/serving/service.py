@@ -21,15 +21,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from a3lign_dfer.config.serving import ServeConfig, TimelineConfig
 from a3lign_dfer.data.face_track import warm_detector
+from a3lign_dfer.inference.artifact import Artifact
 from a3lign_dfer.inference.backends import HEAD_FILE, SplitRunner, load_backend
 from a3lign_dfer.inference.timeline import predict_windows, prepared_file
-from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, RequestLimits, face_frames
-from a3lign_dfer.model.clip_backbone import normalize_frames
-from a3lign_dfer.serving.artifact import Artifact
+from a3lign_dfer.inference.video_input import InputError, RequestLimits, face_frames
 from a3lign_dfer.serving.batcher import MicroBatcher
 from a3lign_dfer.serving.errors import RequestError
 from a3lign_dfer.serving.metrics import ServiceMetrics
@@ -43,7 +41,7 @@ class Service:
         self.timeline_cfg = timeline
         # Timelines run the split graphs (per-frame encoder, per-window head) on ONNX Runtime, whatever `backend`.
         self.split = SplitRunner(artifact.path, precision, device) if (artifact.path / HEAD_FILE).is_file() else None
-        self.spec = PreprocessSpec.load(artifact.path / "preprocess.json")
+        self.spec = artifact.preprocess()
         self.classes: list[str] = artifact.manifest.classes
         self.metrics = ServiceMetrics()
         self.preparing = 0                       # uploads being decoded and cropped: the batcher waits for them
@@ -107,7 +105,7 @@ class Service:
             faces = await self._prepared(face_frames, path, filename)
         finally:
             self.preparing -= 1
-        frames = normalize_frames(torch.from_numpy(faces.crops), self.spec.image).numpy()
+        frames = self.spec.image.graph_input(faces.crops)
         _, probs, _ = await self.batcher(frames)       # no await between the count going down and the queue
         crops = {"crops": [_jpeg_data_url(crop) for crop in faces.crops]} if with_crops else {}
         return Prediction(filename=filename, label=self.classes[int(probs.argmax())],

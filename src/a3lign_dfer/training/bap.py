@@ -20,11 +20,11 @@ from typing import Callable
 
 import torch
 
+from a3lign_dfer.config.stage_table import STAGES, stage
 from a3lign_dfer.config.training import TrainingParams
 from a3lign_dfer.data.feature_cache import FeatureSet
 from a3lign_dfer.model.a3lign import A3lignDFER, ModelSpec
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
-from a3lign_dfer.training.stage_table import STAGES, stage
 from a3lign_dfer.training.trainer import Phase, PhaseResult, StagePlan, fit
 
 

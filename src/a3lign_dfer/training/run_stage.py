@@ -29,7 +29,8 @@ from a3lign_dfer.model.checkpoint import (
 )
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
 from a3lign_dfer.report_files import TrainingSummary, from_dict, to_json
-from a3lign_dfer.training import bap, stage_table
+from a3lign_dfer.config import stage_table
+from a3lign_dfer.training import bap
 
 
 def run_stage(stage: str, params: TrainingParams, features_dir: Path, out_dir: Path, live_dir: Path,

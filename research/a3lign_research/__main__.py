@@ -1,0 +1,5 @@
+import sys
+
+from a3lign_research.cli import main
+
+sys.exit(main())
