@@ -16,6 +16,17 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
 
 
+def _as_a_seed(run, summary: dict) -> str:
+    """Whether the workspace run is, number for number, the same seed's run in the table (same code and CPU)."""
+    final, seeds = summary["final"], summary["seeds"]
+    if run.train_seed in seeds:
+        i = seeds.index(run.train_seed)
+        if (final["uar"]["values"][i], final["war"]["values"][i]) == (run.uar, run.war):
+            return f"the same numbers as seed {run.train_seed} of the table above: one draw of its spread"
+    return ("not the numbers of any seed in the table above: another CPU or code version, so it is no draw of "
+            "that spread")
+
+
 def results_markdown(reports: Path) -> str:
     seeds = reports / "seeds/summary.json"
     if not seeds.exists():
@@ -40,9 +51,9 @@ def results_markdown(reports: Path) -> str:
              "the other stages record none): " + ", ".join(
                  f"{name} {seconds:.0f} s" for name, seconds in timed.items() if seconds is not None)
              + f"; {sum(s for s in timed.values() if s is not None) / 60:.1f} min together.")
-    workspace = (f"This workspace's own `dvc repro` (train.seed {run.train_seed}; the run dvc.lock records, whose CPU "
-                 f"the reports do not name, so it is compared with the spread above only when run on the same one): "
-                 f"final model test WAR {_pct(run.war)}%, UAR {_pct(run.uar)}%, shuffled-frame UAR drop "
-                 f"{_pct(shuffle.shuffled.uar_drop)} points (reports/eval, reports/shuffle).")
-    return summary_markdown(json.loads(seeds.read_text())) + "\n\n" + workspace + "\n\n" + data
+    summary = json.loads(seeds.read_text())
+    workspace = (f"This workspace's own `dvc repro` (train.seed {run.train_seed}, the run dvc.lock records; "
+                 f"{_as_a_seed(run, summary)}): final model test WAR {_pct(run.war)}%, UAR {_pct(run.uar)}%, "
+                 f"shuffled-frame UAR drop {_pct(shuffle.shuffled.uar_drop)} points (reports/eval, reports/shuffle).")
+    return summary_markdown(summary) + "\n\n" + workspace + "\n\n" + data
 
