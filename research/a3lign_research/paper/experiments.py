@@ -127,7 +127,7 @@ def fidelity_markdown(r: dict) -> str:
               "layers, clipping, cosine lr, the loss above) against the plain reading (random MAT, plain cross-entropy, "
               f"no clipping, constant lr: `{json.dumps(fidelity.PLAIN)}`).", "",
               markdown_table(["Row", "ours: val UAR", "plain: val UAR", "ours: test WAR / UAR", "plain: test WAR / UAR",
-                              "paper: FERV39k, MAFW WAR / UAR"], rows)]
+                              *(f"paper {d}: WAR / UAR" for d in published.DATASETS)], rows)]
     return "\n".join(lines)
 
 
