@@ -38,36 +38,30 @@ class Block:
         return f"{body}\n\n{provenance_line(records, self.command)}"
 
 
-BENCH = "python -m a3lign_research.benchmarks."
+def _benchmark(name: str, page: str) -> Block:
+    """A benchmark's block: module `a3lign_research.benchmarks.<name with _>`, its JSON and its `markdown`."""
+    module = name.replace("-", "_")
+    return Block(name, page, f"benchmarks/{module}.json", f"a3lign_research.benchmarks.{module}:markdown",
+                 f"python -m a3lign_research.benchmarks.{module}")
+
+
 BLOCKS = {b.name: b for b in (
     Block("results", "README.md", "seeds/summary.json", "a3lign_research.results_table:results_markdown",
           "make seeds (python -m a3lign_research results re-renders)", whole=True),
-    Block("setup-times", "README.md", "benchmarks/setup_times.json",
-          "a3lign_research.benchmarks.setup_times:markdown", BENCH + "setup_times"),
     Block("paper", "docs/results.md", "paper/*.json", "a3lign_research.paper.experiments:block_markdown",
           "make paper", whole=True),
-    Block("serving", "docs/serving.md", "benchmarks/serving.json", "a3lign_research.benchmarks.serving:markdown",
-          BENCH + "serving"),
-    Block("service-load", "docs/serving.md", "benchmarks/service_load.json",
-          "a3lign_research.benchmarks.service_load:markdown", BENCH + "service_load"),
-    Block("video-cost", "docs/serving.md", "benchmarks/video_cost.json",
-          "a3lign_research.benchmarks.video_cost:markdown", BENCH + "video_cost"),
-    Block("timeline", "docs/inference.md", "benchmarks/timeline.json", "a3lign_research.benchmarks.timeline:markdown",
-          BENCH + "timeline"),
-    Block("numerics-cost", "docs/reproducibility.md", "benchmarks/numerics_cost.json",
-          "a3lign_research.benchmarks.numerics_cost:markdown", BENCH + "numerics_cost"),
-    Block("drift", "docs/monitoring.md", "benchmarks/drift.json", "a3lign_research.benchmarks.drift:markdown",
-          BENCH + "drift"),
-    Block("scale", "docs/scaling.md", "benchmarks/scale.json", "a3lign_research.benchmarks.scale:markdown",
-          BENCH + "scale"),
-    Block("text-layout", "docs/method.md", "benchmarks/text_layout.json",
-          "a3lign_research.benchmarks.text_layout:markdown", BENCH + "text_layout"),
-    Block("folds-cost", "docs/data.md", "benchmarks/folds_cost.json", "a3lign_research.benchmarks.folds_cost:markdown",
-          BENCH + "folds_cost"),
-    Block("dfew-real-size", "docs/monitoring.md", "benchmarks/dfew_real_size.json",
-          "a3lign_research.benchmarks.dfew_real_size:markdown", BENCH + "dfew_real_size"),
-    Block("int8", "docs/export.md", "benchmarks/int8.json", "a3lign_research.benchmarks.int8:markdown",
-          BENCH + "int8"),
+    _benchmark("setup-times", "README.md"),
+    _benchmark("serving", "docs/serving.md"),
+    _benchmark("service-load", "docs/serving.md"),
+    _benchmark("video-cost", "docs/serving.md"),
+    _benchmark("timeline", "docs/inference.md"),
+    _benchmark("numerics-cost", "docs/reproducibility.md"),
+    _benchmark("drift", "docs/monitoring.md"),
+    _benchmark("scale", "docs/scaling.md"),
+    _benchmark("text-layout", "docs/method.md"),
+    _benchmark("folds-cost", "docs/data.md"),
+    _benchmark("dfew-real-size", "docs/monitoring.md"),
+    _benchmark("int8", "docs/export.md"),
 )}
 
 
