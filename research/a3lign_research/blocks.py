@@ -138,12 +138,6 @@ def publish(name: str, record: dict, root: Path = ROOT) -> dict:
     return stamped
 
 
-def add_report_options(parser) -> None:
-    """--markdown-only: the option every benchmark that owns a block takes."""
-    parser.add_argument("--markdown-only", action="store_true",
-                        help="re-render the block from the JSON on disk instead of measuring")
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m a3lign_research.blocks [NAME ...]`: re-render blocks from the JSON on disk (all by default),
     after a wording change; measuring is the benchmark's own command."""

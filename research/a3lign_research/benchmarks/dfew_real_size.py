@@ -26,7 +26,7 @@ from a3lign_dfer.markdown_table import markdown_table
 from a3lign_dfer.orchestration.dvc_runner import run_dvc
 from a3lign_research import ROOT
 from a3lign_research.benchmarks.common import make_tree, run, scratch_repo
-from a3lign_research.blocks import add_report_options, publish, republish
+from a3lign_research.blocks import publish
 
 # A few epochs of everything: the check is that each stage runs at this size, not what it learns.
 SHORT_TRAINING = {"features": {"num_frames": 8, "augmented_views": 1},
@@ -88,12 +88,8 @@ def markdown(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_report_options(parser)
     parser.add_argument("--clips-per-class", type=int, default=5)
     args = parser.parse_args(argv)
-    if args.markdown_only:
-        republish("dfew-real-size")
-        return
     from a3lign_dfer.config.params import load_params
     from a3lign_dfer.data.synthetic import render_clip
     from a3lign_dfer.data.video_io import write_video

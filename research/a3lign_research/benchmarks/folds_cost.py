@@ -25,7 +25,7 @@ from a3lign_dfer.markdown_table import markdown_table
 from a3lign_dfer.orchestration.dvc_runner import run_dvc
 from a3lign_research import ROOT
 from a3lign_research.benchmarks.common import make_tree, run, scratch_repo
-from a3lign_research.blocks import add_report_options, publish, republish
+from a3lign_research.blocks import publish
 
 
 def markdown(r: dict) -> str:
@@ -48,13 +48,10 @@ def markdown(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_report_options(parser)
     parser.add_argument("--clips-per-class", type=int, default=20)
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--clip-model", type=Path, default=ROOT / "models/clip_small")
     args = parser.parse_args(argv)
-    if args.markdown_only:
-        return republish("folds-cost")
     if not (args.clip_model / "config.json").exists():
         raise SystemExit(f"{args.clip_model} is not a CLIP folder: run `dvc repro pretrain_clip` first")
     import torch

@@ -51,7 +51,7 @@ from a3lign_dfer.inference.video_input import PreprocessSpec
 from a3lign_dfer.markdown_table import markdown_table
 from a3lign_research import ROOT
 from a3lign_research.benchmarks.common import embedded, final_model, vit_b32
-from a3lign_research.blocks import add_report_options, publish, republish
+from a3lign_research.blocks import publish
 
 FRAMES, THREADS, METHODS = 16, 2, ("dynamic", "static")
 
@@ -113,10 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16], help="clips of 16 frames per call")
     parser.add_argument("--deploy", default=str(ROOT / DEPLOY_DIR), help="a trained artifact (agreement)")
     parser.add_argument("--crops", default=str(ROOT / "data/crops"), help="its face crops (val and train clips)")
-    add_report_options(parser)
     args = parser.parse_args(argv)
-    if args.markdown_only:
-        return republish("int8")
     cfg = load_params(ROOT / "params.yaml").export
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "onnxruntime_threads": THREADS,
                           "onnxruntime": ort.__version__},

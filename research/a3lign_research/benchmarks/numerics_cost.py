@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from a3lign_research import ROOT
-from a3lign_research.blocks import add_report_options, cpu_name, publish, republish
+from a3lign_research.blocks import cpu_name, publish
 
 # A pretrain_clip step (patch convolution, attention, matmuls; forward and backward), `steps` times after one
 # untimed step: the sha256 of the weights it leaves, the seconds per timed step, and the paths torch took.
@@ -80,10 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--steps", type=int, default=6)
-    add_report_options(parser)
     args = parser.parse_args(argv)
-    if args.markdown_only:
-        return republish("numerics-cost")
     times: dict[str, list] = {"pinned": [], "own_best": []}
     last = {}
     for i in range(args.runs):

@@ -43,7 +43,7 @@ import yaml
 
 from a3lign_dfer.markdown_table import markdown_table
 from a3lign_research import ROOT
-from a3lign_research.blocks import add_report_options, cpu_name, publish, republish
+from a3lign_research.blocks import cpu_name, publish
 
 FERV39K_TRAIN = 31_088
 STANDIN_DIM = 768
@@ -223,15 +223,12 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", help="scratch folder (default: a temporary one, removed afterwards)")
-    add_report_options(parser)
     parser.add_argument("--standin-features", nargs=3, metavar=("CROPS", "OUT", "WORKERS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.standin_features:
         crops, out, workers = args.standin_features
         standin_features(Path(crops), Path(out), int(workers))
         return {}
-    if args.markdown_only:
-        return republish("scale")
     work = Path(args.work or tempfile.mkdtemp(prefix="a3lign-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     runs: dict[str, dict] = {}

@@ -9,7 +9,7 @@ frames, it times:
   (d) TensorRT, only where it runs (otherwise the reason is recorded, never a number),
 and the share of (b)'s time spent beyond the CLIP image encoder. Ratios against the
 targets are printed, written to reports/benchmarks/serving.json and rendered into
-README's `serving` block (`--markdown-only` re-renders the block from the JSON).
+README's `serving` block.
 
 Example (CPU, ~5 minutes on 2 cores): python -m a3lign_research.benchmarks.serving
 """
@@ -31,7 +31,7 @@ from a3lign_dfer.inference.deploy_model import DeployModel
 from a3lign_dfer.markdown_table import markdown_table
 from a3lign_dfer.model.clip_backbone import FrozenCLIP
 from a3lign_research.benchmarks.common import FRAMES, embedded, final_model, vit_b32
-from a3lign_research.blocks import add_report_options, publish, republish
+from a3lign_research.blocks import publish
 
 
 def timed(fn, repeats: int) -> dict:
@@ -84,10 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
-    add_report_options(parser)
     args = parser.parse_args(argv)
-    if args.markdown_only:
-        return republish("serving")
     torch.backends.mha.set_fastpath_enabled(True)
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                           "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None},

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from a3lign_dfer.markdown_table import markdown_table
 from a3lign_research import ROOT
-from a3lign_research.blocks import add_report_options, cpu_name, publish, republish
+from a3lign_research.blocks import cpu_name, publish
 
 SUMMARY = re.compile(r"^=*\s*(?P<counts>\d+ (?:passed|failed).*?) in (?P<seconds>[\d.]+)s\b")
 DURATION = re.compile(r"^(?P<seconds>[\d.]+)s (?P<phase>setup|call|teardown)\s+(?P<test>.+)$")
@@ -95,11 +95,8 @@ def markdown(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_report_options(parser)
     parser.add_argument("--clone", type=Path, help="where to clone (default: a scratch folder, removed after)")
     args = parser.parse_args(argv)
-    if args.markdown_only:
-        return republish("setup-times")
     if args.clone:
         result = measure(args.clone)
     else:

@@ -19,7 +19,7 @@ from a3lign_dfer.config.training import TrainingParams
 from a3lign_dfer.markdown_table import markdown_table
 from a3lign_research import ROOT
 from a3lign_research.benchmarks.common import embedded, vit_b32  # the two CLIPs the serving benchmark times
-from a3lign_research.blocks import add_report_options, publish, republish
+from a3lign_research.blocks import publish
 from a3lign_research.paper.fidelity import step_seconds
 
 
@@ -35,11 +35,8 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_report_options(parser)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args(argv)
-    if args.markdown_only:
-        return republish("text-layout")
     params = load(TrainingParams, ROOT / "params.yaml")
     result = {"threads": torch.get_num_threads(), "sentences": params.model.sentences, "tokens": params.model.tokens,
               "clips": {}}

@@ -34,7 +34,7 @@ from a3lign_dfer.inference.video_input import PreprocessSpec
 from a3lign_dfer.markdown_table import markdown_table
 from a3lign_research import ROOT
 from a3lign_research.benchmarks.common import CLASSES, FRAMES, embedded, final_model, vit_b32
-from a3lign_research.blocks import add_report_options, publish, republish
+from a3lign_research.blocks import publish
 from a3lign_research.face_videos import photo_videos
 
 TARGETS = {"real_time_factor": 1.0, "cache_speedup": 4.0}
@@ -81,10 +81,7 @@ def preprocessing_seconds(video: Path, spec: PreprocessSpec, cfg) -> float:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the 30 fps 720p test video")
-    add_report_options(parser)
     args = parser.parse_args(argv)
-    if args.markdown_only:
-        return republish("timeline")
     params = load_params(ROOT / "params.yaml")
     cfg = params.timeline
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "onnxruntime": ort.__version__},
