@@ -6,7 +6,9 @@ process, by the drift command's library function (monitoring.drift.check_batch) 
 the reference profile in the deployment artifact. The summary (verdict, reasons, drifted
 columns, embedding score, class mix, unreadable files) is attached as the markdown
 artifact `drift-summary` with a link to the HTML report, and the run fails (red in the
-UI) when drift is flagged.
+UI) when drift is flagged. Before failing, it emits the Prefect event
+`a3lign-dfer.drift.detected` (the batch, the model build, the summary): the retrain
+deployment's trigger (flows/deployments.py) listens for it. A clean batch emits nothing.
 
     python -m flows.monitor --watch data/batches
 """
@@ -18,7 +20,9 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 
+from a3lign_dfer.checksums import sha256
 from a3lign_dfer.config.deploy import DEPLOY_DIR
 from a3lign_dfer.inference.predict_videos import VIDEO_SUFFIXES
 from a3lign_dfer.markdown_table import markdown_table
@@ -26,9 +30,27 @@ from a3lign_dfer.monitoring.drift import check_batch
 from a3lign_dfer.monitoring.summary import DriftSummary
 from a3lign_dfer.monitoring.text import describe
 
+DRIFT_EVENT = "a3lign-dfer.drift.detected"
+BATCH_RESOURCE = "a3lign-dfer.batch."          # + batch name + "@" + the first 12 hex of the build's manifest sha256
+
 
 class DriftDetected(RuntimeError):
     """The batch drifted from the reference profile."""
+
+
+def drift_event(summary: DriftSummary, artifact_sha256: str) -> dict:
+    """emit_event's arguments for a flagged batch: the resource names the batch and the model build it was checked
+    against (one retrain trigger matches every batch), the payload is what a retrain run shows as its cause."""
+    raw, text = summary.to_dict(), describe(summary)
+    resource = {"prefect.resource.id": f"{BATCH_RESOURCE}{summary.batch}@{artifact_sha256[:12]}",
+                "prefect.resource.name": summary.batch, "a3lign-dfer.artifact.sha256": artifact_sha256}
+    related = [{"prefect.resource.id": f"a3lign-dfer.artifact.{artifact_sha256}", "prefect.resource.role": "model",
+                "prefect.resource.name": summary.deploy}]
+    payload = {"batch": summary.batch, "verdict": text.verdict, "reasons": list(text.reasons),
+               "drifted_columns": raw.get("drifted_columns", []), "alarm_columns": raw.get("alarm_columns", []),
+               "embedding_score": float(raw["embedding"]["score"]) if "embedding" in raw else None,
+               "report": str(Path(summary.report_html).resolve()), "artifact_sha256": artifact_sha256}
+    return {"event": DRIFT_EVENT, "resource": resource, "related": related, "payload": payload}
 
 
 @task(cache_policy=NO_CACHE, task_run_name="newest_batch")
@@ -91,6 +113,9 @@ def monitor(watch: str = "data/batches", repo: str = ".", deploy: str = str(DEPL
     create_link_artifact(key="drift-report", link=html.as_uri(), link_text=f"{summary.batch}: report.html",
                          description="the Evidently drift report (HTML)")
     if summary.drift:
+        event = emit_event(**drift_event(summary, sha256(root / deploy / "manifest.json")))
+        get_run_logger().info(f"emitted {DRIFT_EVENT} for batch {summary.batch}"
+                              + (f" (event {event.id})" if event else " (no Prefect API: not sent)"))
         raise DriftDetected(describe(summary).line)
     get_run_logger().info(describe(summary).line)
     return summary.to_dict()

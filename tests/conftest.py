@@ -178,6 +178,7 @@ def make_tiny_repo(repo: Path) -> dict:
     repo.mkdir(parents=True)
     shutil.copy(ROOT / "dvc.yaml", repo)
     shutil.copy(ROOT / ".dvcignore", repo)
+    shutil.copytree(ROOT / "data/feedback", repo / "data/feedback")    # data.extra_sources, a prepare dep
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in TINY_PIPELINE.items():

@@ -27,7 +27,7 @@ PAPER_TITLE = ("Pioneering Comprehensive Dynamic Affective Alignment for Dynamic
 SHELL_BLOCKS = {"", "bash", "sh", "shell", "console"}      # fenced blocks whose lines are commands
 # Programs whose commands are shown but not run or parsed here: only their name is checked.
 KNOWN_PROGRAMS = {"dvc", "mkdocs", "prefect", "curl", "git", "pip", "docker", "gto", "dask", "apt-get", "xdg-open",
-                  "export", "grep", "ss", "du", "rm", "ls", "cd", "sha256sum"}
+                  "export", "grep", "ss", "du", "rm", "ls", "cd", "sha256sum", "label-studio"}
 PYTHONS = {"python", "python3"}
 OPERATORS = {"&&", "||", ";", "|", "&", "(", ")"}
 MODULES_WITH_SUBCOMMANDS = {"a3lign_dfer", "a3lign_research"}

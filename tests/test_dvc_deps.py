@@ -138,11 +138,11 @@ def test_dvc_status_after_a_new_subcommand_and_serve_field_shows_no_stage_change
     (package / "commands/hello.py").write_text('HELP = "say hello"\n\n\ndef add_arguments(p):\n    pass\n\n\n'
                                               'def run(args):\n    print("hello")\n')
     cli = package / "cli.py"
-    cli.write_text(cli.read_text().replace('"plots_template")', '"plots_template", "hello")'))
+    cli.write_text(cli.read_text().replace('COMMANDS = (', 'COMMANDS = ("hello", '))
     serving = package / "config/serving.py"
     serving.write_text(serving.read_text().replace("    metrics_need_key: bool",
                                                    "    metrics_need_key: bool\n    max_clients: int"))
     params = tmp_path / "params.yaml"
     params.write_text(params.read_text() + "\n  max_clients: 8\n")
-    assert '"hello")' in cli.read_text() and "max_clients: 8" in params.read_text()
+    assert 'COMMANDS = ("hello", ' in cli.read_text() and "max_clients: 8" in params.read_text()
     assert status() == before

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import yaml
-from conftest import ROOT, run_cmd
+from conftest import PARAMS, ROOT, run_cmd
 
 from a3lign_dfer.orchestration import experiments
 from a3lign_dfer.orchestration.dvc_runner import run_dvc
@@ -102,10 +102,9 @@ def test_params_apply_only_to_a_clean_workspace_and_results_commit(repo):
 def test_gate_holds_tensorrt_to_parity_only_where_an_engine_was_built():
     from dataclasses import replace
 
-    from a3lign_dfer.config.deploy import ReleaseConfig
     from a3lign_dfer.registry.release import built_metrics, quality_gate
 
-    gate = ReleaseConfig(artifact="a3lign-dfer", min_test_uar=0.7, min_shuffled_uar_drop=0.05)
+    gate = replace(PARAMS.release, min_test_uar=0.7, min_shuffled_uar_drop=0.05)
     built = built_metrics(ROOT)                                        # the committed reports, read as the gate reads
     metrics = replace(built, evaluation=replace(built.evaluation, uar=0.8),
                       shuffle=replace(built.shuffle, shuffled=replace(built.shuffle.shuffled, uar_drop=0.1)),

@@ -1,5 +1,6 @@
 """The service's typed HTTP API, on a stand-in service (no model): /openapi.json names the prediction's fields
 and every error kind, error bodies are ErrorBody, and a prediction's JSON is what clients always got."""
+import contextlib
 import json
 from types import SimpleNamespace
 
@@ -10,15 +11,18 @@ from a3lign_dfer.serving.app import create_app
 from a3lign_dfer.serving.errors import ErrorBody, RequestError
 from a3lign_dfer.serving.metrics import ServiceMetrics
 from a3lign_dfer.serving.schemas import ModelVersion, Prediction
+from a3lign_dfer.serving.service import Answer
 
 KINDS = ["no_file", "empty_video", "missing_video", "not_a_video", "truncated_video", "no_face", "too_few_frames",
          "too_many_frames", "too_many_pixels", "too_costly", "upload_too_large", "invalid_request", "unauthorized",
-         "not_ready", "internal", "no_timeline"]
+         "not_ready", "internal", "no_timeline", "unknown_request", "unknown_label", "no_prediction_log",
+         "artifact_refused", "warmup_failed"]
 
 
-def _prediction(with_crops: bool) -> Prediction:
+def _prediction(with_crops: bool, request_id: str = "0" * 32) -> Prediction:
     crops = {"crops": ["data:image/jpeg;base64,AAAA"]} if with_crops else {}
-    return Prediction(filename="clip.mp4", label="happy", probabilities={"happy": 0.999999, "sad": 1e-06},
+    return Prediction(request_id=request_id, filename="clip.mp4", label="happy",
+                      probabilities={"happy": 0.999999, "sad": 1e-06},
                       frames_decoded=3, frames_used=[0, 1, 2], frame_size=(240, 320),
                       face_boxes=[[10, 20, 64, 64]] * 3, detection_rate=1.0,
                       model=ModelVersion(version=None, stage=None, manifest_sha256="ab" * 32), backend="onnxruntime",
@@ -26,14 +30,20 @@ def _prediction(with_crops: bool) -> Prediction:
 
 
 def _client(tmp_path, ready: bool = True, api_key: str | None = None) -> TestClient:
-    async def predict(path, name, with_crops):
-        return _prediction(with_crops)
+    async def predict(model, path, name, with_crops, request_id):
+        return Answer(_prediction(with_crops, request_id))
 
-    async def timeline(path, name):
+    async def timeline(model, path, name, request_id):
         raise RequestError("no_timeline", f"{name}: this stand-in has no split graphs")
 
+    async def record(row):                                     # the prediction log: tests/test_prediction_log.py
+        return False
+
+    model = SimpleNamespace(artifact=SimpleNamespace(version=None, manifest_sha256="ab" * 32))
     service = SimpleNamespace(metrics=ServiceMetrics(), ready=ready, uploads=tmp_path, predict=predict,
-                              timeline=timeline, cfg=SimpleNamespace(max_upload_mb=1, metrics_need_key=False))
+                              timeline=timeline, cfg=SimpleNamespace(max_upload_mb=1, metrics_need_key=False),
+                              model=model, model_for_request=lambda: contextlib.nullcontext(model),
+                              recorder=SimpleNamespace(record=record))
     return TestClient(create_app(service, api_key))
 
 
@@ -41,14 +51,14 @@ def test_openapi_names_the_prediction_fields_and_the_error_kinds(tmp_path):
     schema = _client(tmp_path).get("/openapi.json").json()
     models = schema["components"]["schemas"]
     assert list(models["Prediction"]["properties"]) == [
-        "filename", "label", "probabilities", "frames_decoded", "frames_used", "frame_size", "face_boxes",
-        "detection_rate", "model", "backend", "precision", "crops"]
+        "request_id", "filename", "label", "probabilities", "frames_decoded", "frames_used", "frame_size",
+        "face_boxes", "detection_rate", "model", "backend", "precision", "crops"]
     assert "crops" not in models["Prediction"]["required"]
     assert list(models["ModelVersion"]["properties"]) == ["version", "stage", "manifest_sha256"]
     assert models["ErrorBody"]["properties"]["error"]["enum"] == KINDS
     assert models["ErrorBody"]["required"] == ["error", "detail"]
     assert list(models["Metadata"]["properties"]) == ["model", "classes", "backend", "precision", "preprocessing",
-                                                      "limits", "batching"]
+                                                      "limits", "batching", "prediction_log", "follows"]
 
     predict = schema["paths"]["/predict"]["post"]
     assert predict["responses"]["200"]["content"]["application/json"]["schema"] == {
@@ -69,9 +79,9 @@ def test_openapi_names_the_prediction_fields_and_the_error_kinds(tmp_path):
         {**{s: d.replace(", invalid_request", "") for s, d in errors.items()}, "501": "no_timeline"}
     assert list(models["TimelineWindow"]["properties"]) == ["start", "end", "label", "probabilities", "face_box",
                                                             "detection_rate"]
-    assert list(models["Timeline"]["properties"]) == ["filename", "fps", "frames_decoded", "frame_size",
-                                                      "window_seconds", "stride_seconds", "windows", "model",
-                                                      "precision"]
+    assert list(models["Timeline"]["properties"]) == ["request_id", "filename", "fps", "frames_decoded",
+                                                      "frame_size", "window_seconds", "stride_seconds", "windows",
+                                                      "model", "precision"]
     assert set(timeline["requestBody"]["content"]) == {"multipart/form-data", "application/octet-stream"}
 
 
@@ -109,7 +119,7 @@ def test_a_prediction_is_the_json_clients_always_got(tmp_path):
     client = _client(tmp_path)
     response = client.post("/predict", content=b"video bytes", headers={"x-filename": "clip.mp4"})
     assert response.status_code == 200
-    expected = _prediction(False).model_dump(exclude={"crops"})
+    expected = _prediction(False, response.headers["x-request-id"]).model_dump(exclude={"crops"})
     assert response.content == json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
     assert b'"sad":1e-06' in response.content and b'"frame_size":[240,320]' in response.content
     with_crops = client.post("/predict", params={"crops": "true"}, content=b"video bytes").json()

@@ -32,6 +32,10 @@ E2E_CALLS = frozenset({
     "DevToolsTab",           # headless Chromium, driven
     "check_ui",              # Prefect's UI in Chromium
     "running_service",       # the HTTP service as a process
+    "service_process",       # the HTTP service as a process, its output kept (serving/process.py)
+    "running_prefect_server",  # a Prefect server with its UI (a3lign_research.ui_check)
+    "serve_deployments",     # flows served against a Prefect server (ditto)
+    "running_label_studio",  # a Label Studio server (tests/test_label_studio.py)
 })
 
 

@@ -19,6 +19,7 @@ REPORT_FILES = (
     "reports/index.png",                      # the reports page in headless Chromium (pipeline.md)
     "reports/serving/page.png",               # the service's page (serving.md), `make service-check`
     "reports/prefect_ui/deployments.png",     # the deployments in the Prefect UI (orchestration.md), `make ui-check`
+    "reports/prefect_ui/automations.png",     # the retrain automation in the Prefect UI (orchestration.md), `make ui-check`
 )
 
 

@@ -15,7 +15,7 @@ from a3lign_dfer.commands import add_params_option, invoke
 
 COMMANDS = ("prepare", "face_crop", "validate", "pretrain_clip", "features", "train", "evaluate", "shuffle_check",
             "export", "predict", "drift", "timeline", "serve", "make_batch", "release", "report_page",
-            "plots_template")
+            "plots_template", "feedback")
 
 
 def named_command(argv: list[str], commands: tuple[str, ...] = COMMANDS) -> str | None:

@@ -244,6 +244,43 @@ class DeployManifest:
 
 
 @dataclass(frozen=True)
+class ModelScores:
+    """One model on one set of clips."""
+
+    war: float
+    uar: float
+    per_class_recall: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ChallengerSet:
+    """The candidate and prod on one set of clips, and what the champion/challenger gate made of it."""
+
+    name: str                                # test (the pipeline's test split) or feedback (held-out labelled feedback)
+    clips: int                               # clips every model was scored on
+    skipped: int                             # listed clips that could not be read (a video without a usable face)
+    gated: bool                              # whether this set can refuse the candidate
+    failures: list[str]                      # why it refuses (empty: it passes, or it is not gated)
+    candidate: ModelScores | None = None     # None where the set has no usable clip
+    prod: ModelScores | None = None          # None on a first release (no version in prod)
+    note: str | None = None                  # why not gated, or how the models' inputs differ
+
+
+@dataclass(frozen=True)
+class ChallengerReport:
+    """reports/release/challenger.json: the release's candidate (models/deploy) against the version in prod."""
+
+    verdict: str                             # passed | refused | no_prod (first release) | not_comparable
+    candidate_sha256: str                    # manifest sha256 of models/deploy
+    prod_version: str | None
+    prod_sha256: str | None
+    max_uar_drop: float                      # params release.challenger, as applied
+    max_class_recall_drop: float
+    min_feedback_clips: int
+    sets: list[ChallengerSet]
+
+
+@dataclass(frozen=True)
 class ReportFile(Generic[T]):
     path: str                                # relative to the reports folder (the artifact's, for the manifest)
     schema: type[T]
@@ -272,6 +309,8 @@ SHUFFLE_CHECK = ReportFile("shuffle/metrics.json", ShuffleCheckReport, "shuffle_
 EXPORT = ReportFile("export.json", ExportReport, "export")
 FILES = (FACE_CROP, VALIDATION, PRETRAIN_CLIP, FEATURES, EVALUATION, SHUFFLE_CHECK, EXPORT)
 DEPLOY_MANIFEST = ReportFile("manifest.json", DeployManifest, "export")     # in models/deploy, not reports/
+# Written by each release, not by a dvc.yaml stage (so not in FILES): an operating record, like the drift reports.
+RELEASE_CHALLENGER = ReportFile("release/challenger.json", ChallengerReport, "release")
 
 
 def training(stage: str) -> ReportFile[TrainingReport]:

@@ -92,6 +92,7 @@ def scratch_repo(repo: Path, dataset: Path, clip_model: Path) -> None:
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, repo)
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "data/feedback", repo / "data/feedback")    # data.extra_sources, a prepare dep
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update(dataset="dfew", root=str(dataset), fold=1)
     params["clip"]["model"] = str(clip_model.resolve())

@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         raw4 = work / "raw_x4"
         identities = yaml.safe_load((ROOT / "params.yaml").read_text())["synthetic"]["identities"]
-        params = write_params(work, data={"root": str(raw4)},
+        params = write_params(work, data={"root": str(raw4), "extra_sources": []},
                               synthetic={"identities": {k: 4 * v for k, v in identities.items()}})
         runs["prepare 4x"] = measured(stage("prepare", "--params", str(params), "--out", str(raw4)), work)
         for scale_name, raw in (("1x", ROOT / "data/raw"), ("4x", raw4)):

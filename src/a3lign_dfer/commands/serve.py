@@ -8,8 +8,9 @@ from a3lign_dfer.commands import run_module
 from a3lign_dfer.config.deploy import BACKENDS, DEPLOY_DIR, PRECISIONS
 from a3lign_dfer.registry.stages import STAGES
 
-HELP = ("HTTP service on a deployment artifact: POST /predict, /health, /metadata, /metrics, a browser page at / "
-        "(README \"Serving\"); limits in params serve")
+HELP = ("HTTP service on a deployment artifact: POST /predict, /timeline, /feedback, /admin/reload, GET /health, "
+        "/metadata, /metrics, a browser page at / (README \"Serving\"); limits, prediction log and follow in params "
+        "serve")
 
 
 def add_arguments(p) -> None:
@@ -18,6 +19,10 @@ def add_arguments(p) -> None:
                                           "matches its manifest.json sha256")
     where.add_argument("--stage", choices=STAGES, help="serve the registry's version in this stage (GTO tags of "
                                                        "serve.registry_repo, fetched with dvc artifacts get)")
+    where.add_argument("--follow", choices=STAGES, metavar="STAGE",
+                       help="serve the version in this stage and swap to whichever version holds it later (polled "
+                            "every serve.follow.poll_seconds; default serve.follow.stage when neither --artifact nor "
+                            "--stage is given)")
     p.add_argument("--host", help="default serve.host (127.0.0.1); any other address needs an API key")
     p.add_argument("--port", type=int, help="default serve.port")
     p.add_argument("--backend", choices=BACKENDS, help="default serve.backend")
@@ -40,8 +45,9 @@ def run(args) -> int:
     host = args.host or cfg.host
     # Before loading anything: an exposed service without a key never starts.
     api_key = required_key(host, Path(args.api_key_file) if args.api_key_file else None)
+    follow = args.follow or (cfg.follow.stage if args.artifact is None and args.stage is None else None)
     return serve(params, args.artifact, args.stage, host, args.port or cfg.port, args.backend or cfg.backend,
-                 args.device, api_key, args.precision)
+                 args.device, api_key, args.precision, follow)
 
 
 if __name__ == "__main__":

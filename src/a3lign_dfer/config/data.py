@@ -16,10 +16,17 @@ class DataConfig:
     val_fraction: float
     classes: tuple[str, ...]
     seed: int
+    # Folders in the csv importer's layout (labels.csv: path,label,split) whose train and val clips `prepare`
+    # adds to the manifest; their test clips stay out of it (data/importers/extra_sources.py).
+    extra_sources: tuple[str, ...]
 
     def __post_init__(self) -> None:
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"data.val_fraction must be between 0 and 1, got {self.val_fraction}")
+        names = [os.path.basename(os.path.normpath(s)) if s.strip() else "" for s in self.extra_sources]
+        if "" in names or len(set(names)) != len(names):
+            raise ValueError(f"data.extra_sources are folders with distinct names (a name prefixes its clip ids), "
+                             f"got {list(self.extra_sources)}")
 
 
 @dataclass(frozen=True)

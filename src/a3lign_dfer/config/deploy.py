@@ -68,13 +68,36 @@ class DriftConfig:
                              "[0, 1), drifted_share in [0, 1], pca_components >= 1")
 
 
+PROMOTIONS = ("explicit", "after_gate")                 # when a release assigns prod (release.promote_to_prod)
+
+
+@dataclass(frozen=True)
+class ChallengerConfig:
+    """The champion/challenger gate: the candidate against the version in prod, scored on the same clips."""
+
+    max_uar_drop: float              # refused when its test UAR is below prod's by more than this,
+    max_class_recall_drop: float     # or one class's test recall is below prod's by more than this
+    min_feedback_clips: int          # the labelled feedback's test clips are gated alike from this many on
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.max_uar_drop <= 1 and 0 <= self.max_class_recall_drop <= 1 and self.min_feedback_clips >= 1):
+            raise ValueError("release.challenger: max_uar_drop and max_class_recall_drop in [0, 1], "
+                             "min_feedback_clips >= 1")
+
+
 @dataclass(frozen=True)
 class ReleaseConfig:
-    """The quality gate a model passes before the registry gives it a stage."""
+    """The gates a model passes before the registry gives it a stage, and whether a pass reaches prod."""
 
     artifact: str
     min_test_uar: float
     min_shuffled_uar_drop: float
+    challenger: ChallengerConfig
+    promote_to_prod: str             # explicit (--prod / promote_to_prod=True) | after_gate (every passing release)
+
+    def __post_init__(self) -> None:
+        if self.promote_to_prod not in PROMOTIONS:
+            raise ValueError(f"release.promote_to_prod must be one of {PROMOTIONS}, got {self.promote_to_prod!r}")
 
 
 @dataclass(frozen=True)

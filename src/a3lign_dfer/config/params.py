@@ -14,6 +14,7 @@ from a3lign_dfer.config.data import (DataConfig, FaceCropConfig, FaceCropParams,
                                      SyntheticConfig, ValidateConfig, ValidateParams)
 from a3lign_dfer.config.deploy import DriftConfig, ExportConfig, ExportParams, ReleaseConfig
 from a3lign_dfer.config.evaluation import PaperConfig, ShuffleCheckConfig
+from a3lign_dfer.config.feedback import FeedbackConfig, FeedbackParams
 from a3lign_dfer.config.model import (ClipConfig, FeaturesConfig, FeaturesParams, ModelConfig, PretrainClipConfig,
                                       PretrainClipParams)
 from a3lign_dfer.config.serving import ServeConfig, ServeParams, TimelineConfig
@@ -21,7 +22,7 @@ from a3lign_dfer.config.training import (AllAtOnceConfig, GrowingStageConfig, St
                                          TrainConfig, TrainingParams)
 
 VIEWS = (PrepareParams, FaceCropParams, ValidateParams, PretrainClipParams, FeaturesParams, TrainingParams,
-         ExportParams, ServeParams)
+         ExportParams, ServeParams, FeedbackParams)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Params:
     release: ReleaseConfig
     serve: ServeConfig
     timeline: TimelineConfig
+    feedback: FeedbackConfig
 
     def __post_init__(self) -> None:
         for view in VIEWS:                 # the checks across sections live on the views

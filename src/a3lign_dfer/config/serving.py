@@ -8,6 +8,39 @@ from a3lign_dfer.config.deploy import BACKENDS, ReleaseConfig
 
 
 @dataclass(frozen=True)
+class PredictionLogConfig:
+    """The prediction log (`serve.prediction_log`, docs/serving.md): every answered /predict and /timeline request,
+    in SQLite (WAL) at `path` or the server database at `url`."""
+
+    enabled: bool                    # false: nothing is recorded (/feedback then answers 501)
+    path: str                        # the SQLite file, relative to the service's working directory; crops beside it
+    url: str | None                  # a SQLAlchemy URL (postgresql://...) instead of the SQLite file
+    commit_timeout_ms: float         # a request waits at most this long for its row's commit, then answers anyway
+    synchronous: str                 # normal: a commit survives the service being killed; full: a power cut too
+    keep_crops: bool                 # also keep the face crops the model saw (JPEG): faces of people, off by default
+    crop_retention_days: int         # kept crops older than this many days are deleted (at start and hourly)
+
+    def __post_init__(self) -> None:
+        if self.synchronous not in ("normal", "full"):
+            raise ValueError(f"prediction_log.synchronous must be normal or full, got {self.synchronous!r}")
+        if self.commit_timeout_ms < 0 or self.crop_retention_days < 1:
+            raise ValueError("prediction_log: commit_timeout_ms >= 0 and crop_retention_days >= 1, got "
+                             f"{self.commit_timeout_ms}, {self.crop_retention_days}")
+
+
+@dataclass(frozen=True)
+class FollowConfig:
+    """`serve.follow`: the registry stage the service follows (swapping to whichever version holds it)."""
+
+    stage: str | None                # staging | prod; null: serve what was given, swap only on POST /admin/reload
+    poll_seconds: float              # how often the registry (GTO tags of serve.registry_repo) is read
+
+    def __post_init__(self) -> None:
+        if self.poll_seconds <= 0:
+            raise ValueError(f"follow.poll_seconds must be positive, got {self.poll_seconds}")
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     """The HTTP service (`serve`, docs/serving.md): what one request may send, and micro-batching."""
 
@@ -23,6 +56,8 @@ class ServeConfig:
     preprocess_workers: int          # uploads decoded and face-cropped at once (processes)
     registry_repo: str               # the git repo whose GTO tags `--stage` reads (a path or URL)
     metrics_need_key: bool           # /metrics also needs the API key (when one is set); /health never does
+    prediction_log: PredictionLogConfig
+    follow: FollowConfig
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

@@ -44,9 +44,11 @@ class DvcLocked(RuntimeError):
 def pipeline_stages(repo: Path) -> list[Stage]:
     """Stages in dvc.yaml's order (foreach entries expanded); refuses an order that runs a stage before its inputs."""
     from dvc.repo import Repo
+    from dvc.stage import PipelineStage
 
     with Repo(str(repo)) as dvc:
-        stages = list(dvc.index.stages)
+        # dvc.yaml's stages only: a `dvc add`-ed folder's .dvc file (data/feedback/videos.dvc) is an unnamed stage
+        stages = [s for s in dvc.index.stages if isinstance(s, PipelineStage)]
         made_by = {str(out.def_path): j for j, stage in enumerate(stages) for out in stage.outs}
         upstream = []
         for i, stage in enumerate(stages):

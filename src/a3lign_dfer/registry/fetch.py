@@ -29,7 +29,11 @@ def fetch_registered(repo: str, name: str, stage: str, dest: Path) -> Artifact:
         raise ArtifactError(f"no version of {name} holds stage {stage!r} in the registry of {repo} "
                             f"(stages held: {held or 'none'}); release one first: python -m a3lign_dfer release")
     version = held[stage]
-    done = run_dvc(["artifacts", "get", repo, name, "--rev", version, "--out", str(dest), "--force"], Path.cwd(),
+    # Run beside `dest`, not in the caller's folder: that may be a DVC workspace whose lock others hold.
+    dest = dest.resolve()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    source = str(Path(repo).resolve()) if Path(repo).exists() else repo       # a local path or a git URL
+    done = run_dvc(["artifacts", "get", source, name, "--rev", version, "--out", str(dest), "--force"], dest.parent,
                    check=False)
     if done.returncode != 0:
         raise ArtifactError(f"dvc artifacts get {repo} {name} --rev {version} failed: "

@@ -1,9 +1,11 @@
-"""Release: a quality gate on what the pipeline just built, then a GTO version and stage.
+"""Release: a quality gate on what the pipeline just built, the comparison with prod, then a GTO version and stage.
 
-The gate reads the report files of `evaluate`, `shuffle_check` and `export` (their
+The fixed gate reads the report files of `evaluate`, `shuffle_check` and `export` (their
 contracts in report_files.py), and only in a workspace whose outputs are exactly
 what its committed dvc.lock says (GTO tags a commit, so an uncommitted model
-could not be fetched back from the registry). A failed gate registers nothing.
+could not be fetched back from the registry). Then the candidate meets the version in
+prod on the same clips (registry.champion); one worse beyond `release.challenger`'s
+limits is refused. A failed gate registers nothing.
 
 Example: python -m a3lign_dfer release          # --prod also assigns prod
 """
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from a3lign_dfer.config.deploy import ReleaseConfig
+from a3lign_dfer.errors import UserError
 from a3lign_dfer.markdown_table import markdown_table
 from a3lign_dfer.orchestration.dvc_runner import run_dvc
 from a3lign_dfer.orchestration.experiments import run_checked, uncommitted
@@ -23,6 +26,7 @@ from a3lign_dfer.report_files import (
     EVALUATION,
     EXPORT,
     SHUFFLE_CHECK,
+    ChallengerReport,
     EvaluationReport,
     ExportReport,
     ShuffleCheckReport,
@@ -37,8 +41,12 @@ class Check:
     passed: bool
 
 
-class GateFailed(RuntimeError):
+class GateFailed(UserError, RuntimeError):
     """The model is below a threshold (or its metrics are missing): nothing was registered."""
+
+
+class ChallengerRefused(GateFailed):
+    """The candidate is worse than the version in prod beyond the limits: nothing was registered."""
 
 
 @dataclass(frozen=True)
@@ -93,19 +101,41 @@ def check_gate(repo: Path, cfg: ReleaseConfig) -> str:
     return table
 
 
-def release(repo: Path, cfg: ReleaseConfig, stages: list[str], message: str) -> dict:
-    """The gate, then the registry: what `python -m a3lign_dfer release` and the release flow do."""
-    return {"gate": check_gate(repo, cfg), **register_committed(repo, cfg, stages, message)}
+def release_stages(cfg: ReleaseConfig, prod: bool) -> list[str]:
+    """staging, and prod when asked (`--prod`, promote_to_prod=True) or when params say every pass goes there."""
+    return ["staging", "prod"] if prod or cfg.promote_to_prod == "after_gate" else ["staging"]
 
 
-def register_committed(repo: Path, cfg: ReleaseConfig, stages: list[str], message: str) -> dict:
-    """Refuse a build that is not the committed one, then register it and assign the stages."""
+def release(repo: Path, cfg: ReleaseConfig, stages: list[str], message: str, crops_dir: Path,
+            feedback_dir: Path) -> dict:
+    """The fixed gate, the comparison with prod (its report written under repo/reports), then the registry:
+    what `python -m a3lign_dfer release` does (the release flow runs the same steps as tasks)."""
+    from a3lign_dfer.registry.champion import compare_with_prod, write_challenger_report
+
+    gate = check_gate(repo, cfg)
+    require_committed(repo)
+    report = compare_with_prod(repo, cfg, crops_dir, feedback_dir)
+    table = write_challenger_report(repo / "reports", report)
+    require_challenger_pass(report, table)
+    return {"gate": gate, "challenger": report, "challenger_markdown": table, **register(repo, cfg, stages, message)}
+
+
+def require_challenger_pass(report: ChallengerReport, markdown_path: Path) -> None:
+    """ChallengerRefused naming every reason when the comparison with prod refuses the candidate."""
+    from a3lign_dfer.registry.challenger import reasons
+
+    if report.verdict == "refused":
+        raise ChallengerRefused(f"champion/challenger gate refused the candidate against prod {report.prod_version}, "
+                                f"nothing registered: {'; '.join(reasons(report))} (tables: {markdown_path})")
+
+
+def require_committed(repo: Path) -> None:
+    """GateFailed when the workspace's build is not the committed one (GTO tags a commit)."""
     problems = uncommitted_build(repo)
     if problems:
         raise GateFailed("the built model is not the committed one, nothing registered (GTO tags a commit): "
                          + "; ".join(problems) + ". Commit dvc.lock and the metrics (the pipeline flow does "
                          "with commit=True), then release again.")
-    return register(repo, cfg, stages, message)
 
 
 def uncommitted_build(repo: Path) -> list[str]:
@@ -139,11 +169,12 @@ def register(repo: Path, cfg: ReleaseConfig, stages: list[str], message: str) ->
     held = stages_held(str(repo), cfg.artifact)
     for stage in stages:
         if held.get(stage) != version:          # releasing the same commit twice is a no-op
-            api.assign(str(repo), cfg.artifact, stage, version=version, message=message)
+            # force: a version that held the stage before (and still does, behind a later one) is assigned again
+            api.assign(str(repo), cfg.artifact, stage, version=version, message=message, force=True)
     return {"artifact": cfg.artifact, "version": version, "commit": head,
             "stages": stages_held(str(repo), cfg.artifact)}
 
 
 def _version_at(repo: Path, artifact: str, commit: str) -> str | None:
     tags = run_checked(["git", "tag", "--points-at", commit, "--list", f"{artifact}@v*"], repo).split()
-    return sorted(tags)[-1].split("@", 1)[1] if tags else None
+    return max(tags).split("@", 1)[1] if tags else None

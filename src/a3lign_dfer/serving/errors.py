@@ -19,6 +19,11 @@ UPLOAD_STATUS = {"no_file": 400, "empty_video": 400, "missing_video": 400, "not_
 # no_timeline: an artifact exported before the split graphs existed).
 STATUS = UPLOAD_STATUS | {"invalid_request": 422, "unauthorized": 401, "not_ready": 503, "internal": 500,
                           "no_timeline": 501}
+# POST /feedback: an id the prediction log does not hold, a label the answering model does not have, the log off.
+FEEDBACK_STATUS = {"unknown_request": 404, "unknown_label": 422, "no_prediction_log": 501}
+# POST /admin/reload: the new artifact failed its fetch or verification, or its warm-up (the old model serves on).
+RELOAD_STATUS = {"artifact_refused": 422, "warmup_failed": 500}
+STATUS |= FEEDBACK_STATUS | RELOAD_STATUS
 
 ErrorKind = Literal[tuple(STATUS)]          # the STATUS keys, in order: the schema's enum
 

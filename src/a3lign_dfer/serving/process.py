@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,12 +23,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class ServiceProcess:
+    url: str
+    process: subprocess.Popen
+    log: Path                        # its stdout and stderr so far
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
 @contextlib.contextmanager
-def running_service(serve_args: list[str], cwd: Path, params: Path | None = None, env: dict | None = None,
-                    timeout: float = 180, host: str = "127.0.0.1") -> Iterator[str]:
-    """`python -m a3lign_dfer serve <serve_args>` bound to `host` on a free port; yields its base URL (on
-    127.0.0.1, which 0.0.0.0 includes) once /health says ready, stops it with SIGINT (uvicorn's graceful
-    shutdown) on exit. RuntimeError with its output if it never gets ready."""
+def service_process(serve_args: list[str], cwd: Path, params: Path | None = None, env: dict | None = None,
+                    timeout: float = 180, host: str = "127.0.0.1") -> Iterator[ServiceProcess]:
+    """`python -m a3lign_dfer serve <serve_args>` bound to `host` on a free port, once /health says ready (its URL
+    on 127.0.0.1, which 0.0.0.0 includes); stopped with SIGINT (uvicorn's graceful shutdown) on exit, unless it
+    is gone already (a test may kill it). RuntimeError with its output if it never gets ready."""
     port = free_port()
     cmd = [sys.executable, "-m", "a3lign_dfer", *(["--params", str(params)] if params else []), "serve",
            *serve_args, "--host", host, "--port", str(port)]
@@ -46,7 +57,7 @@ def running_service(serve_args: list[str], cwd: Path, params: Path | None = None
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the service was not ready after {timeout} s:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield url
+        yield ServiceProcess(url, process, log)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -56,3 +67,11 @@ def running_service(serve_args: list[str], cwd: Path, params: Path | None = None
                 process.kill()
                 process.wait()
         log.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def running_service(serve_args: list[str], cwd: Path, params: Path | None = None, env: dict | None = None,
+                    timeout: float = 180, host: str = "127.0.0.1") -> Iterator[str]:
+    """service_process's URL alone: what most callers need."""
+    with service_process(serve_args, cwd, params, env, timeout, host) as service:
+        yield service.url

@@ -1,4 +1,5 @@
-"""The JSON bodies of /predict, /metadata and /health (errors: serving/errors.py) as Pydantic models.
+"""The JSON bodies of /predict, /timeline, /metadata, /health, /feedback and /admin/reload (errors:
+serving/errors.py) as Pydantic models.
 
 The routes declare them, so /openapi.json and /docs tell a client every field it gets; the field names
 and values are the ones the service always sent (the page, serving/page.html, reads them).
@@ -21,7 +22,12 @@ class ModelVersion(BaseModel):
     manifest_sha256: str = Field(description="sha256 of the artifact's manifest.json: the exact build")
 
 
+REQUEST_ID = Field(description="this request's id in the prediction log (also the X-Request-ID header): "
+                                "what POST /feedback takes")
+
+
 class Prediction(BaseModel):
+    request_id: str = REQUEST_ID
     filename: str = Field(description="the uploaded file's name (x-filename for a raw body)")
     label: str = Field(description="the most probable class")
     probabilities: dict[str, float] = Field(description="every class's probability, rounded to 6 decimals")
@@ -50,6 +56,7 @@ class TimelineWindow(BaseModel):
 
 
 class Timeline(BaseModel):
+    request_id: str = REQUEST_ID
     filename: str
     fps: float = Field(description="the video's frame rate (params timeline.default_fps where it states none)")
     frames_decoded: int
@@ -79,6 +86,12 @@ class Batching(BaseModel):
     max_wait_ms: Number
 
 
+class PredictionLogInfo(BaseModel):
+    enabled: bool = Field(description="whether answered requests are recorded (params serve.prediction_log)")
+    keep_crops: bool = Field(description="whether the face crops the model saw are kept with them")
+    crop_retention_days: int = Field(description="kept crops are deleted after this many days")
+
+
 class Metadata(BaseModel):
     model: ModelRecord
     classes: list[str]
@@ -87,8 +100,36 @@ class Metadata(BaseModel):
     preprocessing: dict[str, Any] = Field(description="the artifact's preprocess.json: raw video to model input")
     limits: Limits
     batching: Batching
+    prediction_log: PredictionLogInfo | None = None
+    follows: str | None = Field(None, description="the registry stage the service follows (swapping to whichever "
+                                                  "version holds it), or null")
 
 
 class Health(BaseModel):
     status: Literal["ready", "loading"]
     model: str | None = Field(None, description="when ready: the registry version, or `unregistered`")
+
+
+class FeedbackRequest(BaseModel):
+    request_id: str = Field(description="the request_id of a logged /predict or /timeline answer")
+    label: str = Field(description="the true class: one of the classes of the model that answered")
+
+
+class FeedbackStored(BaseModel):
+    request_id: str
+    label: str = Field(description="the true label now stored (a later one for the same id replaces it)")
+    source: str = Field(description="api (POST /feedback, the page) or label-studio")
+    time: str = Field(description="when it was stored, ISO 8601 UTC")
+    predicted: str | None = Field(description="what the model answered (null for a timeline or a refused request)")
+
+
+class ReloadRequest(BaseModel):
+    artifact: str | None = Field(None, description="a deployment folder on the server to swap to; without it, the "
+                                                   "service's own source again (its folder, or its registry stage)")
+
+
+class Reloaded(BaseModel):
+    result: Literal["swapped", "unchanged"] = Field(description="unchanged: that build and version already served")
+    model: ModelVersion = Field(description="what answers from now on")
+    previous: ModelVersion = Field(description="what answered before (requests already started finish on it)")
+    seconds: float = Field(description="fetch, verification, loading and warm-up")

@@ -34,10 +34,11 @@ from a3lign_dfer.model.small_clip import build_small_clip, save_clip
 
 def captioned_frames(crops: pd.DataFrame, crops_root: Path, captions: pd.DataFrame, split: str,
                      size: int) -> tuple[torch.Tensor, list[str]]:
-    """All frames of a split at CLIP resolution, with the caption of each frame."""
+    """All frames of a split's captioned clips at CLIP resolution, with the caption of each frame (clips a
+    data.extra_sources folder adds have no captions and take no part)."""
     by_clip = {cid: grp.sort_values("frame_idx")["caption"].tolist() for cid, grp in captions.groupby("clip_id")}
     images, texts = [], []
-    rows = crops[crops["split"] == split]
+    rows = crops[(crops["split"] == split) & crops["clip_id"].isin(by_clip.keys())]
     for row in tqdm(rows.itertuples(), total=len(rows), desc=f"load {split} crops", unit="clip"):
         frames = torch.from_numpy(load_frames(crops_root / row.path)).permute(0, 3, 1, 2).float()
         frames = F.interpolate(frames, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
