@@ -152,6 +152,17 @@ def expression_video(path: Path, labels: list[str], seconds: float, seed: int = 
     return path
 
 
+def crops_of(path: Path, cfg):
+    """A video's face track and the crops of every frame with a box, as the face_crop stage cuts them."""
+    from a3lign_dfer.data.face_track import video_crops
+    from a3lign_dfer.data.video_io import VideoReader
+
+    with VideoReader(path) as video:
+        tracker, crops = video_crops(video, cfg)
+        held = [crop for _, crop in crops]
+    return tracker.track(), held
+
+
 def run_cmd(cmd: list[str], cwd: Path) -> str:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)

@@ -13,11 +13,11 @@ import pytest
 
 from dataclasses import replace
 
-from conftest import PARAMS
+from conftest import PARAMS, crops_of
 
 from a3lign_dfer.data import detectors
 from a3lign_dfer.data.detectors import YuNetDetector, make_detector, read_verified
-from a3lign_dfer.data.face_track import NoFaceError, crops_along, require_face, track_face
+from a3lign_dfer.data.face_track import NoFaceError, require_face, track_face
 from a3lign_research.face_videos import lfw_videos, no_face_videos, photo_videos, upright
 from a3lign_dfer.data.video_io import read_video, write_video
 
@@ -35,9 +35,8 @@ def real_videos(tmp_path_factory):
 
 def test_default_detector_finds_real_faces_and_crops_them_upright(real_videos):
     for video, path, frames in real_videos:
-        track, _ = track_face(path, CFG)
+        track, crops = crops_of(path, CFG)
         assert track.found >= 0.95 * len(frames), f"{video.name}: face in {track.found}/{len(frames)} frames"
-        crops = [crop for _, crop in crops_along(path, track, CFG, range(track.frames))]
         assert upright(crops, video, CFG.margin).all(), video.name
         assert not upright([np.rot90(c) for c in crops], video, CFG.margin).any()  # the check can fail
 

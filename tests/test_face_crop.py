@@ -15,7 +15,7 @@ from conftest import PARAMS
 
 from a3lign_dfer.data import manifest
 from a3lign_dfer.data.face_crop import crop_dataset
-from a3lign_dfer.data.face_track import crop_square, select_boxes, smooth_and_fill, track_face
+from a3lign_dfer.data.face_track import FaceTracker, crop_square, track_face
 from a3lign_dfer.data.synthetic import render_clip
 from a3lign_dfer.data.video_io import VideoDecodeError, read_video, write_video
 
@@ -100,26 +100,63 @@ def test_track_follows_the_ground_truth_face(dataset):
         assert np.all((track[:, 2] > 0.4 * clip.boxes[:, 3]) & (track[:, 2] < 1.2 * clip.boxes[:, 3]))
 
 
-def test_smooth_and_fill_interpolates_missed_frames():
-    boxes = np.array([[10 * t, 0, 20, 20] for t in range(8)], np.float32)
-    boxes[[0, 3, 4, 7]] = np.nan
-    filled = smooth_and_fill(boxes, window=1)
-    np.testing.assert_allclose(filled[:, 0], [20, 20, 30, 40, 50, 60, 70, 70])  # ends held, gap interpolated
-    np.testing.assert_allclose(filled[:, 2], 20)
-    spiky = np.array([[0, 0, 20, 20]] * 5, np.float32)
-    spiky[2, 0] = 100  # one jittery detection
-    np.testing.assert_allclose(smooth_and_fill(spiky, window=5)[:, 0], 10)
-    with pytest.raises(ValueError):
-        smooth_and_fill(np.full((3, 4), np.nan, np.float32), 5)
+def scripted_track(detections: list[np.ndarray], **overrides) -> tuple[FaceTracker, list]:
+    """A FaceTracker on a 200x200 video at detect_fps (the detector on every frame) whose detector answers
+    `detections` in turn; the boxes given as each frame came, and the tracker after `finish`."""
+    cfg = replace(PARAMS.face_crop, **{"smooth_window": 1, "track_lookahead_seconds": 0.5, **overrides})
+    tracker = FaceTracker(cfg, cfg.detect_fps, (200, 200))
+    answers = iter(detections)
+    tracker.detect = lambda small: np.asarray(next(answers), np.float32).reshape(-1, 4)
+    given = []
+    for t in range(len(detections)):
+        given.append(tracker.add(t, np.zeros((200, 200, 3), np.uint8)))
+    given.append(tracker.finish())
+    return tracker, given
 
 
-def test_select_boxes_ignores_clutter_and_marks_misses():
-    face = np.array([[100, 80, 60, 60]], np.float32)
-    clutter = np.array([[10, 10, 80, 80]], np.float32)
-    detections = [face, np.vstack([clutter, face + 2]), np.zeros((0, 4), np.float32), face + 4, clutter]
-    picked = select_boxes(detections)
-    np.testing.assert_array_equal(picked[[0, 1, 3], 0], [100, 102, 104])
-    assert np.isnan(picked[[2, 4]]).all()
+def test_the_track_interpolates_missed_frames_holds_its_ends_and_takes_the_median():
+    face = [np.array([[10 * t, 0, 60, 60]]) for t in range(8)]
+    for t in (0, 3, 4, 7):
+        face[t] = np.zeros((0, 4))
+    boxes = scripted_track(face)[0].track().boxes
+    np.testing.assert_allclose(boxes[:, 0], np.array([10, 10, 20, 30, 40, 50, 60, 60]) + 30)  # ends held, gap filled
+    np.testing.assert_allclose(boxes[:, 2], 60)
+    spiky = [np.array([[50, 50, 60, 60]])] * 5
+    spiky[2] = np.array([[70, 50, 60, 60]])                               # one jittery detection
+    np.testing.assert_allclose(scripted_track(spiky, smooth_window=5)[0].track().boxes[:, 0], 80)
+    assert scripted_track([np.zeros((0, 4))] * 3)[0].track().boxes is None
+
+
+def test_the_track_ignores_clutter_and_marks_misses():
+    face = np.array([[100, 80, 60, 60]])
+    clutter = np.array([[10, 10, 80, 80]])
+    detections = [face, np.vstack([clutter, face + 2]), np.zeros((0, 4)), face + 4, clutter, face + 6]
+    track = scripted_track(detections)[0].track()
+    np.testing.assert_array_equal(track.selected[[0, 1, 3, 5], 0], [100, 102, 104, 106])
+    assert np.isnan(track.selected[[2, 4]]).all() and track.found == 4
+
+
+def test_a_face_that_jumps_for_reacquire_runs_starts_a_new_segment_and_a_flicker_does_not():
+    left, right = np.array([[20, 60, 50, 50]]), np.array([[130, 60, 50, 50]])
+    cut = [left] * 12 + [right] * 12                                      # a cut between two shots
+    tracker, _ = scripted_track(cut)
+    boxes = tracker.track().boxes
+    assert tracker.segments == 2 and tracker.track().found == 24
+    np.testing.assert_allclose(boxes[:12, 0], 45) and np.testing.assert_allclose(boxes[12:, 0], 155)
+    runs = PARAMS.face_crop.reacquire_runs
+    flicker = [np.vstack([left, right]) if t % 2 else left for t in range(24)]
+    for t in range(8, 8 + runs - 1):                                      # the face missed, the other one seen
+        flicker[t] = right
+    tracker, _ = scripted_track(flicker)
+    assert tracker.segments == 1 and (tracker.track().boxes[:, 0] == 45).all()
+
+
+def test_each_box_is_given_within_the_look_ahead_and_all_by_the_end():
+    tracker, given = scripted_track([np.array([[50, 50, 60, 60]])] * 40)
+    late = tracker.lookahead + tracker.half                               # frames a box waits, at most
+    so_far = np.cumsum([len(batch) for batch in given[:-1]])
+    np.testing.assert_array_equal(so_far, np.maximum(0, np.arange(1, 41) - late))
+    assert [i for batch in given for i, _ in batch] == list(range(40))  # each once, in order
 
 
 def test_crop_square_pads_outside_the_frame():

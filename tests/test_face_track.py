@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import PARAMS
+from conftest import PARAMS, crops_of
 
 from a3lign_dfer.data.face_crop import crop_dataset
-from a3lign_dfer.data.face_track import crops_along, detection_scale, track_face
+from a3lign_dfer.data.face_track import detection_scale, track_face
 from a3lign_research.face_videos import photo_videos, upright
 from a3lign_dfer.data.video_io import write_video
 from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, RequestLimits, face_frames
@@ -33,10 +33,9 @@ def test_shrunk_detector_finds_real_faces_in_1080p_and_crops_them_upright(tmp_pa
     assert detection_scale(*HD[::-1], CFG.detect_max_side) <= 0.5          # it really runs on a small copy
     for video in photo_videos(24, HD)[:3]:                                 # pan, zoom, roll of real photos
         path = video.write(tmp_path / f"{video.name}.mp4", fps=30)
-        track, _ = track_face(path, CFG)
+        track, crops = crops_of(path, CFG)
         assert track.frame_size == (1080, 1920)
         assert track.detection_rate >= 0.95, f"{video.name}: {track.found}/{len(track.detected)}"
-        crops = [crop for _, crop in crops_along(path, track, CFG, range(track.frames))]
         assert upright(crops, video, CFG.margin).all(), video.name
         true_centre = video.boxes[:, :2] + video.boxes[:, 2:] / 2
         error = np.linalg.norm(track.boxes[:, :2] - true_centre, axis=1) / video.boxes[:, 3]

@@ -64,6 +64,8 @@ class FaceCropConfig:
     min_face: int
     detect_max_side: int             # the detector sees a copy of the frame with at most this longer side
     detect_fps: float                # the detector runs on at most this many frames per second of video
+    track_lookahead_seconds: float   # a frame's box waits for the detections this far ahead (data.face_track)
+    reacquire_runs: int              # detector runs with faces but none continuing the track that end a segment
     yunet_score_threshold: float
     min_detection_rate: float
     jpeg_quality: int

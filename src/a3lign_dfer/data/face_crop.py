@@ -1,9 +1,10 @@
 """The face_crop stage: every video's face track (data.face_track), its crops stored as JPEGs.
 
-A video is streamed twice, once to track the face and once to cut every frame's crop
-along the track, so a worker holds one full-resolution frame at a time whatever the
-video's length. A video whose face is found too rarely is rejected rather than cropped
-blindly; an unreadable one is rejected too, never fatal.
+A video is decoded once: each frame's crop is cut as soon as the track has decided its box (at most
+face_crop.track_lookahead_seconds later), so a worker holds that many full-resolution frames whatever the
+video's length. Frames more than the look-ahead before the face first shows get no crop. A video whose
+face is found too rarely is rejected (its crops removed) rather than cropped blindly; an unreadable one
+is rejected too, never fatal.
 
 Clips of kind "frames" (datasets that ship face-cropped frame folders) skip detection:
 each frame is padded to a square and resized into the same layout as the crops.
@@ -27,10 +28,10 @@ import pandas as pd
 from a3lign_dfer.config.data import FaceCropConfig, ScaleConfig
 from a3lign_dfer.data import shards
 from a3lign_dfer.data.cluster import dask_client, limit_threads, map_shards
-from a3lign_dfer.data.face_track import NoFaceError, crops_along, require_face, square_crop, track_face
+from a3lign_dfer.data.face_track import NoFaceError, require_face, square_crop, video_crops
 from a3lign_dfer.data.frame_folders import frame_files, read_frame
 from a3lign_dfer.data.manifest import ClipError, kinds, reject, validate
-from a3lign_dfer.data.video_io import VideoDecodeError
+from a3lign_dfer.data.video_io import VideoDecodeError, VideoReader
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def _rejected(clip_id: str, err: ClipError, decoded: int) -> ClipResult:
 
 def _write_jpegs(crops, dst: Path, quality: int) -> int:
     """Store (index, RGB crop) pairs as dst/<index>.jpg as they come."""
-    dst.mkdir(parents=True)
+    dst.mkdir(parents=True, exist_ok=True)
     for t, crop in crops:
         cv2.imwrite(str(dst / f"{t:05d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return len(list(dst.glob("*.jpg")))
@@ -68,15 +69,18 @@ def _crop_video(task: tuple) -> ClipResult:
     clip_id, src, dst, cfg = task
     shutil.rmtree(dst, ignore_errors=True)  # no stale frames from an earlier run
     try:
-        track, _ = track_face(src, cfg)
+        video = VideoReader(src)
     except VideoDecodeError as err:
         return _rejected(clip_id, err, 0)
-    try:
-        require_face(track, cfg, src)
-        written = _write_jpegs(crops_along(src, track, cfg, range(track.frames)), dst, cfg.jpeg_quality)
-    except (VideoDecodeError, NoFaceError) as err:
-        shutil.rmtree(dst, ignore_errors=True)
-        return _rejected(clip_id, err, track.frames)
+    with video:
+        tracker, crops = video_crops(video, cfg)
+        try:
+            written = _write_jpegs(crops, dst, cfg.jpeg_quality)
+            track = tracker.track()
+            require_face(track, cfg, src)
+        except (VideoDecodeError, NoFaceError) as err:
+            shutil.rmtree(dst, ignore_errors=True)
+            return _rejected(clip_id, err, tracker.seen)
     return ClipResult(clip_id, track.frames, written, track.found, len(track.detected))
 
 

@@ -1,19 +1,26 @@
 """The face track of one video, streamed: one box per frame at a bounded cost per pixel and frame.
 
-Phone videos are 720p/1080p and seconds to minutes long, so a video is decoded one frame
-at a time and never held whole: the detector sees a copy of at most `detect_fps` frames per
-second of video scaled so its longer side is at most `detect_max_side` (boxes mapped back to the frame), and
-only the frames asked for are kept at full resolution, where the crops are cut. Per-frame
-detections miss frames, jitter and fire on clutter, so one box per detected frame is chosen
-by continuity, then centre and size are median-filtered over the detected frames and every
-frame's box is interpolated from them. Training (`face_crop`), `predict`, `serve`, `timeline`, the
-drift monitor and the export's reference profile all cut their crops through here.
+Phone videos are 720p/1080p and seconds to minutes long, so a video is decoded once, one frame at a time,
+and never held whole (data.video_io): the detector sees a small copy (longer side at most `detect_max_side`,
+scaled by FFmpeg while it converts) of at most `detect_fps` frames per second of video, boxes mapped back,
+and only the frames a caller wants are converted at full resolution, where the crops are cut.
+
+Per-frame detections miss frames, jitter and fire on clutter, so FaceTracker picks one box per detector run
+by continuity: a segment starts at the candidate that recurs in the most runs of the next
+`track_lookahead_seconds` (a face persists, clutter flickers) and follows the nearest candidate; where
+`reacquire_runs` runs in a row have faces but none continues the track (a cut, a jump), the segment ends and
+a new one starts the same way after it. Centre and size are median-filtered within a segment and every
+frame's box is interpolated from the runs around it. A frame's box is decided once the runs up to the
+look-ahead past it are in, so files and live sources are tracked alike with a bounded delay, and a caller
+holds at most that many frames. Training (`face_crop`), `predict`, `serve`, `timeline`, the drift monitor
+and the export's reference profile all cut their crops through here.
 """
 from __future__ import annotations
 
+import bisect
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +30,7 @@ import numpy as np
 from a3lign_dfer.config.data import FaceCropConfig
 from a3lign_dfer.data.detectors import make_detector
 from a3lign_dfer.data.manifest import ClipError
-from a3lign_dfer.data.video_io import VideoDecodeError, declared_frames, decoded_frames, open_video
+from a3lign_dfer.data.video_io import DecodedFrame, VideoReader
 
 MAX_JUMP = 1.0  # a candidate further than this (centre shift / size + |log size ratio|) is clutter
 
@@ -38,56 +45,26 @@ def _jump(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.norm(cb - ca, axis=-1) / sa + np.abs(np.log(sb / sa))
 
 
-def select_boxes(detections: list[np.ndarray]) -> np.ndarray:
-    """One box (x, y, w, h) per detected frame, NaN where no candidate continues the track.
+def _nearest(box: np.ndarray, candidates: np.ndarray) -> int | None:
+    """The candidate that continues `box` (the nearest within MAX_JUMP), None if none does."""
+    if not len(candidates):
+        return None
+    cost = _jump(box, candidates)
+    k = int(np.argmin(cost))
+    return k if cost[k] <= MAX_JUMP else None
 
-    The track starts at the candidate that recurs (within MAX_JUMP) in the most frames,
-    the larger on ties: a face persists, clutter flickers. It is then followed
-    forwards and backwards, always to the nearest candidate.
-    """
-    out = np.full((len(detections), 4), np.nan, np.float32)
+
+def best_supported(detections: list[np.ndarray]) -> tuple[int, np.ndarray] | None:
+    """(run, box) of the candidate that recurs (within MAX_JUMP) in the most runs, the larger on ties; None
+    without candidates."""
     frame_of = np.concatenate([np.full(len(d), t) for t, d in enumerate(detections)]).astype(int)
     if not len(frame_of):
-        return out
+        return None
     boxes = np.concatenate([d for d in detections if len(d)])
     near = _jump(boxes[:, None], boxes[None]) <= MAX_JUMP
-    support = (near @ np.eye(len(detections), dtype=bool)[frame_of]).sum(1)  # frames it recurs in
+    support = (near @ np.eye(len(detections), dtype=bool)[frame_of]).sum(1)  # runs it recurs in
     best = int(np.lexsort((boxes[:, 2] * boxes[:, 3], support))[-1])
-    start = frame_of[best]
-    out[start] = boxes[best]
-    for order in (range(start + 1, len(detections)), range(start - 1, -1, -1)):
-        prev = boxes[best]
-        for t in order:
-            if len(detections[t]):
-                cost = _jump(prev, detections[t])
-                k = int(np.argmin(cost))
-                if cost[k] <= MAX_JUMP:
-                    out[t] = prev = detections[t][k]
-    return out
-
-
-def smooth_and_fill(boxes: np.ndarray, window: int, at: np.ndarray | None = None,
-                    frames: int | None = None) -> np.ndarray:
-    """Per-frame (cx, cy, side) from the boxes found on the detected frames `at` (default: every frame):
-    each detected frame's box is the median of the boxes found within `window` frames around it (a span of
-    time, however many frames were detected in it), and every frame in between or without one in reach is
-    interpolated from the nearest smoothed ones (held at the ends)."""
-    at = np.arange(len(boxes)) if at is None else np.asarray(at)
-    frames = len(boxes) if frames is None else frames
-    centre, _ = _centre_size(boxes)
-    track = np.column_stack([centre, np.maximum(boxes[:, 2], boxes[:, 3])])
-    found = ~np.isnan(track[:, 0])
-    if not found.any():
-        raise ValueError("no face box to smooth")
-    half = max(window, 1) // 2
-    smooth = np.full_like(track, np.nan)
-    for i, t in enumerate(at):
-        near = track[(np.abs(at - t) <= half) & found]
-        if len(near):
-            smooth[i] = np.median(near, 0)
-    ok = ~np.isnan(smooth[:, 0])
-    idx = np.arange(frames)
-    return np.column_stack([np.interp(idx, at[ok], smooth[ok, j]) for j in range(3)])
+    return int(frame_of[best]), boxes[best]
 
 
 def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, margin: float, size: int) -> np.ndarray:
@@ -139,16 +116,11 @@ def detection_scale(height: int, width: int, max_side: int) -> float:
     return min(1.0, max_side / max(height, width))
 
 
-def detect_scaled(frame_bgr: np.ndarray, detect: Callable[[np.ndarray], np.ndarray], scale: float,
-                  min_face: int) -> np.ndarray:
-    """Candidate boxes (x, y, w, h) in the frame's pixels, found on a copy shrunk by `scale`;
-    faces smaller than `min_face` frame pixels (longer box side) dropped. The copy is bilinear, not area-
-    averaged: on the real-face videos at 720p and 1080p both found the same faces (0.978 and 0.980 of
-    detected frames) with the same IoU against the true boxes (0.748), and bilinear cost 10 to 25% less
-    CPU per track (measured side by side, detect_max_side 480)."""
-    small = frame_bgr if scale == 1 else cv2.resize(frame_bgr, None, fx=scale, fy=scale,
-                                                    interpolation=cv2.INTER_LINEAR)
-    boxes = detect(small) / scale
+def detect_small(small_bgr: np.ndarray, detect, frame_size: tuple[int, int], min_face: int) -> np.ndarray:
+    """Candidate boxes (x, y, w, h) in the pixels of a frame of `frame_size` (height, width), found on its
+    small copy; faces smaller than `min_face` frame pixels (longer box side) dropped."""
+    fy, fx = frame_size[0] / small_bgr.shape[0], frame_size[1] / small_bgr.shape[1]
+    boxes = detect(small_bgr) * np.array([fx, fy, fx, fy], np.float32)
     return boxes[boxes[:, 2:].max(1) >= min_face]
 
 
@@ -156,11 +128,175 @@ class CostError(ValueError):
     """Tracking a video took more CPU time than allowed (a request budget): stopped early."""
 
 
+ASSUMED_FPS = 30.0   # for a source that states no frame rate: what the look-ahead in seconds is counted in
+
+
+class FaceTracker:
+    """The face box of each frame of a video as it plays (module docstring): feed every frame in order with
+    `add` (its small copy where `detects(t)`), then `finish`; each returns the frames whose boxes are now
+    decided, in order, as (index, (cx, cy, side) or None). None: no face within the look-ahead of a frame
+    before the first one found."""
+
+    def __init__(self, cfg: FaceCropConfig, fps: float, frame_size: tuple[int, int], last: int | None = None) -> None:
+        self.cfg, self.frame_size, self.last = cfg, frame_size, last
+        self.detect = detector_for(cfg)
+        self.stride = detection_stride(fps, cfg.detect_fps)
+        self.scale = detection_scale(*frame_size, cfg.detect_max_side)
+        self.horizon = max(1, round(cfg.track_lookahead_seconds * (fps if fps > 0 else ASSUMED_FPS) / self.stride))
+        self.lookahead = self.horizon * self.stride          # frames a box may wait for
+        self.half = max(cfg.smooth_window, 1) // 2
+        self.run_frames: list[int] = []                      # per detector run: its frame,
+        self.candidates: list[np.ndarray] = []               # the boxes found,
+        self.selected: list[np.ndarray] = []                 # the one kept (x, y, w, h), NaN: none,
+        self.segment: list[int] = []                         # and the track segment it belongs to
+        self.open_from = 0               # first run no segment has claimed
+        self.prev: np.ndarray | None = None                  # the open segment's last box, None: none open
+        self.followed = self.continued = -1                  # last run looked at / continued by the open segment
+        self.first_miss: int | None = None                   # first run since then with faces but none continuing
+        self.segments = 0
+        self.found: list[int] = []                           # decided runs with a box, in order
+        self.scanned = 0                                     # runs looked at for `found`
+        self.found_frames: list[int] = []
+        self.smoothed: dict[int, np.ndarray] = {}            # run -> median (cx, cy, side)
+        self.seen = self.emitted = 0                         # frames fed / frames whose box was given
+        self.boxes: list[np.ndarray | None] = []             # the boxes given, by frame
+
+    def detects(self, t: int) -> bool:
+        """Whether frame t goes to the detector: every stride-th frame and the last the container declares."""
+        return t % self.stride == 0 or t == self.last
+
+    def add(self, t: int, small_bgr: np.ndarray | None) -> list[tuple[int, np.ndarray | None]]:
+        if small_bgr is not None:
+            self.run_frames.append(t)
+            self.candidates.append(detect_small(small_bgr, self.detect, self.frame_size, self.cfg.min_face))
+            self.selected.append(np.full(4, np.nan, np.float32))
+            self.segment.append(0)
+            self._advance(final=False)
+        self.seen = t + 1
+        return self._emit(final=False)
+
+    def finish(self) -> list[tuple[int, np.ndarray | None]]:
+        self._advance(final=True)
+        return self._emit(final=True)
+
+    def _advance(self, final: bool) -> None:
+        runs = len(self.run_frames)
+        while True:
+            if self.prev is None:
+                waiting = runs - self.open_from
+                if waiting == 0 or (waiting < self.horizon and not final):
+                    return
+                self._acquire(min(runs, self.open_from + self.horizon))
+            elif self.followed + 1 < runs:
+                self._follow(self.followed + 1)
+            else:
+                return
+
+    def _acquire(self, end: int) -> None:
+        """Open a segment at the best-supported candidate of runs [open_from, end), followed back to open_from."""
+        best = best_supported(self.candidates[self.open_from:end])
+        if best is None:
+            self.open_from = end
+            return
+        run, box = self.open_from + best[0], best[1]
+        self.segments += 1
+        self._keep(run, box)
+        back = box
+        for r in range(run - 1, self.open_from - 1, -1):
+            k = _nearest(back, self.candidates[r])
+            if k is not None:
+                back = self.candidates[r][k]
+                self._keep(r, back)
+        self.prev, self.followed, self.continued, self.first_miss = box, run, run, None
+
+    def _follow(self, r: int) -> None:
+        self.followed = r
+        k = _nearest(self.prev, self.candidates[r])
+        if k is not None:
+            self.prev, self.continued, self.first_miss = self.candidates[r][k], r, None
+            self._keep(r, self.prev)
+        elif len(self.candidates[r]):
+            self.first_miss = r if self.first_miss is None else self.first_miss
+            misses = sum(len(self.candidates[q]) > 0 for q in range(self.first_miss, r + 1))
+            if misses >= self.cfg.reacquire_runs:           # a cut or a jump: claim these runs anew
+                self.open_from, self.prev = self.continued + 1, None
+
+    def _keep(self, r: int, box: np.ndarray) -> None:
+        self.selected[r], self.segment[r] = box, self.segments
+
+    def _decided_runs(self) -> int:
+        """Runs before this one are decided (a run with faces after the open segment's last box may still
+        start the next segment)."""
+        if self.prev is None:
+            return self.open_from
+        return self.first_miss if self.first_miss is not None else self.followed + 1
+
+    def _emit(self, final: bool) -> list[tuple[int, np.ndarray | None]]:
+        decided = len(self.run_frames) if final else self._decided_runs()
+        for r in range(self.scanned, decided):
+            if not np.isnan(self.selected[r][0]):
+                self.found.append(r)
+                self.found_frames.append(self.run_frames[r])
+        self.scanned = max(self.scanned, decided)
+        ready = self.seen if final else min(
+            self.seen, (self.run_frames[decided] if decided < len(self.run_frames) else self.seen)
+            - self.lookahead - self.half)
+        out = [(t, self._box(t)) for t in range(self.emitted, max(ready, self.emitted))]
+        self.emitted = max(ready, self.emitted)
+        self.boxes += [box for _, box in out]
+        return out
+
+    def _box(self, t: int) -> np.ndarray | None:
+        """Frame t's box: interpolated between the smoothed runs around it in one segment, else held from the
+        nearer one (the earlier on ties); a run after t counts only within the look-ahead."""
+        i = bisect.bisect_right(self.found_frames, t)
+        prev = self.found[i - 1] if i else None
+        nxt = self.found[i] if i < len(self.found) and self.found_frames[i] <= t + self.lookahead else None
+        if prev is None and nxt is None:
+            return None
+        if prev is None or nxt is None or self.segment[prev] != self.segment[nxt]:
+            if nxt is None or (prev is not None and t - self.run_frames[prev] <= self.run_frames[nxt] - t):
+                return self._smooth(prev)
+            return self._smooth(nxt)
+        a, b = self.run_frames[prev], self.run_frames[nxt]
+        w = 0.0 if b == a else (t - a) / (b - a)
+        return (1 - w) * self._smooth(prev) + w * self._smooth(nxt)
+
+    def _smooth(self, r: int) -> np.ndarray:
+        """Run r's box as (cx, cy, side): the median of its segment's boxes found within half the median's span."""
+        if r not in self.smoothed:
+            f = self.run_frames[r]
+            lo = bisect.bisect_left(self.found_frames, f - self.half)
+            hi = bisect.bisect_right(self.found_frames, f + self.half)
+            near = np.array([self.selected[q] for q in self.found[lo:hi] if self.segment[q] == self.segment[r]])
+            centre, _ = _centre_size(near)
+            self.smoothed[r] = np.median(np.column_stack([centre, near[:, 2:].max(1)]), 0)
+        return self.smoothed[r]
+
+    def rate(self, start: int, end: int) -> float | None:
+        """Decided runs in frames [start, end) with a face / decided runs there (None: no run there)."""
+        decided = self._decided_runs()
+        lo = bisect.bisect_left(self.run_frames, start, 0, decided)
+        hi = bisect.bisect_left(self.run_frames, end, 0, decided)
+        if lo == hi:
+            return None
+        return sum(not np.isnan(self.selected[r][0]) for r in range(lo, hi)) / (hi - lo)
+
+    def track(self) -> "FaceTrack":
+        """The FaceTrack of the frames given so far (after `finish`: the whole video)."""
+        selected = np.array(self.selected, np.float32).reshape(-1, 4)
+        found = int((~np.isnan(selected[:, 0])).sum())
+        boxes = np.array([np.full(3, np.nan) if b is None else b for b in self.boxes], np.float64).reshape(-1, 3)
+        return FaceTrack(boxes if found else None, found, np.array(self.run_frames, int), selected, len(boxes),
+                         self.frame_size, self.stride)
+
+
 @dataclass(frozen=True)
 class FaceTrack:
     """Where the face is in every decoded frame of one video."""
 
-    boxes: np.ndarray | None       # (frames, 3) smoothed, gap-filled (cx, cy, side) in pixels; None: no face
+    boxes: np.ndarray | None       # (frames, 3) smoothed, gap-filled (cx, cy, side) in pixels, NaN before the
+                                   # face is first found (beyond the look-ahead); None: no face
     found: int                     # detected frames with a tracked box
     detected: np.ndarray           # indices of the frames the detector ran on
     selected: np.ndarray           # (detected frames, 4) the box (x, y, w, h) kept on each, NaN: none
@@ -187,64 +323,74 @@ def require_face(track: FaceTrack, cfg: FaceCropConfig, source: str | Path) -> N
                                   f"face_crop.min_detection_rate={cfg.min_detection_rate}")
 
 
-def track_face(path: str | Path, cfg: FaceCropConfig, keep: Iterable[int] = (),
+def track_face(path: str | Path | VideoReader, cfg: FaceCropConfig, keep: Iterable[int] = (),
                max_cpu_seconds: float | None = None) -> tuple[FaceTrack, dict[int, np.ndarray]]:
-    """Stream `path` once: the face track and the frames of `keep` (BGR, full resolution; only those are held).
-    The detector runs on every stride-th frame (detection_stride) and on the last one the container
-    declares, whatever `keep` is, so training (keeping nothing) and serving (keeping the sampled frames)
-    track alike. VideoDecodeError for an unreadable video; CostError once the calling thread has spent
-    `max_cpu_seconds` of CPU on it (checked after every frame, decoded or only grabbed)."""
-    keep, detect = set(keep), detector_for(cfg)
+    """Decode a video once: its face track and the frames of `keep` (RGB, full resolution; only those are
+    held). The detector runs on the same frames whatever `keep` is (FaceTracker.detects), so training
+    (keeping nothing) and serving (keeping the sampled frames) track alike. VideoDecodeError for an
+    unreadable video; CostError once the calling thread has spent `max_cpu_seconds` of CPU on it."""
+    keep, kept = set(keep), {}
+    with _opened(path) as video:
+        tracker = tracker_for(video, cfg)
+        for frame in budgeted(decoded(video, tracker, keep.__contains__), max_cpu_seconds, video.path):
+            if frame.full is not None:
+                kept[frame.index] = frame.full
+            tracker.add(frame.index, frame.small)
+        tracker.finish()
+    return tracker.track(), kept
+
+
+def _opened(path: str | Path | VideoReader) -> VideoReader:
+    return path if isinstance(path, VideoReader) else VideoReader(path)
+
+
+def tracker_for(video: VideoReader, cfg: FaceCropConfig) -> FaceTracker:
+    return FaceTracker(cfg, video.fps, video.frame_size, last=video.declared - 1)
+
+
+def decoded(video: VideoReader, tracker: FaceTracker, full_at) -> Iterator[DecodedFrame]:
+    """The video's frames with the small copy where the tracker detects and the full frame where `full_at`."""
+    return video.frames(tracker.detects, full_at, video.small_size(tracker.scale))
+
+
+def budgeted(frames: Iterable[DecodedFrame], max_cpu_seconds: float | None, path) -> Iterator[DecodedFrame]:
+    """The frames, until the calling thread has spent `max_cpu_seconds` of CPU (CostError)."""
     start = time.thread_time()
-    cap = open_video(Path(path))
-    stride = detection_stride(cap.get(cv2.CAP_PROP_FPS), cfg.detect_fps)
-    last = declared_frames(cap) - 1            # detected too, so the track's end is not held from stride frames back
-    detected, found_at, kept = [], [], {}
-    try:
-        for t, frame in decoded_frames(cap, Path(path), lambda t: t % stride == 0 or t == last or t in keep):
-            if t == 0:                         # always decoded (0 % stride == 0)
-                size = frame.shape[:2]
-                scale = detection_scale(*size, cfg.detect_max_side)
-            if t in keep:
-                kept[t] = frame
-            if t % stride == 0 or t == last:
-                detected.append(t)
-                found_at.append(detect_scaled(frame, detect, scale, cfg.min_face))
-            if max_cpu_seconds is not None and time.thread_time() - start > max_cpu_seconds:
-                raise CostError(f"{path}: stopped after {max_cpu_seconds:g} CPU-seconds at frame {t + 1}")
-        frames = t + 1
-    finally:
-        cap.release()
-    boxes = select_boxes(found_at)
-    found = int((~np.isnan(boxes[:, 0])).sum())
-    track = smooth_and_fill(boxes, cfg.smooth_window, np.array(detected), frames) if found else None
-    return FaceTrack(track, found, np.array(detected), boxes, frames, size, stride), kept
+    for frame in frames:
+        yield frame
+        if max_cpu_seconds is not None and time.thread_time() - start > max_cpu_seconds:
+            raise CostError(f"{path}: stopped after {max_cpu_seconds:g} CPU-seconds at frame {frame.index + 1}")
 
 
-def crops_along(path: str | Path, track: FaceTrack, cfg: FaceCropConfig, indices: Iterable[int],
-                kept: dict[int, np.ndarray] | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, RGB crop) for each frame of `indices` in order, cut from the full-resolution frame along the
-    track: from `kept` where it holds the frame, else from one more streamed pass (one frame held at a time)."""
-    indices, kept = sorted(set(indices)), kept or {}
-    if set(indices) <= kept.keys():
-        for t in indices:
-            yield t, cut_face(kept[t], track.boxes[t], cfg)
-        return
-    wanted = set(indices)
-    cap = open_video(Path(path))
-    try:
-        for t, frame in decoded_frames(cap, Path(path), wanted.__contains__):
-            if frame is not None:
-                yield t, cut_face(frame, track.boxes[t], cfg)
-                wanted.discard(t)
-                if not wanted:
-                    return
-    finally:
-        cap.release()
-    raise VideoDecodeError(path, "truncated_video", f"frame {min(wanted)} no longer decodes")
+def tracked_crops(frames: Iterable[DecodedFrame], tracker: FaceTracker, wanted,
+                  cfg: FaceCropConfig) -> Iterator[tuple[int, np.ndarray | None, np.ndarray | None]]:
+    """(index, box, RGB crop) of each `wanted` frame in order, as soon as its box is decided (box and crop None
+    where the frame has none); only the wanted frames not yet decided are held."""
+    held: dict[int, np.ndarray] = {}
+
+    def ready(decided):
+        for t, box in decided:
+            if t in held:
+                frame = held.pop(t)
+                yield t, box, None if box is None else cut_face(frame, box, cfg)
+
+    for frame in frames:
+        if frame.full is not None and wanted(frame.index):
+            held[frame.index] = frame.full
+        yield from ready(tracker.add(frame.index, frame.small))
+    yield from ready(tracker.finish())
 
 
-def cut_face(frame_bgr: np.ndarray, box: np.ndarray, cfg: FaceCropConfig) -> np.ndarray:
-    """The RGB face crop of one BGR frame at its track box (cx, cy, side): what every crop of a video is."""
+def video_crops(video: VideoReader, cfg: FaceCropConfig) -> tuple[FaceTracker, Iterator[tuple[int, np.ndarray]]]:
+    """The tracker and (index, RGB crop) of every frame with a box as its box is decided, in one decoding
+    pass (the face_crop stage's crops); the tracker's `track()` is the video's once the crops are consumed."""
+    tracker = tracker_for(video, cfg)
+    every = lambda t: True  # noqa: E731
+    crops = tracked_crops(decoded(video, tracker, every), tracker, every, cfg)
+    return tracker, ((t, crop) for t, _, crop in crops if crop is not None)
+
+
+def cut_face(frame_rgb: np.ndarray, box: np.ndarray, cfg: FaceCropConfig) -> np.ndarray:
+    """The face crop of one frame at its track box (cx, cy, side): what every crop of a video is."""
     cx, cy, side = box
-    return cv2.cvtColor(crop_square(frame_bgr, cx, cy, side, cfg.margin, cfg.size), cv2.COLOR_BGR2RGB)
+    return crop_square(frame_rgb, cx, cy, side, cfg.margin, cfg.size)

@@ -1,29 +1,23 @@
-"""Video files in and out.
+"""Video files in and out, both through PyAV (FFmpeg).
 
-Writing goes through PyAV/libx264 with one encoder thread so the same frames always
-give the same bytes (DVC hashes them); reading goes through OpenCV, the fastest
-decoder available here.
+Writing uses libx264 with one encoder thread so the same frames always give the same bytes (DVC hashes
+them). Reading decodes a file once and converts only the frames a caller asks for, with FFmpeg's own
+scaler doing colour conversion and resizing in one step: the detector's small BGR copy and the full-
+resolution RGB frames the crops are cut from. At 1080p the conversion costs about what the decoding does,
+so frames that neither detection nor cropping needs are decoded and dropped unconverted.
 """
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 
 from a3lign_dfer.data.manifest import ClipError
-
-# A bad file gets one clear line of ours (VideoDecodeError), not FFmpeg's "moov atom not found" and
-# OpenCV's WARN lines before it; FFmpeg reads its level when the first capture opens. Set
-# OPENCV_FFMPEG_LOGLEVEL (e.g. 32) yourself to see FFmpeg's messages again.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-
 
 class VideoDecodeError(ClipError):
     """A video that cannot be read; names the file and which problem it is (manifest.PROBLEMS)."""
@@ -50,24 +44,6 @@ def container_of(path: Path) -> str | None:
     return next((name for name, match in _SIGNATURES.items() if match(head)), None)
 
 
-def open_video(path: Path) -> cv2.VideoCapture:
-    """An opened capture, or VideoDecodeError saying whether the file is missing, empty, not a video or truncated."""
-    if not path.is_file():
-        raise VideoDecodeError(path, "missing_video", "file not found")
-    if path.stat().st_size == 0:
-        raise VideoDecodeError(path, "empty_video", "empty file (0 bytes)")
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
-    if cap.isOpened():
-        return cap
-    cap.release()
-    container = container_of(path)
-    if container is None:
-        raise VideoDecodeError(path, "not_a_video", "not a video: OpenCV/FFmpeg cannot open it and its first "
-                                                    "bytes are no known video container")
-    raise VideoDecodeError(path, "truncated_video", f"truncated or corrupt {container} file: it starts like one "
-                                                    "but OpenCV/FFmpeg cannot open it")
-
-
 @dataclass(frozen=True)
 class VideoProbe:
     """What the container declares, read before any frame is decoded."""
@@ -81,14 +57,131 @@ class VideoProbe:
         return self.frames * self.height * self.width
 
 
+@dataclass(frozen=True)
+class DecodedFrame:
+    """One decoded frame in the forms asked for (display rotation applied to both)."""
+
+    index: int
+    small: np.ndarray | None      # BGR uint8 at the reader's small size (what OpenCV's detectors take)
+    full: np.ndarray | None       # RGB uint8 at full resolution
+
+
+class VideoReader:
+    """One video file, opened once: what its container declares, then its frames in one decoding pass.
+
+    VideoDecodeError (missing, empty, not a video, truncated) names the file and the problem. One decoder
+    thread: the pipeline runs one process per core, and CPU time per video is what is measured.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path = Path(path)
+        if not path.is_file():
+            raise VideoDecodeError(path, "missing_video", "file not found")
+        if path.stat().st_size == 0:
+            raise VideoDecodeError(path, "empty_video", "empty file (0 bytes)")
+        try:
+            self.container = av.open(str(path))
+        except av.FFmpegError as err:
+            raise _unopenable(path, err) from err
+        if not self.container.streams.video:
+            self.container.close()
+            raise VideoDecodeError(path, "not_a_video", "not a video: FFmpeg opens it but finds no video stream")
+        self.stream = self.container.streams.video[0]
+        self.stream.codec_context.thread_count = 1
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        self.fps = float(rate) if rate else 0.0
+        self.declared = self._declared_frames(rate)
+        self.rotation = self._rotation()
+        width, height = self.stream.codec_context.width, self.stream.codec_context.height
+        self.frame_size = (width, height) if self.rotation % 180 else (height, width)   # (height, width) shown
+
+    def _declared_frames(self, rate: Fraction | None) -> int:
+        """The frame count the container states, else its duration times the frame rate (0: neither)."""
+        if self.stream.frames:
+            return int(self.stream.frames)
+        if rate and self.stream.duration and self.stream.time_base:
+            return int(round(self.stream.duration * self.stream.time_base * rate))
+        if rate and self.container.duration:
+            return int(round(self.container.duration / av.time_base * rate))
+        return 0
+
+    def _rotation(self) -> int:
+        """The display rotation (degrees counter-clockwise) the first frame carries, as phones store it; that
+        frame is kept for `frames` (decoding is not repeated)."""
+        self._decoder = self._decode()
+        self._first = next(self._decoder, None)
+        return 0 if self._first is None else int(self._first.rotation) % 360
+
+    def probe(self) -> VideoProbe:
+        return VideoProbe(self.declared, *self.frame_size)
+
+    def small_size(self, scale: float) -> tuple[int, int]:
+        """(height, width) of a frame shrunk by `scale`, as the small frames come."""
+        return max(1, round(self.frame_size[0] * scale)), max(1, round(self.frame_size[1] * scale))
+
+    def frames(self, small_at: Callable[[int], bool] = lambda t: False, full_at: Callable[[int], bool] = lambda t: True,
+               small_size: tuple[int, int] | None = None) -> Iterator[DecodedFrame]:
+        """Every frame in order: `small` (BGR, (height, width) = small_size) where small_at(index), `full` (RGB)
+        where full_at(index), neither converted otherwise. Ends with VideoDecodeError when no frame decodes or
+        clearly fewer than the container declares (a file cut short)."""
+        turns = self.rotation // 90
+        coded = small_size if small_size is None or turns % 2 == 0 else small_size[::-1]
+        t = 0
+        for frame in self._decoded():
+            small = full = None
+            if small_at(t):
+                small = np.rot90(frame.reformat(width=coded[1], height=coded[0], format="bgr24",
+                                                interpolation="BILINEAR").to_ndarray(), turns)
+            if full_at(t):
+                full = np.rot90(frame.to_ndarray(format="rgb24"), turns)
+            yield DecodedFrame(t, small, full)
+            t += 1
+        if t == 0:
+            raise VideoDecodeError(self.path, "truncated_video", "no decodable frames (truncated or corrupt)")
+        # Containers other than MP4 may estimate their frame count from the duration: allow 5%.
+        if t < 0.95 * self.declared - 1:
+            raise VideoDecodeError(self.path, "truncated_video", f"truncated: {t} of the {self.declared} frames "
+                                                                 "its container declares decode")
+
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        """Frames until the end or the first undecodable packet (judged by the caller against the declared count)."""
+        try:
+            yield from self.container.decode(self.stream)
+        except av.FFmpegError:
+            return
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        if self._first is None:
+            return
+        if self._decoder is None:
+            raise RuntimeError(f"{self.path}: frames() decodes the video once")
+        decoder, self._decoder = self._decoder, None
+        yield self._first
+        yield from decoder
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _unopenable(path: Path, err: av.FFmpegError) -> VideoDecodeError:
+    container = container_of(path)
+    if container is None:
+        return VideoDecodeError(path, "not_a_video", "not a video: FFmpeg cannot open it and its first "
+                                                     "bytes are no known video container")
+    return VideoDecodeError(path, "truncated_video", f"truncated or corrupt {container} file: it starts like one "
+                                                     f"but FFmpeg cannot open it ({err.strerror})")
+
+
 def probe_video(path: str | Path) -> VideoProbe:
     """Frame count and size the container declares (no decoding); VideoDecodeError if it cannot be opened."""
-    cap = open_video(Path(path))
-    try:
-        return VideoProbe(declared_frames(cap), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                          int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
-    finally:
-        cap.release()
+    with VideoReader(path) as video:
+        return video.probe()
 
 
 def write_video(frames_rgb: np.ndarray | Iterable[np.ndarray], path: str | Path, fps: int,
@@ -124,42 +217,17 @@ def write_video(frames_rgb: np.ndarray | Iterable[np.ndarray], path: str | Path,
     return n
 
 
-def declared_frames(cap: cv2.VideoCapture) -> int:
-    return max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
-
-
-def decoded_frames(cap: cv2.VideoCapture, path: Path,
-                   wanted: Callable[[int], bool]) -> Iterator[tuple[int, np.ndarray | None]]:
-    """(index, BGR frame) for every frame in order, the frame only where `wanted(index)` (the others are
-    decoded but never converted: at 1080p the conversion costs more than the decoding). Ends with
-    VideoDecodeError when no frame decodes or clearly fewer than the container declares (a file cut short)."""
-    declared, t = declared_frames(cap), 0
-    while cap.grab():
-        if wanted(t):
-            ok, frame = cap.retrieve()
-            if not ok:
-                break
-            yield t, frame
-        else:
-            yield t, None
-        t += 1
-    if t == 0:
-        raise VideoDecodeError(path, "truncated_video", "no decodable frames (truncated or corrupt)")
-    # Containers other than MP4 may estimate their frame count from the duration: allow 5%.
-    if t < 0.95 * declared - 1:
-        raise VideoDecodeError(path, "truncated_video", f"truncated: {t} of the {declared} frames "
-                                                        "its container declares decode")
-
-
 def read_video(path: str | Path) -> np.ndarray:
     """Decode every frame as RGB uint8 [N, H, W, 3] (for small clips: the whole video is held).
 
-    Raises VideoDecodeError (missing, empty, not a video, truncated) as decoded_frames does.
+    Raises VideoDecodeError (missing, empty, not a video, truncated) as VideoReader does.
     """
-    path = Path(path)
-    cap = open_video(path)
-    try:
-        return np.stack([cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                         for _, frame in decoded_frames(cap, path, lambda t: True)])
-    finally:
-        cap.release()
+    with VideoReader(path) as video:
+        return np.stack([frame.full for frame in video.frames()])
+
+
+def full_frames(path: str | Path, indices: Iterable[int]) -> dict[int, np.ndarray]:
+    """The RGB frames at `indices` (those that decode), in one more pass over the file."""
+    wanted = set(indices)
+    with VideoReader(path) as video:
+        return {f.index: f.full for f in video.frames(full_at=wanted.__contains__) if f.full is not None}

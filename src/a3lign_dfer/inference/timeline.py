@@ -1,12 +1,14 @@
 """Expression timelines: one prediction per stride over a sliding window of a video file, a camera or a stream.
 
 Each window (params `timeline`) samples its `frames` (preprocess.json) as evaluation samples a clip: the
-centres of equal segments of the window's frames. Its crops are `predict`'s: a video file is tracked whole
-first (data.face_track, as predict and training track), then streamed a second time to cut the sampled
-frames, one held at a time. A camera or a stream cannot be read twice, so its face is tracked as it plays
-(LiveTrack: the same detector, continuity rule and median, over the detections so far; a box lags a moving
-face by up to half the median's span). A file no longer than one window is one window over all its frames,
-so its timeline is predict's answer.
+centres of equal segments of the window's frames. Its crops are `predict`'s: files, cameras and streams
+are decoded once and tracked as they play (data.face_track.FaceTracker, as predict and training track),
+each sampled frame held until the track has decided its box (at most face_crop.track_lookahead_seconds
+later) and cut then; the track starts a new segment where the face jumps (a cut, a new shot), so every
+shot's windows find their face. A file no longer than one window is one window over all its frames, so its
+timeline is predict's answer (when the face shows within the look-ahead of its start). A folder of frame
+images (a DFEW-style clip) is a file at timeline.default_fps whose frames are the face, as face_crop
+stores such clips. A file in which no face is found at all is refused (no_face), as predict refuses it.
 
 Frames shared by consecutive windows are encoded once: FrameFeatures keeps each sampled frame's image
 features by frame index (SplitRunner.encode) and runs the head on each window's cached features. With the
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +30,13 @@ import numpy as np
 
 from a3lign_dfer.config.data import FaceCropConfig
 from a3lign_dfer.config.serving import TimelineConfig
-from a3lign_dfer.data.face_track import (FaceTrack, crops_along, cut_face, detect_scaled, detection_scale,
-                                         detection_stride, detector_for, select_boxes)
+from a3lign_dfer.data.face_track import FaceTracker, budgeted, decoded, square_crop, tracked_crops
+from a3lign_dfer.data.frame_folders import frame_files, read_frame
+from a3lign_dfer.data.manifest import ClipError
 from a3lign_dfer.data.sampling import segment_indices
-from a3lign_dfer.data.video_io import open_video
+from a3lign_dfer.data.video_io import DecodedFrame
 from a3lign_dfer.inference.video_input import (InputError, PreprocessSpec, RequestLimits, as_input_errors,
-                                               as_stored, probed, tracked)
+                                               as_stored, open_checked)
 from a3lign_dfer.model.image_spec import ImageSpec
 
 OPEN_TIMEOUT_MS = 10_000           # a stream URL that answers nothing in this long is reported as unopenable
@@ -135,92 +137,102 @@ def _in_order(plan: WindowPlan, spans: Iterator[tuple[int, int]], frames: Iterat
                     boxes.pop(old, None)
 
 
-def capture_fps(cap: cv2.VideoCapture, cfg: TimelineConfig) -> float:
-    fps = cap.get(cv2.CAP_PROP_FPS)
+def plan_fps(fps: float, cfg: TimelineConfig) -> float:
+    """The frame rate windows are counted in: the source's, else timeline.default_fps."""
     return fps if 0 < fps < 1000 else cfg.default_fps
+
+
+def _sampled(plan: WindowPlan, spans: list[tuple[int, int]]) -> set[int]:
+    return {int(t) for span in spans for t in plan.sampled(*span)}
 
 
 def file_windows(path: Path, spec: PreprocessSpec, cfg: TimelineConfig,
                  limits: RequestLimits | None = None) -> FaceWindows:
-    """A video file's windows (module docstring); InputError as `predict` gives for a file it cannot use."""
-    probed(path, limits)
-    track, _ = tracked(path, spec, limits)
-    with as_input_errors(limits):
-        cap = open_video(path)
-        fps = capture_fps(cap, cfg)
-        cap.release()
+    """A video file's (or frame folder's) windows in one decoding pass (module docstring); InputError as
+    `predict` gives for a file it cannot use. Windows are planned on the frame count the container declares."""
+    if path.is_dir():
+        return folder_windows(path, spec, cfg, limits)
+    video = open_checked(path, limits)
+    fps = plan_fps(video.fps, cfg)
     plan = WindowPlan.of(cfg, fps, spec.frames)
-    spans = plan.spans(track.frames)
-    needed = sorted({int(t) for span in spans for t in plan.sampled(*span)})
-    boxes = {t: track.boxes[t] for t in needed}
-    crops = ((t, as_stored(crop, spec.face_crop.jpeg_quality))
-             for t, crop in crops_along(path, track, spec.face_crop, needed))
-    return FaceWindows(str(path), fps, track.frames, track.frame_size,
-                       _checked(_in_order(plan, iter(spans), crops, boxes, _track_rate(track), spec.face_crop),
-                                limits))
+    spans = plan.spans(max(video.declared, 1))
+    needed = _sampled(plan, spans)
+    tracker = FaceTracker(spec.face_crop, video.fps, video.frame_size, last=video.declared - 1)
+    boxes: dict[int, np.ndarray] = {}
+
+    def frames() -> Iterator[tuple[int, np.ndarray | None]]:
+        with video:
+            decoding = budgeted(decoded(video, tracker, needed.__contains__),
+                                None if limits is None else limits.max_cpu_seconds, path)
+            yield from _stored(tracked_crops(decoding, tracker, needed.__contains__, spec.face_crop), boxes,
+                               spec.face_crop)
+        if limits is not None:                              # a container that under-declares its length
+            limits.check(path, tracker.seen, *video.frame_size)
+        if tracker.seen < spec.min_frames:
+            raise InputError(f"{path}: {tracker.seen} decodable frame(s), fewer than the {spec.min_frames} needed",
+                             "too_few_frames")
+
+    windows = _in_order(plan, iter(spans), frames(), boxes, tracker.rate, spec.face_crop)
+    return FaceWindows(str(path), fps, video.declared, video.frame_size,
+                       _checked(_face_found_first(windows, tracker, path), limits))
+
+
+def _stored(crops, boxes: dict, cfg: FaceCropConfig) -> Iterator[tuple[int, np.ndarray | None]]:
+    """(index, crop after the JPEG round trip) of tracked crops, each frame's box recorded in `boxes`."""
+    for t, box, crop in crops:
+        if box is not None:
+            boxes[t] = box
+        yield t, None if crop is None else as_stored(crop, cfg.jpeg_quality)
+
+
+def _face_found_first(windows: Iterator[WindowCrops], tracker: FaceTracker, path: Path) -> Iterator[WindowCrops]:
+    """The windows, those before the first face held back (they hold no crops) so that a file with no face
+    at all is refused before any window is given."""
+    held = []
+    for window in windows:
+        held.append(window)
+        if tracker.found:
+            yield from held
+            held = []
+    if not tracker.found:
+        raise InputError(f"no face found: {path}: face found in 0/{len(tracker.run_frames)} detected frames",
+                         "no_face")
+    yield from held
+
+
+def folder_windows(folder: Path, spec: PreprocessSpec, cfg: TimelineConfig,
+                   limits: RequestLimits | None = None) -> FaceWindows:
+    """A frame folder's windows at timeline.default_fps: each sampled frame padded to a square and resized, as
+    face_crop stores such clips; the face box is the whole frame and every window's detection rate 1."""
+    try:
+        files = frame_files(folder)
+        if len(files) < spec.min_frames:
+            raise InputError(f"{folder}: {len(files)} frame image(s), fewer than the {spec.min_frames} needed",
+                             "too_few_frames")
+        height, width = read_frame(files[0]).shape[:2]
+    except ClipError as err:
+        raise InputError(str(err), err.problem) from err
+    if limits is not None:
+        limits.check(folder, len(files), height, width)
+    plan = WindowPlan.of(cfg, cfg.default_fps, spec.frames)
+    spans = plan.spans(len(files))
+    needed = sorted(_sampled(plan, spans))
+    boxes = dict.fromkeys(needed, np.array([width / 2, height / 2, max(height, width)]))
+
+    def frames() -> Iterator[tuple[int, np.ndarray]]:
+        try:
+            for t in needed:
+                yield t, as_stored(square_crop(read_frame(files[t]), spec.face_crop.size), spec.face_crop.jpeg_quality)
+        except ClipError as err:
+            raise InputError(str(err), err.problem) from err
+
+    windows = _in_order(plan, iter(spans), frames(), boxes, lambda start, end: 1.0, spec.face_crop)
+    return FaceWindows(str(folder), cfg.default_fps, len(files), (height, width), windows)
 
 
 def _checked(windows: Iterator[WindowCrops], limits: RequestLimits | None) -> Iterator[WindowCrops]:
     with as_input_errors(limits):
         yield from windows
-
-
-def _track_rate(track: FaceTrack) -> Callable[[int, int], float | None]:
-    found = ~np.isnan(track.selected[:, 0])
-
-    def rate(start: int, end: int) -> float | None:
-        inside = (track.detected >= start) & (track.detected < end)
-        return float(found[inside].mean()) if inside.any() else None
-    return rate
-
-
-class LiveTrack:
-    """The face track of a camera or stream as it plays: a box for every frame from the first found face on.
-
-    The detector runs on every stride-th frame (detection_stride), on a copy shrunk as for files; each run keeps
-    the candidate that continues the track (select_boxes' rule on the last box and this run's candidates), or
-    the largest one while there is no track. A frame's box is the median of the boxes found within the last
-    smooth_window frames, held when none is that recent; a track lost for longer starts again.
-    """
-
-    def __init__(self, cfg: FaceCropConfig, fps: float, frame_size: tuple[int, int]) -> None:
-        self.cfg, self.detect = cfg, detector_for(cfg)
-        self.stride = detection_stride(fps, cfg.detect_fps)
-        self.scale = detection_scale(*frame_size, cfg.detect_max_side)
-        self.last: np.ndarray | None = None                 # the last kept box (x, y, w, h)
-        self.found: deque[tuple[int, np.ndarray]] = deque()  # (frame, (cx, cy, side)) of recent kept boxes
-        self.held: np.ndarray | None = None
-        self.runs: deque[tuple[int, bool]] = deque()         # (frame, face found) of each detector run
-
-    def update(self, t: int, frame_bgr: np.ndarray) -> np.ndarray | None:
-        """Frame t's box (cx, cy, side), None before the face was first found."""
-        if t % self.stride == 0:
-            box = self._continued(detect_scaled(frame_bgr, self.detect, self.scale, self.cfg.min_face))
-            self.runs.append((t, box is not None))
-            if box is not None:
-                self.last = box
-                self.found.append((t, np.array([box[0] + box[2] / 2, box[1] + box[3] / 2, max(box[2], box[3])])))
-        while self.found and t - self.found[0][0] > self.cfg.smooth_window:
-            self.found.popleft()
-        if self.found:
-            self.held = np.median([b for _, b in self.found], axis=0)
-        else:
-            self.last = None                                  # lost for a whole median span: acquire anew
-        return self.held
-
-    def _continued(self, candidates: np.ndarray) -> np.ndarray | None:
-        if not len(candidates):
-            return None
-        if self.last is None:
-            return candidates[int(np.argmax(candidates[:, 2] * candidates[:, 3]))]
-        box = select_boxes([self.last[None], candidates])[1]
-        return None if np.isnan(box[0]) else box
-
-    def rate(self, start: int, end: int) -> float | None:
-        while self.runs and self.runs[0][0] < start:
-            self.runs.popleft()
-        inside = [found for t, found in self.runs if t < end]
-        return sum(inside) / len(inside) if inside else None
 
 
 def open_stream(source: str) -> cv2.VideoCapture:
@@ -240,35 +252,37 @@ def open_stream(source: str) -> cv2.VideoCapture:
 
 def stream_windows(source: str, spec: PreprocessSpec, cfg: TimelineConfig,
                    max_seconds: float | None = None) -> FaceWindows:
-    """A camera's or stream's windows as they complete, until it ends or after `max_seconds` of its video."""
+    """A camera's or stream's windows as they complete (the track's look-ahead later), until it ends or after
+    `max_seconds` of its video."""
     cap = open_stream(source)
     ok, first = cap.read()
     if not ok:
         cap.release()
         raise InputError(f"cannot read {source}: it opened but gave no frame", "bad_source")
-    fps = capture_fps(cap, cfg)
+    fps = plan_fps(cap.get(cv2.CAP_PROP_FPS), cfg)
     plan = WindowPlan.of(cfg, fps, spec.frames)
-    track = LiveTrack(spec.face_crop, fps, first.shape[:2])
+    tracker = FaceTracker(spec.face_crop, fps, first.shape[:2])
+    small = (max(1, round(first.shape[1] * tracker.scale)), max(1, round(first.shape[0] * tracker.scale)))
     boxes: dict[int, np.ndarray] = {}
     last = None if max_seconds is None else round(max_seconds * fps)
 
-    def frames() -> Iterator[tuple[int, np.ndarray | None]]:
+    def played() -> Iterator[DecodedFrame]:
+        """OpenCV's BGR frames as the decoder gives them: a small copy where the tracker detects, RGB where
+        a window samples."""
         t, frame = 0, first
         try:
             while frame is not None and (last is None or t < last):
-                box = track.update(t, frame)
-                if plan.is_sampled(t):
-                    if box is not None:
-                        boxes[t] = box
-                    yield t, None if box is None else as_stored(cut_face(frame, box, spec.face_crop),
-                                                                spec.face_crop.jpeg_quality)
+                yield DecodedFrame(t, cv2.resize(frame, small, interpolation=cv2.INTER_LINEAR)
+                                   if tracker.detects(t) else None,
+                                   cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if plan.is_sampled(t) else None)
                 ok, frame = cap.read()
                 frame, t = frame if ok else None, t + 1
         finally:
             cap.release()
 
+    frames = _stored(tracked_crops(played(), tracker, plan.is_sampled, spec.face_crop), boxes, spec.face_crop)
     spans = (plan.live_span(k) for k in range(10**12))
-    return FaceWindows(source, fps, None, first.shape[:2], _in_order(plan, spans, frames(), boxes, track.rate,
+    return FaceWindows(source, fps, None, first.shape[:2], _in_order(plan, spans, frames, boxes, tracker.rate,
                                                                      spec.face_crop))
 
 

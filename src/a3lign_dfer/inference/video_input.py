@@ -29,12 +29,11 @@ import cv2
 import numpy as np
 
 from a3lign_dfer.config.data import FaceCropConfig
-from a3lign_dfer.data.face_track import (CostError, FaceTrack, NoFaceError, crops_along, require_face, square_crop,
-                                         track_face)
+from a3lign_dfer.data.face_track import CostError, FaceTrack, NoFaceError, cut_face, require_face, square_crop, track_face
 from a3lign_dfer.data.frame_folders import frame_files, read_frame
 from a3lign_dfer.data.manifest import ClipError
 from a3lign_dfer.data.sampling import segment_indices
-from a3lign_dfer.data.video_io import VideoDecodeError, VideoProbe, probe_video
+from a3lign_dfer.data.video_io import VideoDecodeError, VideoReader, full_frames
 from a3lign_dfer.model.image_spec import ImageSpec
 
 
@@ -61,9 +60,12 @@ class PreprocessSpec:
     def to_json(self) -> dict:
         return {"face_crop": dataclasses.asdict(self.face_crop), "image": dataclasses.asdict(self.image),
                 "frames": self.frames, "min_frames": self.min_frames,
-                "face_track": "the detector on a copy of at most detect_fps frames per second (and the last) shrunk to "
-                              "detect_max_side, boxes mapped back, median over smooth_window frames, interpolated "
-                              "between detected frames; crops cut from the full-resolution frame",
+                "face_track": "one decoding pass (PyAV); the detector on a copy of at most detect_fps frames per second "
+                              "(and the last) shrunk to detect_max_side by FFmpeg's bilinear scaler, boxes mapped back; "
+                              "segments started on the face recurring most within track_lookahead_seconds and ended "
+                              "after reacquire_runs runs with faces none continuing; median over smooth_window "
+                              "frames within a segment, interpolated between detected frames; crops cut from the "
+                              "full-resolution RGB frame",
                 "sampling": "segment centres: the clip cut into `frames` equal segments, the centre frame of each",
                 "padding": "clips shorter than `frames` repeat frames in order (index i*n//frames), never loop",
                 "crop_storage": f"each crop JPEG-encoded at quality {self.face_crop.jpeg_quality} and decoded, "
@@ -97,11 +99,6 @@ class CropStats:
     face_size: float        # tracked face side over the frame's shorter side, mean over frames
     detection_rate: float   # detected frames with a tracked face / detected frames
     frames: int             # decoded frames
-
-    @classmethod
-    def of(cls, stored: np.ndarray, track: FaceTrack) -> "CropStats":
-        return cls.measure(stored, float(track.boxes[:, 2].mean() / min(track.frame_size)), track.detection_rate,
-                           track.frames)
 
     @classmethod
     def measure(cls, stored: np.ndarray, face_size: float, detection_rate: float, frames: int) -> "CropStats":
@@ -182,23 +179,28 @@ def as_input_errors(limits: RequestLimits | None) -> Iterator[None]:
                          "too_costly") from err
 
 
-def probed(path: Path, limits: RequestLimits | None = None) -> VideoProbe:
-    """What the container declares, within `limits`; InputError otherwise."""
+def open_checked(path: Path, limits: RequestLimits | None = None) -> VideoReader:
+    """The video file opened (once), what its container declares within `limits`; InputError otherwise."""
     if path.is_file() and path.stat().st_size == 0:
         raise InputError(f"{path}: empty file", "empty_video")
     with as_input_errors(limits):
-        probe = probe_video(path)
+        video = VideoReader(path)
     if limits is not None:
-        limits.check(path, probe.frames, probe.height, probe.width)
-    return probe
+        try:
+            limits.check(path, video.declared, *video.frame_size)
+        except InputError:
+            video.close()
+            raise
+    return video
 
 
-def tracked(path: Path, spec: PreprocessSpec, limits: RequestLimits | None = None,
+def tracked(video: VideoReader, spec: PreprocessSpec, limits: RequestLimits | None = None,
             keep: list[int] = ()) -> tuple[FaceTrack, dict[int, np.ndarray]]:
     """The face track of a whole video and its frames in `keep` (track_face), refused as InputError when it
     costs more than `limits`, has too few frames, or too rarely shows a face."""
+    path = video.path
     with as_input_errors(limits):
-        track, kept = track_face(path, spec.face_crop, keep, None if limits is None else limits.max_cpu_seconds)
+        track, kept = track_face(video, spec.face_crop, keep, None if limits is None else limits.max_cpu_seconds)
     if limits is not None:                                  # a container that under-declares its length
         limits.check(path, track.frames, *track.frame_size)
     if track.frames < spec.min_frames:
@@ -211,21 +213,36 @@ def tracked(path: Path, spec: PreprocessSpec, limits: RequestLimits | None = Non
     return track, kept
 
 
+def held_at_start(boxes: np.ndarray) -> np.ndarray:
+    """The track's boxes with the frames before the first found face (NaN beyond the look-ahead) given the
+    first box, as the frames just before it are."""
+    first = int(np.argmax(~np.isnan(boxes[:, 0])))
+    out = boxes.copy()
+    out[:first] = boxes[first]
+    return out
+
+
 def face_frames(path: str | Path, spec: PreprocessSpec, limits: RequestLimits | None = None) -> FaceFrames:
     """The sampled face crops the graph gets and where they came from; InputError naming the file when the
-    video cannot be used or (with `limits`) costs more than they allow. A folder is a clip of frame images."""
+    video cannot be used or (with `limits`) costs more than they allow. A folder is a clip of frame images.
+    The video is decoded once; only a container that misdeclares its frame count costs a second pass for
+    the frames sampled from the count that decoded."""
     path = Path(path)
     if path.is_dir():
         return folder_frames(path, spec)
-    probe = probed(path, limits)
-    picked = segment_indices(max(probe.frames, 1), spec.frames, train=False)
-    track, kept = tracked(path, spec, limits, picked.tolist())
-    if track.frames != probe.frames:                       # sampled from the declared count: sample again
+    with open_checked(path, limits) as video:
+        picked = segment_indices(max(video.declared, 1), spec.frames, train=False)
+        track, kept = tracked(video, spec, limits, picked.tolist())
+    if track.frames != video.declared:
         picked = segment_indices(track.frames, spec.frames, train=False)
-    with as_input_errors(limits):
-        crops = dict(crops_along(path, track, spec.face_crop, picked.tolist(), kept))
-    stored = np.stack([as_stored(crops[i], spec.face_crop.jpeg_quality) for i in picked])
-    return FaceFrames(stored, CropStats.of(stored, track), track.boxes, np.asarray(picked), track.frame_size)
+        with as_input_errors(limits):
+            kept.update(full_frames(path, set(picked.tolist()) - kept.keys()))
+    boxes = held_at_start(track.boxes)
+    cfg = spec.face_crop
+    stored = np.stack([as_stored(cut_face(kept[int(i)], boxes[i], cfg), cfg.jpeg_quality) for i in picked])
+    stats = CropStats.measure(stored, float(boxes[:, 2].mean() / min(track.frame_size)), track.detection_rate,
+                              track.frames)
+    return FaceFrames(stored, stats, boxes, np.asarray(picked), track.frame_size)
 
 
 def video_input(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
