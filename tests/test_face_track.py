@@ -1,6 +1,9 @@
 """The streamed face track at phone resolutions: the detector on a shrunk copy still finds real faces in
 1080p, the training crops (face_crop stage) and the served crops (video_input) of one video are the same
-pixels, a long 1080p video is prepared in bounded memory, and the request limits refuse with their kind."""
+pixels, a long 1080p video is prepared in bounded memory, and the request limits refuse with their kind.
+Across a cut the track finds each shot's face (and would not without re-acquiring), a flickering second
+face stays clutter, a timeline's windows follow the face into the next shot, `predict` and `timeline`
+decode a file once, and a frame folder gets a timeline."""
 from __future__ import annotations
 
 import resource
@@ -16,8 +19,11 @@ from conftest import PARAMS, crops_of
 
 from a3lign_dfer.data.face_crop import crop_dataset
 from a3lign_dfer.data.face_track import detection_scale, track_face
-from a3lign_research.face_videos import photo_videos, upright
+from a3lign_research.face_videos import photo_videos, second_face_flickering, two_shots, upright
 from a3lign_dfer.data.video_io import write_video
+from a3lign_dfer.config.serving import TimelineConfig
+from a3lign_dfer.data import video_io
+from a3lign_dfer.inference.timeline import file_windows
 from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, RequestLimits, face_frames
 from a3lign_dfer.model.image_spec import ImageSpec
 
@@ -97,3 +103,70 @@ def test_request_limits_refuse_with_their_kind_before_the_cost(tmp_path):
             face_frames(path, _spec(), limits)
         assert err.value.kind == kind
     assert face_frames(path, _spec(), RequestLimits(30, 28, 60)).crops.shape == (16, 112, 112, 3)
+
+
+def _centre_error(boxes: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Distance of the track's box centres from the true ones, in true face heights, per frame."""
+    return np.linalg.norm(boxes[:, :2] - (truth[:, :2] + truth[:, 2:] / 2), axis=1) / truth[:, 3]
+
+
+def test_across_a_cut_the_track_finds_each_shots_face_and_a_flickering_second_face_stays_clutter(tmp_path):
+    shots = two_shots(60, (1280, 720))                              # the face jumps across the frame half way
+    path = shots.write(tmp_path / "two_shots.mp4", fps=30)
+    track, _ = track_face(path, CFG)
+    between = np.abs(np.arange(60) - 30) < track.stride             # no detection says which shot these show
+    assert track.detection_rate == 1.0 and (_centre_error(track.boxes, shots.boxes)[~between] < 0.15).all()
+    one_segment, _ = track_face(path, replace(CFG, reacquire_runs=10**6))     # never re-acquired: the old track
+    assert one_segment.detection_rate < 0.6 and (_centre_error(one_segment.boxes[30:], shots.boxes[30:]) > 1).all()
+    flicker = second_face_flickering(60, (1280, 720))               # a larger second face on every other frame
+    track, _ = track_face(flicker.write(tmp_path / "flicker.mp4", fps=30), CFG)
+    assert (_centre_error(track.boxes, flicker.boxes) < 0.15).all()
+
+
+class _Decodes:
+    """Counts the files video_io opens for reading."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.count, opener = 0, video_io.av.open
+
+        def counted(file, mode="r", **kwargs):
+            self.count += mode == "r"
+            return opener(file, mode, **kwargs)
+        monkeypatch.setattr(video_io.av, "open", counted)
+
+
+def test_timeline_windows_follow_the_face_into_the_next_shot_in_one_decode(tmp_path, monkeypatch):
+    shots = two_shots(90, (1280, 720))
+    path = shots.write(tmp_path / "two_shots.mp4", fps=30)
+    decodes = _Decodes(monkeypatch)
+    windows = list(file_windows(path, _spec(), TimelineConfig(1.0, 0.5, 30)).windows)
+    assert decodes.count == 1
+    assert [(w.start, w.end) for w in windows] == [(k * 15, k * 15 + 30) for k in range(5)]
+    for w in windows:                                               # each window's face, on either side of the cut
+        assert w.crops is not None and w.detection_rate == 1.0, (w.start, w.detection_rate)
+        x, y, side, _ = w.box
+        middle = int(w.sampled[len(w.sampled) // 2])
+        assert _centre_error(np.array([[x + side / 2, y + side / 2]]), shots.boxes[[middle]])[0] < 0.15
+    face_frames(path, _spec())                                       # predict and /predict: one decode too
+    assert decodes.count == 2
+
+
+def test_a_frame_folder_gets_a_timeline_at_the_default_frame_rate(tmp_path):
+    folder = tmp_path / "clip_0001"
+    folder.mkdir()
+    frames = photo_videos(45)[1].frames
+    for t, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{t + 1:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    faces = file_windows(folder, _spec(), TimelineConfig(1.0, 0.5, 15))
+    windows = list(faces.windows)
+    assert (faces.fps, faces.frames, faces.frame_size) == (15, 45, (240, 320))
+    assert [(w.start, w.end) for w in windows] == [(0, 15), (8, 23), (16, 31), (24, 39), (30, 45)]
+    assert all(w.crops is not None and w.detection_rate == 1.0 and w.box == [0, -40, 320, 320] for w in windows)
+
+
+def test_an_artifact_exported_before_track_segments_is_served_with_one_segment_per_video():
+    raw = _spec().to_json()
+    for key in ("track_lookahead_seconds", "reacquire_runs"):
+        del raw["face_crop"][key]
+    older = PreprocessSpec.from_json(raw).face_crop
+    assert older.reacquire_runs > 10**6 and replace(older, reacquire_runs=CFG.reacquire_runs) == CFG

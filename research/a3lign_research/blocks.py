@@ -54,6 +54,7 @@ BLOCKS = {b.name: b for b in (
     _benchmark("serving", "docs/serving.md"),
     _benchmark("service-load", "docs/serving.md"),
     _benchmark("video-cost", "docs/serving.md"),
+    _benchmark("detection-cost", "docs/serving.md"),
     _benchmark("prediction-log", "docs/serving.md"),
     _benchmark("timeline", "docs/inference.md"),
     _benchmark("numerics-cost", "docs/reproducibility.md"),

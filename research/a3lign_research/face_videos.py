@@ -131,6 +131,31 @@ def lfw_videos(frames: int = 30, faces: tuple[int, ...] = LFW_FACES,
     return [_film(f"lfw{i}_scale", *_lfw_photo(tiles[i], background), 0.5 * 3 ** t, centre, size=size) for i in faces]
 
 
+def two_shots(frames: int = 30, size: tuple[int, int] = (WIDTH, HEIGHT)) -> FaceVideo:
+    """An edit: Grace Hopper on the left of the frame, then after a cut half way on the right, as
+    different shots of one interview put the face at different places."""
+    grace, first = _grace_hopper(), frames // 2
+    shots = [_film(name, grace, GRACE_HOPPER_FACE, np.full(n, 0.3), np.tile([x, HEIGHT / 2], (n, 1)), size=size)
+             for name, n, x in (("left", first, WIDTH * 0.25), ("right", frames - first, WIDTH * 0.75))]
+    return FaceVideo("two_shots", np.concatenate([v.frames for v in shots]),
+                     np.concatenate([v.boxes for v in shots]))
+
+
+def second_face_flickering(frames: int = 30, size: tuple[int, int] = (WIDTH, HEIGHT)) -> FaceVideo:
+    """Grace Hopper in the middle, and a second (LFW) face in a corner of every other frame: a face
+    in a passing poster or a screen, which the track must treat as clutter. The true boxes are hers."""
+    video = _film("second_face", _grace_hopper(), GRACE_HOPPER_FACE, np.full(frames, 0.3),
+                  np.tile([WIDTH / 2, HEIGHT / 2], (frames, 1)), size=size)
+    k = size[1] / HEIGHT
+    side = int(round(0.35 * size[1]))
+    tile = (skimage.data.lfw_subset()[0] * 255).round().astype(np.uint8)
+    other = cv2.cvtColor(cv2.resize(tile, (side, side), interpolation=cv2.INTER_CUBIC), cv2.COLOR_GRAY2RGB)
+    shown = video.frames.copy()
+    margin = int(round(8 * k))
+    shown[1::2, margin:margin + side, margin:margin + side] = other
+    return dataclasses.replace(video, frames=shown)
+
+
 def no_face_videos(frames: int = 30) -> list[FaceVideo]:
     """Face-free photos (a cup, a rocket, a brick wall, a cat) zoomed into: boxes are NaN."""
     t = np.linspace(0, 1, frames)

@@ -38,17 +38,11 @@ import numpy as np
 from a3lign_dfer.config.data import FaceCropConfig, SyntheticConfig
 from a3lign_dfer.config.params import load_params
 from a3lign_dfer.data.detectors import HaarDetector, YuNetDetector
-from a3lign_dfer.data.face_track import (
-    crop_square,
-    detect_scaled,
-    detection_stride,
-    select_boxes,
-    smooth_and_fill,
-    track_face,
-)
+from a3lign_dfer.data.face_track import FaceTrack, FaceTracker, crop_square, detection_stride, track_face
 from a3lign_dfer.data.sampling import segment_indices
 from a3lign_dfer.data.synthetic import plan, render_clip
 from a3lign_dfer.data.video_io import read_video
+from a3lign_dfer.inference.video_input import held_at_start
 from a3lign_dfer.markdown_table import markdown_table
 from a3lign_research import ROOT
 from a3lign_research.face_videos import FPS, FaceVideo, lfw_videos, no_face_videos, photo_videos, upright
@@ -76,16 +70,27 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (np.prod(a[:, 2:], 1) + np.prod(b[:, 2:], 1) - inter)
 
 
+def tracked(detect, frames_bgr: list[np.ndarray], cfg: FaceCropConfig) -> FaceTrack:
+    """The production track (FaceTracker) of frames given whole, with `detect` on every frame at full size."""
+    tracker = FaceTracker(dataclasses.replace(cfg, detect_max_side=FULL), cfg.detect_fps, frames_bgr[0].shape[:2])
+    tracker.detect = detect
+    for t, frame in enumerate(frames_bgr):
+        tracker.add(t, frame)
+    tracker.finish()
+    return tracker.track()
+
+
 def run_video(detect, video: FaceVideo, frames: np.ndarray, cfg: FaceCropConfig) -> dict:
-    bgr = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames]   # as OpenCV decodes
+    bgr = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames]   # what OpenCV's detectors take
     start = time.perf_counter()
-    boxes = select_boxes([detect_scaled(f, detect, 1.0, cfg.min_face) for f in bgr])
+    track = tracked(detect, bgr, cfg)
     seconds = time.perf_counter() - start
+    boxes = track.selected
     found = ~np.isnan(boxes[:, 0])
     row = {"video": video.name, "frames": len(frames), "found": int(found.sum()), "seconds": seconds}
     if found.any() and not np.isnan(video.boxes).any():
-        track = smooth_and_fill(boxes, cfg.smooth_window)
-        crops = [crop_square(f, cx, cy, side, cfg.margin, cfg.size) for f, (cx, cy, side) in zip(frames, track)]
+        crops = [crop_square(f, cx, cy, side, cfg.margin, cfg.size)
+                 for f, (cx, cy, side) in zip(frames, held_at_start(track.boxes))]
         row["iou"] = iou(boxes[found], video.boxes[found]).tolist()
         row["upright"] = int(upright(crops, video, cfg.margin).sum())
     return row

@@ -1,117 +1,131 @@
-"""What one video costs to prepare for the model, old path vs new, side by side in one run (not a test).
+"""What one video costs to prepare for the model: today's path, the new one and the decode-only floor side by side
+in one run (issue 34; a script, not a test).
 
-The old path is the one before the streamed face track (commit BASELINE_REV): every frame
-decoded, converted and kept, the detector at full resolution on every frame, every frame
-cropped. The new one is `inference.video_input.face_frames` with the params' face_crop
-(detection on a shrunk copy of at most detect_fps frames a second, only the sampled frames kept). Both run on:
-  real   real-face clips (data.face_videos: photos and LFW faces) filmed at 640x360, 1280x720
-         and 1920x1080, 3 s at 30 fps (90 frames), as a phone records;
-  test   the benchmark's first test clips (data/raw) scaled to 480x360, 960x720 and 1440x1080;
-  long   one 30 s 1080p clip (900 frames) of a real face.
-Each (clip, path) runs in a fresh process on one thread: CPU seconds (process time) and peak
-extra memory (the kernel's peak-RSS mark, reset after imports and the detector are loaded, minus the
-RSS then). The crops
-of both paths go through the default artifact (ONNX Runtime): the same predicted label, and
-the crop boxes' IoU at the sampled frames, say whether the model sees the same thing.
+  today  `face_frames` of commit BASELINE_REV with that commit's face_crop params: OpenCV decode, a whole-file
+         face track, then a second streamed pass for the sampled frames;
+  new    `face_frames` of the working tree with its params (or --deploy's preprocess.json);
+  floor  the same file decoded by PyAV, one codec thread, no frame converted: what decoding alone costs.
+Clips:
+  real   8 real-face clips (face_videos: photos and LFW faces) at 640x360, 1280x720 and 1920x1080, 3 s at
+         30 fps, as a phone records, with their true face boxes;
+  test   the first test clips of data/raw scaled to 480x360, 960x720 and 1440x1080 (skipped without data/raw);
+  long   one 30 s 1080p clip of a real face.
+Each (clip, path) runs in a fresh process (baseline_tree.run_in_tree) on one OpenCV thread: CPU seconds are the
+process time of the call alone (after imports and the detector's warm-up), peak extra MB the kernel's peak-RSS
+mark (reset before the call) minus the RSS then. Both face paths give the detection rate and the square crop
+boxes at the sampled frames: their IoU with the true boxes (squared on their longer side) and with each other.
+With an artifact (--deploy, or models/deploy when present) both paths' crops get its label, and today's service
+(BASELINE_REV's code) and the new one run side by side at concurrency 1, 4 and 16 on 720p clips. Then a cProfile
+of one 3 s 1080p real clip through the new path, and the targets (TARGETS), met or missed.
 
-Then the HTTP service at concurrency 1, 4 and 16 on 720p clips: today's service (the code of
-BASELINE_REV, thread pool, old path) and the new one (worker processes, new path), started side
-by side on the same model and measured in alternating rounds.
-
-Writes reports/benchmarks/video_cost.json and the README block `video-cost`.
-Example (about 15 minutes on 2 cores): python -m a3lign_research.benchmarks.video_cost
+Writes reports/benchmarks/video_cost.json and the block `video-cost` of docs/serving.md. Heavy modules are
+imported inside the functions that need them: every measuring child imports this module.
+  python -m a3lign_research.benchmarks.video_cost             about 12 minutes on 2 cores (artifact, data/raw)
+  python -m a3lign_research.benchmarks.video_cost --quick     one clip per set and resolution, no long clip and
+                                                              no service; prints the block, publishes nothing
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import hashlib
-import io
 import json
-import os
-import platform
 import shutil
-import statistics
-import subprocess
-import tarfile
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from multiprocessing import get_context
+from collections.abc import Callable
 from pathlib import Path
 
-import cv2
-import httpx
+import av
 import numpy as np
-import pandas as pd
-import torch
 
 from a3lign_dfer.config.deploy import DEPLOY_DIR
-from a3lign_dfer.data.face_track import (
-    crop_square,
-    detect_scaled,
-    detector_for,
-    select_boxes,
-    smooth_and_fill,
-    warm_detector,
-)
-from a3lign_dfer.data.sampling import segment_indices
-from a3lign_dfer.data.video_io import read_video, write_video
-from a3lign_dfer.inference.backends import load_backend
-from a3lign_dfer.inference.video_input import PreprocessSpec, face_frames
 from a3lign_dfer.markdown_table import markdown_table
-from a3lign_dfer.serving.process import running_service
 from a3lign_research import ROOT
-from a3lign_research.benchmarks.common import load_level, summarize
+from a3lign_research.benchmarks.baseline_tree import BASELINE_REV, extract, run_in_tree
 from a3lign_research.blocks import publish
-from a3lign_research.face_videos import lfw_videos, photo_videos
 
-BASELINE_REV = "fc2636c"            # the last commit with the old path
+MODULE = "a3lign_research.benchmarks.video_cost"       # what the children import (not __main__)
+PATHS = ("today", "new", "floor")
 REAL = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
 TEST = {"360p": (480, 360), "720p": (960, 720), "1080p": (1440, 1080)}
 FPS, SECONDS, LONG_SECONDS = 30, 3, 30
 CONCURRENCY = (1, 4, 16)
-TARGETS = {"cpu_s_3s_1080p": 1.0, "extra_mb": 300, "cpu_s_30s_1080p": 10.0, "detection_rate": 0.95,
-           "box_iou": 0.9, "label_agreement": 0.95, "service_speedup_c16": 5.0}
+PROFILE_ROWS = 12
+TARGETS = {"cpu_s_3s_1080p": 0.6, "floor_ratio_3s_1080p": 1.5, "detection_rate": 0.95}
 
 
-def _jpeg(crop: np.ndarray, quality: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    set: str
+    resolution: str
+    path: Path
+    truth: np.ndarray | None      # (frames, 3) true face box as a square (cx, cy, side); None: not known
 
 
-def old_path(path: Path, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
-    """The path before the streamed track: (sampled crops, sampled crop boxes cx, cy, side)."""
-    cfg = spec.face_crop
-    frames = read_video(path)                                       # every frame, RGB, held
-    detect = detector_for(cfg)
-    boxes = select_boxes([detect_scaled(cv2.cvtColor(f, cv2.COLOR_RGB2BGR), detect, 1.0, cfg.min_face)
-                          for f in frames])                         # full resolution, every frame
-    track = smooth_and_fill(boxes, cfg.smooth_window)
-    crops = [crop_square(f, cx, cy, side, cfg.margin, cfg.size) for f, (cx, cy, side) in zip(frames, track)]
-    picked = segment_indices(len(frames), spec.frames, train=False)
-    return np.stack([_jpeg(crops[i], cfg.jpeg_quality) for i in picked]), track[picked]
+# --- in the measuring child ----------------------------------------------------------------------------------
 
-
-def new_path(path: Path, spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
-    faces = face_frames(path, spec)
-    return faces.crops, faces.track[faces.used]
-
-
-def _measure(task: tuple[str, str, dict]) -> dict:
-    """In a fresh process: one clip through one path; CPU seconds, peak extra MB, crops, boxes."""
-    variant, path, raw = task
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-    spec = PreprocessSpec.from_json(raw)
-    warm_detector(spec.face_crop)
+def measure(path: str, kind: str, spec: dict) -> dict:
+    """One clip through one path (PATHS) in this fresh process: CPU s, peak extra MB, and for the face paths
+    the crops, the crop boxes at the sampled frames, which frames those are and the detection rate (or the
+    error that refused the clip)."""
+    call = (lambda: {"frames": decode_only(path)}) if kind == "floor" else face_call(path, spec)
     Path("/proc/self/clear_refs").write_text("5")          # the peak RSS (VmHWM) starts again from now
     before = _status_kb("VmRSS")
     start = time.process_time()
-    crops, boxes = (old_path if variant == "old" else new_path)(Path(path), spec)
+    out = call()
     cpu = time.process_time() - start
-    return {"cpu_s": cpu, "extra_mb": (_status_kb("VmHWM") - before) / 1024, "crops": crops, "boxes": boxes}
+    return {**out, "cpu_s": cpu, "extra_mb": (_status_kb("VmHWM") - before) / 1024}
+
+
+def face_call(path: str, spec: dict) -> Callable[[], dict]:
+    """This tree's `face_frames` on `path`, ready to call: imported, one OpenCV thread, the detector loaded."""
+    import cv2
+
+    from a3lign_dfer.data.face_track import warm_detector
+    from a3lign_dfer.inference.video_input import InputError, PreprocessSpec, face_frames
+
+    preprocess = PreprocessSpec.from_json(spec)
+    cv2.setNumThreads(1)
+    warm_detector(preprocess.face_crop)
+
+    def call() -> dict:
+        try:
+            faces = face_frames(path, preprocess)
+        except InputError as err:
+            return {"error": str(err), "detection_rate": 0.0}
+        return {"crops": faces.crops, "boxes": faces.track[faces.used], "used": faces.used,
+                "detection_rate": faces.stats.detection_rate}
+    return call
+
+
+def decode_only(path: str) -> int:
+    """Every frame decoded by PyAV with one codec thread and none converted: the floor under any path."""
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        return sum(1 for _ in container.decode(stream))
+
+
+def profile(path: str, spec: dict, rows: int) -> dict:
+    """cProfile (process time) of one clip through this tree's `face_frames`: the `rows` functions with the
+    most own time."""
+    import cProfile
+    import pstats
+
+    from a3lign_dfer.data.face_track import warm_detector
+    from a3lign_dfer.inference.video_input import PreprocessSpec, face_frames
+
+    preprocess = PreprocessSpec.from_json(spec)
+    warm_detector(preprocess.face_crop)
+    profiler = cProfile.Profile(time.process_time)
+    profiler.runcall(face_frames, path, preprocess)
+    stats = pstats.Stats(profiler)      # .stats: (file, line, name) -> (primitive calls, calls, own, cumulative, _)
+    top = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:rows]
+    return {"total_s": stats.total_tt,
+            "rows": [{"function": name if file == "~" else f"{Path(file).name}:{line} {name}", "calls": calls,
+                      "own_s": own, "cumulative_s": cumulative}
+                     for (file, line, name), (_, calls, own, cumulative, _) in top]}
 
 
 def _status_kb(field: str) -> int:
@@ -119,9 +133,81 @@ def _status_kb(field: str) -> int:
     return int(line.split()[1])
 
 
-def measure(variant: str, path: Path, spec: PreprocessSpec) -> dict:
-    with ProcessPoolExecutor(1, get_context("spawn")) as pool:
-        return pool.submit(_measure, (variant, str(path), spec.to_json())).result()
+# --- in the benchmark's process -------------------------------------------------------------------------------
+
+def today_spec(spec: dict, tree: Path) -> dict:
+    """The preprocess.json today's path reads: `spec` with the face_crop section of the tree's params.yaml
+    (today's settings, and none of the keys its FaceCropConfig(**face_crop) would refuse)."""
+    import yaml
+
+    return {**spec, "face_crop": yaml.safe_load((tree / "params.yaml").read_text())["face_crop"]}
+
+
+def new_spec(deploy: Path | None) -> dict:
+    """The artifact's preprocess.json, or one from the working tree's params (its image part then unused)."""
+    if deploy is not None:
+        return json.loads((deploy / "preprocess.json").read_text())
+    from a3lign_dfer.config.params import load_params
+    from a3lign_dfer.inference.video_input import PreprocessSpec
+    from a3lign_dfer.model.image_spec import ImageSpec
+
+    params = load_params(ROOT / "params.yaml")
+    return PreprocessSpec(params.face_crop, ImageSpec(224, (0.5,) * 3, (0.5,) * 3), params.features.num_frames,
+                          params.export.min_frames).to_json()
+
+
+def squares(boxes: np.ndarray) -> np.ndarray:
+    """(x, y, w, h) boxes as (cx, cy, side) squares on their longer side."""
+    return np.column_stack([boxes[:, :2] + boxes[:, 2:] / 2, boxes[:, 2:].max(1)])
+
+
+def make_clips(tmp: Path, raw: Path, quick: bool) -> tuple[list[Clip], list[str]]:
+    """The clips of every set, written to `tmp`; and what was skipped, in words."""
+    from a3lign_dfer.data.video_io import write_video
+    from a3lign_research.face_videos import lfw_videos, photo_videos
+
+    clips, skipped = [], []
+    for res, size in REAL.items():
+        videos = photo_videos(FPS * SECONDS, size)[:1] if quick else \
+            photo_videos(FPS * SECONDS, size) + lfw_videos(FPS * SECONDS, (0, 24, 48, 72), size)
+        clips += [Clip("real", res, v.write(tmp / f"{v.name}_{res}.mp4", fps=FPS), squares(v.boxes)) for v in videos]
+        del videos
+    if (raw / "manifest.parquet").is_file():
+        clips += test_clips(tmp, raw, 1 if quick else 8)
+    else:
+        skipped.append(f"test clips: no {raw / 'manifest.parquet'}")
+    if quick:
+        skipped.append("the 30 s clip and the service: --quick")
+    else:
+        pan = photo_videos(FPS * SECONDS, REAL["1080p"])[0]              # the astronaut crossing the frame
+        frames, boxes = np.concatenate([pan.frames, pan.frames[::-1]]), np.concatenate([pan.boxes, pan.boxes[::-1]])
+        order = np.arange(FPS * LONG_SECONDS) % len(frames)
+        long = tmp / "astronaut_pan_30s_1080p.mp4"
+        write_video((frames[t] for t in order), long, FPS)
+        clips.append(Clip("long", "1080p", long, squares(boxes[order])))
+    return clips, skipped
+
+
+def test_clips(tmp: Path, raw: Path, count: int) -> list[Clip]:
+    """data/raw's first `count` test clips, each scaled to the TEST sizes (no true boxes)."""
+    import cv2
+    import pandas as pd
+
+    from a3lign_dfer.data.video_io import write_video
+
+    manifest = pd.read_parquet(raw / "manifest.parquet")
+    videos = {}
+    for row in manifest[manifest["split"] == "test"].head(count).itertuples():
+        with av.open(str(raw / row.path)) as container:
+            fps = round(float(container.streams.video[0].average_rate))
+            videos[row.clip_id] = fps, [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    clips = []
+    for res, size in TEST.items():
+        for clip_id, (fps, frames) in videos.items():
+            path = tmp / f"{clip_id}_{res}.mp4"
+            write_video((cv2.resize(f, size, interpolation=cv2.INTER_CUBIC) for f in frames), path, fps)
+            clips.append(Clip("test", res, path, None))
+    return clips
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -132,188 +218,220 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (a[:, 2] ** 2 + b[:, 2] ** 2 - inter)
 
 
-def clips(tmp: Path, raw_root: Path, test_clips: int) -> dict[str, dict[str, list[Path]]]:
-    """{set: {resolution: [mp4]}} for the real-face and test sets, and the long clip."""
-    out: dict[str, dict[str, list[Path]]] = {"real": {}, "test": {}}
-    for res, size in REAL.items():
-        videos = photo_videos(FPS * SECONDS, size) + lfw_videos(FPS * SECONDS, (0, 24, 48, 72), size)
-        out["real"][res] = [v.write(tmp / f"{v.name}_{res}.mp4", fps=FPS) for v in videos]
-    manifest = pd.read_parquet(raw_root / "manifest.parquet")
-    test = manifest[manifest["split"] == "test"].head(test_clips)
-    for res, size in TEST.items():
-        out["test"][res] = []
-        for row in test.itertuples():
-            frames = read_video(raw_root / row.path)
-            fps = cv2.VideoCapture(str(raw_root / row.path)).get(cv2.CAP_PROP_FPS)
-            path = tmp / f"{row.clip_id}_{res}.mp4"
-            write_video(np.stack([cv2.resize(f, size, interpolation=cv2.INTER_CUBIC) for f in frames]), path,
-                        int(round(fps)))
-            out["test"][res].append(path)
-    pan = photo_videos(FPS * SECONDS, REAL["1080p"])[0].frames       # the astronaut crossing the frame
-    there_and_back = np.concatenate([pan, pan[::-1]])
-    long = tmp / "astronaut_pan_30s_1080p.mp4"
-    write_video((there_and_back[t % len(there_and_back)] for t in range(FPS * LONG_SECONDS)), long, FPS)
-    out["long"] = {"1080p": [long]}
-    return out
+def measure_clip(clip: Clip, tree: Path, specs: dict, label: Callable[[np.ndarray], int] | None) -> dict:
+    """One clip through the three paths, each in a fresh process: its per-path numbers."""
+    runs = {kind: run_in_tree(tree if kind == "today" else None, f"{MODULE}:measure", str(clip.path), kind,
+                              specs.get(kind, {})) for kind in PATHS}
+    faces = {kind: runs[kind] for kind in ("today", "new")}
+    ok = {kind: "error" not in r for kind, r in faces.items()}
+    result = {"clip": clip.path.stem, "cpu_s": {k: r["cpu_s"] for k, r in runs.items()},
+              "extra_mb": {k: r["extra_mb"] for k, r in runs.items()},
+              "detection_rate": {k: r["detection_rate"] for k, r in faces.items()},
+              "errors": {k: r["error"] for k, r in faces.items() if not ok[k]},
+              "iou_truth": {k: float(_iou(r["boxes"], clip.truth[r["used"]]).mean())
+                            for k, r in faces.items() if ok[k] and clip.truth is not None}}
+    if all(ok.values()):
+        result["iou_today_new"] = float(_iou(faces["today"]["boxes"], faces["new"]["boxes"]).mean())
+        if label is not None:
+            result["labels"] = {k: label(r["crops"]) for k, r in faces.items()}
+    print(f"{clip.set} {clip.resolution} {result['clip']}: CPU s " +
+          ", ".join(f"{k} {v:.2f}" for k, v in result["cpu_s"].items()), flush=True)
+    return result
 
 
-def labels(backend, crops: np.ndarray, spec: PreprocessSpec) -> int:
-    frames = spec.image.graph_input(crops)[None]
-    return int(backend(frames)[1].argmax())
+def summarize_clips(results: list[dict]) -> dict:
+    """A row of the table: per path mean and max CPU s, max peak MB, mean detection rate and IoUs."""
+    def mean(values: list[float]) -> float | None:
+        return float(np.mean(values)) if values else None
+
+    face_paths = ("today", "new")
+    cpu = {k: [r["cpu_s"][k] for r in results] for k in PATHS}
+    labelled = [r["labels"] for r in results if "labels" in r]
+    return {"clips": len(results),
+            "cpu_s": {k: {"mean": float(np.mean(v)), "max": float(np.max(v))} for k, v in cpu.items()},
+            "extra_mb_max": {k: max(r["extra_mb"][k] for r in results) for k in PATHS},
+            "detection_rate": {k: mean([r["detection_rate"][k] for r in results]) for k in face_paths},
+            "refused": {k: sum(k in r["errors"] for r in results) for k in face_paths},
+            "iou_truth": {k: mean([r["iou_truth"][k] for r in results if k in r["iou_truth"]]) for k in face_paths},
+            "iou_today_new": mean([r["iou_today_new"] for r in results if "iou_today_new" in r]),
+            "same_label": sum(x["today"] == x["new"] for x in labelled) if labelled else None,
+            "labelled": len(labelled)}
 
 
-def old_service_tree(tmp: Path, deploy: Path) -> tuple[Path, Path]:
-    """The code and params of BASELINE_REV, and a copy of the artifact whose preprocess.json that code reads
-    (the face_crop keys it does not know removed; the manifest's hash of that file updated)."""
-    tree = tmp / "baseline"
-    tree.mkdir()
-    archive = subprocess.run(["git", "archive", BASELINE_REV, "src", "params.yaml"], cwd=ROOT, check=True,
-                             capture_output=True).stdout
-    tarfile.open(fileobj=io.BytesIO(archive)).extractall(tree)
-    old_deploy = tmp / "deploy_baseline"
-    shutil.copytree(deploy, old_deploy)
-    spec = json.loads((old_deploy / "preprocess.json").read_text())
-    for key in ("detect_max_side", "detect_fps"):
-        spec["face_crop"].pop(key)
-    (old_deploy / "preprocess.json").write_text(json.dumps(spec, indent=2) + "\n")
-    manifest = json.loads((old_deploy / "manifest.json").read_text())
-    digest = hashlib.sha256((old_deploy / "preprocess.json").read_bytes()).hexdigest()
-    manifest["files"]["preprocess.json"] = digest
-    (old_deploy / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return tree, old_deploy
+def labeller(deploy: Path, spec: dict) -> Callable[[np.ndarray], int]:
+    """crops -> the artifact's label index (ONNX Runtime), as the service computes it."""
+    from a3lign_dfer.inference.backends import load_backend
+    from a3lign_dfer.inference.video_input import PreprocessSpec
+
+    backend, image = load_backend(deploy, "onnxruntime"), PreprocessSpec.from_json(spec).image
+    return lambda crops: int(backend(image.graph_input(crops)[None])[1].argmax())
 
 
-def service_levels(deploy: Path, videos: list[Path], long_clip: Path, rounds: int, tmp: Path) -> dict:
-    """Clips/s and latency of today's and the new service on the same uploads, alternating rounds."""
-    tree, old_deploy = old_service_tree(tmp, deploy)
-    spec = PreprocessSpec.load(deploy / "preprocess.json")
-    backend = load_backend(deploy, "onnxruntime")
-    expected = {p.name: labels(backend, new_path(p, spec)[0], spec) for p in videos}
-    classes = json.loads((deploy / "labels.json").read_text())["classes"]
-    uploads = [(p.name, p.read_bytes(), classes[expected[p.name]]) for p in videos]
-    old_uploads = [(n, b, None) for n, b, _ in uploads]       # today's path may pick another label: not checked
-    results: dict[str, dict] = {"old": {}, "new": {}}   # old: wrong_or_failed counts every answer (not checked)
+def baseline_artifact(deploy: Path, tree: Path, dest: Path) -> Path:
+    """A copy of the artifact that today's service reads: today's preprocess.json, its manifest hash updated."""
+    shutil.copytree(deploy, dest)
+    spec = today_spec(json.loads((dest / "preprocess.json").read_text()), tree)
+    (dest / "preprocess.json").write_text(json.dumps(spec, indent=2) + "\n")
+    manifest = json.loads((dest / "manifest.json").read_text())
+    manifest["files"]["preprocess.json"] = hashlib.sha256((dest / "preprocess.json").read_bytes()).hexdigest()
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return dest
+
+
+def service_levels(deploy: Path, tree: Path, uploads: dict[str, list], rounds: int, tmp: Path) -> dict:
+    """Clips/s and latency of today's and the new service on the same 720p uploads, in alternating rounds; each
+    answer is checked against its own path's label computed here."""
+    import contextlib
+
+    from a3lign_dfer.serving.process import running_service
+    from a3lign_research.benchmarks.common import load_level, summarize
+
+    results: dict[str, dict] = {"today": {}, "new": {}}
     with contextlib.ExitStack() as services:
-        urls = {"old": services.enter_context(running_service(
-                    ["--artifact", str(old_deploy)], tree, tree / "params.yaml",
-                    env={"PYTHONPATH": str(tree / "src")})),
+        urls = {"today": services.enter_context(running_service(
+                    ["--artifact", str(baseline_artifact(deploy, tree, tmp / "deploy_today"))], tree,
+                    tree / "params.yaml", env={"PYTHONPATH": str(tree / "src")})),
                 "new": services.enter_context(running_service(["--artifact", str(deploy)], ROOT))}
         for level in CONCURRENCY:
-            runs = {"old": [], "new": []}
+            runs = {"today": [], "new": []}
             for _ in range(rounds):
-                for name in ("old", "new"):
-                    runs[name].append(load_level(urls[name], old_uploads if name == "old" else uploads, level))
+                for name in runs:
+                    runs[name].append(load_level(urls[name], uploads[name], level))
             for name in runs:
                 results[name][str(level)] = summarize(runs[name])
-            print(f"concurrency {level}: old {results['old'][str(level)]['clips_per_s']:.2f} clips/s, "
-                  f"new {results['new'][str(level)]['clips_per_s']:.2f}", flush=True)
-        results["responsiveness"] = responsiveness(urls["new"], long_clip, uploads[0])
+            print(f"service, concurrency {level}: " + ", ".join(
+                f"{name} {results[name][str(level)]['clips_per_s']:.2f} clips/s" for name in runs), flush=True)
     return results
 
 
-def responsiveness(url: str, long_clip: Path, small: tuple) -> dict:
-    """The new service while it prepares a 30 s 1080p upload: that request's answer and time, and the latency
-    of small requests sent one after another meanwhile, against the same requests on the idle service."""
-    def small_latencies(count: int) -> list[float]:
-        return [load_level(url, [small], 1)[1] for _ in range(count)]
-
-    idle = small_latencies(5)
-    with ThreadPoolExecutor(1) as pool:
-        start = time.perf_counter()
-        pending = pool.submit(httpx.post, f"{url}/predict", files={"file": (long_clip.name, long_clip.read_bytes())},
-                              timeout=600)
-        busy = []
-        while not pending.done():
-            busy += small_latencies(1)
-        response = pending.result()
-        seconds = time.perf_counter() - start
-    body = response.json()
-    return {"long_status": response.status_code, "long_answer": body.get("label") or body.get("error"),
-            "long_seconds": round(seconds, 2), "small_idle_p50_s": round(statistics.median(idle), 3),
-            "small_during_p50_s": round(statistics.median(busy), 3), "small_during_max_s": round(max(busy), 3),
-            "small_during": len(busy)}
+def targets(rows: dict) -> dict:
+    """Each target of issue 34 on the measured rows: its value and whether it is met."""
+    real = {key: row for key, row in rows.items() if key.startswith("real/")}
+    cpu = rows["real/1080p"]["cpu_s"]
+    ratio = cpu["new"]["mean"] / cpu["floor"]["mean"]
+    out = {"cpu_s_3s_1080p": {"value": cpu["new"]["mean"], "met": cpu["new"]["mean"] <= TARGETS["cpu_s_3s_1080p"]},
+           "floor_ratio_3s_1080p": {"value": ratio, "met": ratio <= TARGETS["floor_ratio_3s_1080p"]}}
+    lowest = min(row["detection_rate"]["new"] for row in real.values())
+    out["detection_rate"] = {"value": lowest, "met": lowest >= TARGETS["detection_rate"]}
+    pairs = {key: (row["iou_truth"]["today"] or 0.0, row["iou_truth"]["new"] or 0.0) for key, row in real.items()}
+    out["iou_vs_truth"] = {"value": pairs, "met": all(new >= today for today, new in pairs.values())}
+    return out
 
 
 def markdown(report: dict) -> str:
+    def num(x: float | None, fmt: str) -> str:
+        return "-" if x is None else format(x, fmt)
+
+    def pair(a: float | None, b: float | None, fmt: str) -> str:
+        return f"{num(a, fmt)} / {num(b, fmt)}"
+
     table = []
-    for key, r in report["clips"].items():
-        old, new = r["old"], r["new"]
-        old_cpu = "not run" if old is None else f"{old['cpu_s_mean']:.2f}"
-        ratio = "" if old is None else f"{old['cpu_s_mean'] / new['cpu_s_mean']:.1f}x"
-        old_mb = "not run" if old is None else f"{old['extra_mb_max']:.0f}"
-        same = "" if old is None else f"{r['same_label']}/{r['clips']}"
-        iou = "" if old is None else f"{r['crop_iou_mean']:.3f}"
-        table.append([f"{key.split('/')[0]} ({r['clips']})", key.split("/")[1], old_cpu, f"{new['cpu_s_mean']:.2f}",
-                      ratio, old_mb, f"{new['extra_mb_max']:.0f}", same, iou])
-    rows = [markdown_table(["clips", "resolution", "old: CPU s/clip", "new: CPU s/clip", "ratio", "old: peak extra MB",
-                            "new: peak extra MB", "same label", "crop IoU (mean)"], table)]
-    svc = report.get("service")
-    if svc:
-        per_s = {name: [svc[name][str(c)]["clips_per_s"] for c in CONCURRENCY] for name in ("old", "new")}
-        rows += ["", markdown_table(["service on 720p clips", *(f"concurrency {c}" for c in CONCURRENCY)], [
-            ["today's (threads, old path): clips/s", *(f"{x:.2f}" for x in per_s["old"])],
-            ["new (processes, new path): clips/s", *(f"{x:.2f}" for x in per_s["new"])],
-            ["ratio", *(f"{b / a:.1f}x" for a, b in zip(per_s["old"], per_s["new"]))]])]
-        r = svc["responsiveness"]
-        rows += ["", f"While the new service prepared the 30 s 1080p upload ({r['long_status']} "
-                 f"`{r['long_answer']}` after {r['long_seconds']} s), {r['small_during']} small requests sent one "
-                 f"after another took {r['small_during_p50_s']} s at the median (at most {r['small_during_max_s']} s), "
-                 f"against {r['small_idle_p50_s']} s on the idle service."]
-    rows += ["", f"Label agreement over every clip: {report['label_agreement']:.3f}; face_crop "
-             f"detect_max_side {report['face_crop']['detect_max_side']}, detect_fps "
-             f"{report['face_crop']['detect_fps']:g}; {report['machine']}."]
-    return "\n".join(rows)
+    for key, r in report["rows"].items():
+        cpu = r["cpu_s"]
+        refused = sum(r["refused"].values())
+        table.append([f"{key.split('/')[0]} ({r['clips']})", key.split("/")[1],
+                      pair(cpu["today"]["mean"], cpu["today"]["max"], ".2f"),
+                      pair(cpu["new"]["mean"], cpu["new"]["max"], ".2f"), f"{cpu['floor']['mean']:.2f}",
+                      f"{cpu['new']['mean'] / cpu['floor']['mean']:.2f}x",
+                      f"{cpu['today']['mean'] / cpu['new']['mean']:.2f}x",
+                      pair(r["extra_mb_max"]["today"], r["extra_mb_max"]["new"], ".0f"),
+                      pair(r["detection_rate"]["today"], r["detection_rate"]["new"], ".3f")
+                      + (f" ({r['refused']['today']}/{r['refused']['new']} refused)" if refused else ""),
+                      pair(r["iou_truth"]["today"], r["iou_truth"]["new"], ".3f"),
+                      num(r["iou_today_new"], ".3f"),
+                      f"{r['same_label']}/{r['labelled']}" if r["same_label"] is not None else "-"])
+    out = [markdown_table(["clips", "resolution", "today: CPU s mean / max", "new: CPU s mean / max",
+                           "floor: CPU s", "new / floor", "today / new", "peak extra MB today / new",
+                           "detection rate today / new", "IoU vs truth today / new", "IoU today-new",
+                           "same label"], table)]
+    if svc := report.get("service"):
+        per_s = {name: [svc[name][str(c)]["clips_per_s"] for c in CONCURRENCY] for name in ("today", "new")}
+        wrong = {name: sum(svc[name][str(c)]["wrong_or_failed"] for c in CONCURRENCY) for name in per_s}
+        out += ["", markdown_table(["service on 720p clips", *(f"concurrency {c}" for c in CONCURRENCY)], [
+            [f"today's ({report['baseline_rev']}): clips/s", *(f"{x:.2f}" for x in per_s["today"])],
+            ["new: clips/s", *(f"{x:.2f}" for x in per_s["new"])],
+            ["new / today", *(f"{b / a:.2f}x" for a, b in zip(per_s["today"], per_s["new"]))]]),
+            "", f"Answers other than the label computed here from the same path's crops: today's {wrong['today']}, "
+                f"new {wrong['new']}."]
+    out += ["", "Targets (issue 34):", *target_lines(report["targets"])]
+    p = report["profile"]
+    out += ["", f"Profile of `{p['clip']}` (3 s 1080p) through the new path under cProfile: {p['total_s']:.2f} "
+                f"CPU s in all, the {len(p['rows'])} functions with the most own time:", "",
+            markdown_table(["function", "calls", "own s", "cumulative s"],
+                           [[f"`{r['function']}`", r["calls"], f"{r['own_s']:.3f}", f"{r['cumulative_s']:.3f}"]
+                            for r in p["rows"]])]
+    notes = [f"today: the code and face_crop params of `{report['baseline_rev']}`; face_crop keys whose value "
+             f"differs from the new path's: {settings_diff(report['face_crop']) or 'none'}",
+             "labels: " + (f"artifact `{report['deploy']}`" if report["deploy"] else
+                           "no artifact given (`--deploy`), not compared"),
+             *report["skipped"]]
+    return "\n".join([*out, "", "; ".join(notes) + "."])
+
+
+def target_lines(found: dict) -> list[str]:
+    def line(key: str, text: str) -> str:
+        slow = key.startswith(("cpu", "floor")) and not found[key]["met"]
+        return f"* {text}: {'**met**' if found[key]['met'] else '**missed**'}" + \
+            (" (where the time goes: the profile below)" if slow else "")
+
+    pairs = ", ".join(f"{key.split('/')[1]} {today:.3f} / {new:.3f}"
+                      for key, (today, new) in found["iou_vs_truth"]["value"].items())
+    return [line("cpu_s_3s_1080p", f"3 s 1080p real-face clips, new path: {found['cpu_s_3s_1080p']['value']:.3f} "
+                                   f"CPU s mean (at most {TARGETS['cpu_s_3s_1080p']})"),
+            line("floor_ratio_3s_1080p", f"the same against the decode-only floor: "
+                                         f"{found['floor_ratio_3s_1080p']['value']:.2f}x (at most "
+                                         f"{TARGETS['floor_ratio_3s_1080p']}x)"),
+            line("detection_rate", f"detection rate, new path, lowest real-face row: "
+                                   f"{found['detection_rate']['value']:.3f} (at least {TARGETS['detection_rate']})"),
+            line("iou_vs_truth", f"crop box IoU vs the true boxes no worse than today's on any real-face row "
+                                 f"(today / new: {pairs})")]
+
+
+def settings_diff(face_crop: dict) -> str:
+    today, new = face_crop["today"], face_crop["new"]
+    return ", ".join(f"{k} {today.get(k, 'absent')} -> {new.get(k, 'absent')}" for k in dict.fromkeys([*today, *new])
+                     if k != "workers" and today.get(k) != new.get(k))
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--deploy", default=str(ROOT / DEPLOY_DIR))
-    ap.add_argument("--raw", default=str(ROOT / "data/raw"))
-    ap.add_argument("--test-clips", type=int, default=8)
-    ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--skip-old-long", action="store_true", help="the old path on the 30 s 1080p clip takes "
-                    "minutes and ~10 GB")
+    ap.add_argument("--deploy", help="an artifact (default: models/deploy when present): labels and the service")
+    ap.add_argument("--raw", default=str(ROOT / "data/raw"), help="the test clips' manifest.parquet and videos")
+    ap.add_argument("--rounds", type=int, default=1, help="service rounds per concurrency")
     ap.add_argument("--skip-service", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="one clip per set and resolution, no long clip, no "
+                    "service; prints the block and publishes nothing")
     args = ap.parse_args(argv)
-    deploy = Path(args.deploy)
-    spec = PreprocessSpec.load(deploy / "preprocess.json")
-    backend = load_backend(deploy, "onnxruntime")
-    report: dict = {"face_crop": dataclasses.asdict(spec.face_crop), "baseline_rev": BASELINE_REV,
-                    "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-                    "deploy": str(deploy), "targets": TARGETS, "clips": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        sets = clips(Path(tmp), Path(args.raw), args.test_clips)
-        agree = []
-        for name, by_res in sets.items():
-            for res, paths in by_res.items():
-                runs = {"old": [], "new": []}
-                for path in paths:
-                    runs["new"].append(measure("new", path, spec))
-                    if not (name == "long" and args.skip_old_long):
-                        runs["old"].append(measure("old", path, spec))
-                row = {"clips": len(paths), "new": _cost(runs["new"]), "old": _cost(runs["old"]) if runs["old"] else None}
-                if runs["old"]:
-                    same = [labels(backend, o["crops"], spec) == labels(backend, n["crops"], spec)
-                            for o, n in zip(runs["old"], runs["new"])]
-                    agree += same
-                    row["same_label"] = int(sum(same))
-                    row["crop_iou_mean"] = float(np.mean([_iou(o["boxes"], n["boxes"]).mean()
-                                                          for o, n in zip(runs["old"], runs["new"])]))
-                report["clips"][f"{name}/{res}"] = row
-                print(name, res, json.dumps({k: v for k, v in row.items()}), flush=True)
-        report["label_agreement"] = float(np.mean(agree))
-        if not args.skip_service:
-            report["service"] = service_levels(deploy, sets["real"]["720p"] + sets["test"]["720p"],
-                                               sets["long"]["1080p"][0], args.rounds, Path(tmp))
-    publish("video-cost", report)
+    deploy = Path(args.deploy) if args.deploy else ROOT / DEPLOY_DIR
+    deploy = deploy if (deploy / "preprocess.json").is_file() else None
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        tree = extract(BASELINE_REV, tmp / "baseline")
+        specs = {"new": new_spec(deploy)}
+        specs["today"] = today_spec(specs["new"], tree)
+        label = None if deploy is None else labeller(deploy, specs["new"])
+        clips, skipped = make_clips(tmp, Path(args.raw), args.quick)
+        results = [measure_clip(clip, tree, specs, label) for clip in clips]
+        per_clip = {}
+        for clip, result in zip(clips, results):
+            per_clip.setdefault(f"{clip.set}/{clip.resolution}", []).append(result)
+        first_1080p = next(c for c in clips if c.set == "real" and c.resolution == "1080p")
+        found = run_in_tree(None, f"{MODULE}:profile", str(first_1080p.path), specs["new"], PROFILE_ROWS)
+        rows = {key: summarize_clips(results) for key, results in per_clip.items()}
+        report = {"baseline_rev": BASELINE_REV, "quick": args.quick, "deploy": None if deploy is None else str(deploy),
+                  "face_crop": {name: specs[name]["face_crop"] for name in ("today", "new")},
+                  "rows": rows, "per_clip": per_clip, "skipped": skipped,
+                  "profile": {"clip": first_1080p.path.stem, **found}, "targets": targets(rows)}
+        if deploy is not None and not args.quick and not args.skip_service:
+            classes = json.loads((deploy / "labels.json").read_text())["classes"]
+            uploads = {name: [(c.path.name, c.path.read_bytes(), classes[r["labels"][name]])
+                              for c, r in zip(clips, results) if c.resolution == "720p" and c.set != "long"
+                              and "labels" in r] for name in ("today", "new")}
+            report["service"] = service_levels(deploy, tree, uploads, args.rounds, tmp)
+    if not args.quick:
+        publish("video-cost", report)
     print(markdown(report))
     return report
-
-
-def _cost(runs: list[dict]) -> dict:
-    cpu, mb = [r["cpu_s"] for r in runs], [r["extra_mb"] for r in runs]
-    return {"cpu_s_mean": float(np.mean(cpu)), "cpu_s_max": float(np.max(cpu)), "extra_mb_mean": float(np.mean(mb)),
-            "extra_mb_max": float(np.max(mb))}
 
 
 if __name__ == "__main__":

@@ -50,6 +50,11 @@ class InputError(ValueError):
         return type(self), (str(self), self.kind)
 
 
+# An artifact exported before the track had segments (its preprocess.json lacks these keys) is served with
+# one segment per video, as its crops were cut, and the look-ahead of the params that introduced them.
+TRACK_BEFORE_SEGMENTS = {"track_lookahead_seconds": 2.0, "reacquire_runs": 10**9}
+
+
 @dataclass(frozen=True)
 class PreprocessSpec:
     face_crop: FaceCropConfig
@@ -75,7 +80,7 @@ class PreprocessSpec:
     @classmethod
     def from_json(cls, raw: dict) -> "PreprocessSpec":
         image = raw["image"]
-        return cls(FaceCropConfig(**raw["face_crop"]), ImageSpec(image["size"], tuple(image["mean"]),
+        return cls(FaceCropConfig(**{**TRACK_BEFORE_SEGMENTS, **raw["face_crop"]}), ImageSpec(image["size"], tuple(image["mean"]),
                                                                  tuple(image["std"])), raw["frames"], raw["min_frames"])
 
     @classmethod
@@ -99,6 +104,11 @@ class CropStats:
     face_size: float        # tracked face side over the frame's shorter side, mean over frames
     detection_rate: float   # detected frames with a tracked face / detected frames
     frames: int             # decoded frames
+
+    @classmethod
+    def of(cls, stored: np.ndarray, track: FaceTrack) -> "CropStats":
+        return cls.measure(stored, float(np.nanmean(track.boxes[:, 2]) / min(track.frame_size)), track.detection_rate,
+                           track.frames)
 
     @classmethod
     def measure(cls, stored: np.ndarray, face_size: float, detection_rate: float, frames: int) -> "CropStats":
@@ -240,9 +250,7 @@ def face_frames(path: str | Path, spec: PreprocessSpec, limits: RequestLimits | 
     boxes = held_at_start(track.boxes)
     cfg = spec.face_crop
     stored = np.stack([as_stored(cut_face(kept[int(i)], boxes[i], cfg), cfg.jpeg_quality) for i in picked])
-    stats = CropStats.measure(stored, float(boxes[:, 2].mean() / min(track.frame_size)), track.detection_rate,
-                              track.frames)
-    return FaceFrames(stored, stats, boxes, np.asarray(picked), track.frame_size)
+    return FaceFrames(stored, CropStats.of(stored, track), boxes, np.asarray(picked), track.frame_size)
 
 
 def video_input(path: str | Path, spec: PreprocessSpec) -> np.ndarray:
