@@ -21,11 +21,35 @@ from conftest import FPS, expression_video, run_cli
 from a3lign_dfer.config.deploy import DEPLOY_DIR
 from a3lign_dfer.config.serving import TimelineConfig
 from a3lign_dfer.inference.backends import SplitRunner
-from a3lign_dfer.inference.timeline import WindowPlan, file_windows, predict_windows
+from a3lign_dfer.inference.timeline import WindowPlan, file_windows, predict_windows, read_ahead
 from a3lign_dfer.inference.video_input import PreprocessSpec
 from a3lign_research.browser import image_spread
 
 SHORT = TimelineConfig(window_seconds=1.0, stride_seconds=0.5, default_fps=30)
+
+
+def test_windows_are_prepared_ahead_in_order_errors_reach_the_caller_and_a_stop_releases_the_source():
+    assert list(read_ahead(range(10), 2)) == list(range(10)) and list(read_ahead([], 2)) == []
+    produced, released = [], threading.Event()
+
+    def source():
+        try:
+            for k in range(100):
+                produced.append(k)
+                if k == 5:
+                    raise ValueError("no face found: clip.mp4")
+                yield k
+        finally:
+            released.set()
+
+    with pytest.raises(ValueError, match="no face found"):
+        list(read_ahead(source(), 2))
+    assert produced == list(range(6)) and released.is_set()
+    produced.clear(), released.clear()
+    first = read_ahead(source(), 2)
+    assert next(first) == 0
+    first.close()                                                          # the caller stops: Ctrl-C, a limit
+    assert released.wait(5) and len(produced) <= 5
 
 
 def test_windows_cover_the_video_and_share_sampled_frames():

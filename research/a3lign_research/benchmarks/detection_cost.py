@@ -4,14 +4,16 @@ What: the working tree's face track (`a3lign_dfer.data.face_track.track_face`, t
 fields replaced) for each setting of the detector's input side (face_crop.detect_max_side 320, 480, 640), its
 runs per second of video (face_crop.detect_fps 5, 10, 15, 30) and OpenCV's threads (YuNet, cv2.setNumThreads
 1 or 2), on the real-face clips of a3lign_research.face_videos (4 photo clips and 4 LFW faces, true boxes
-known) filmed at 640x360, 1280x720 and 1920x1080, 3 s at 30 fps, H.264 mp4. Per setting and resolution, means
+known) filmed at 640x360, 1280x720 and 1920x1080, 3 s at 30 fps, H.264 mp4, and the astronaut's pan done in
+0.8 s (a fast handheld swing). Per setting and resolution, means
 over the clips: CPU seconds per clip (process time, every thread) and wall seconds, the detection rate (runs
 that found the face / detector runs) and the IoU of the track's square boxes against the true ones (the
 square of the true box's longer side about its centre) over every frame.
 
 Why (issue 34): the detection defaults are chosen on these numbers, not on test labels. The block says which
 setting the params use and whether it is the cheapest one (CPU s per clip over the three resolutions, one
-thread: the face_crop stage and the service's workers run OpenCV on one) with detection rate >= 0.95 and IoU
+thread: the face_crop stage and the service's workers run OpenCV on one) with detection rate >= 0.95 on every
+clip and IoU
 no worse than the best setting's minus 0.01 on every resolution, computed from the JSON.
 
 How long: every side x rate on 1 thread, and 2 threads only at the params' detect_fps (2 threads buy wall
@@ -46,6 +48,7 @@ RESOLUTIONS = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
 SIDES, RATES = (320, 480, 640), (5, 10, 15, 30)
 FPS, SECONDS = 30, 3
 LFW_FACES = (0, 24, 48, 72)                  # video_cost's four
+FAST_PAN_FRAMES = 24
 RULE = {"detection_rate": 0.95, "iou_below_best": 0.01}
 
 
@@ -64,6 +67,8 @@ def videos(size: tuple[int, int], quick: bool) -> Iterator[FaceVideo]:
         return
     yield from photo_videos(FPS * SECONDS, size)
     yield from lfw_videos(FPS * SECONDS, LFW_FACES, size)
+    # The pan done in 0.8 s: the face crosses 3 of its widths a second, as a handheld phone swings.
+    yield dataclasses.replace(photo_videos(FAST_PAN_FRAMES, size)[0], name="astronaut_fast_pan")
 
 
 def film(folder: Path, quick: bool) -> list[Clip]:
@@ -136,8 +141,8 @@ def choice(record: dict) -> dict:
     def misses(row: dict) -> list[str]:
         out = []
         for res, m in row["resolutions"].items():
-            if m["detection_rate"] < record["rule"]["detection_rate"]:
-                out.append(f"detection rate {m['detection_rate']:.3f} at {res}")
+            if m["detection_rate_min"] < record["rule"]["detection_rate"]:
+                out.append(f"detection rate {m['detection_rate_min']:.3f} on a clip at {res}")
             if m["iou"] < best[res] - record["rule"]["iou_below_best"]:
                 out.append(f"IoU {m['iou']:.3f} at {res} (best {best[res]:.3f})")
         return out
@@ -166,17 +171,17 @@ def markdown(record: dict) -> str:
         mark = ", ".join(m for m, on in (("**params**", _key(r) == pick["default"]),
                                          ("cheapest passing", _key(r) == pick["cheapest"])) if on)
         rows.append([r["detect_max_side"], f"{r['detect_fps']:g}", r["threads"], cells(r, "cpu_s", 2),
-                     cells(r, "wall_s", 2), cells(r, "detection_rate", 3), cells(r, "iou", 3), mark])
+                     cells(r, "wall_s", 2), cells(r, "detection_rate_min", 3), cells(r, "iou", 3), mark])
     clips = record["rows"][0]["resolutions"][res[0]]["clips"]
     rule = record["rule"]
     lines = [f"The face track of {clips} real-face clips per resolution ({record['seconds']} s at {record['fps']} "
              f"fps; {', '.join(f'{x} {w}x{h}' for x, (w, h) in record['resolutions'].items())}), means per clip; "
              f"each cell is {' / '.join(res)}:", "",
              markdown_table(["detector side", "detections per s of video", "threads", "CPU s per clip", "wall s",
-                             "detection rate", "box IoU vs true boxes", ""], rows), ""]
+                             "detection rate (worst clip)", "box IoU vs true boxes", ""], rows), ""]
     said = (f"The params use {_setting(pick['default'])} ({pick['default_cost']:.2f} CPU s per clip over the "
-            f"three resolutions). The rule (one thread; detection rate >= {rule['detection_rate']:g} and IoU no "
-            f"worse than the best setting's minus {rule['iou_below_best']:g} on every resolution) ")
+            f"three resolutions). The rule (one thread; detection rate >= {rule['detection_rate']:g} on every clip and "
+            f"IoU no worse than the best setting's minus {rule['iou_below_best']:g} on every resolution) ")
     if pick["cheapest"] is None:
         said += "is met by no setting"
     else:

@@ -19,11 +19,16 @@ on gets no label (`label` null), as a clip would be refused.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty, Queue
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -39,6 +44,7 @@ from a3lign_dfer.inference.video_input import (InputError, PreprocessSpec, Reque
                                                as_stored, open_checked)
 from a3lign_dfer.model.image_spec import ImageSpec
 
+T = TypeVar("T")
 OPEN_TIMEOUT_MS = 10_000           # a stream URL that answers nothing in this long is reported as unopenable
 
 
@@ -333,11 +339,53 @@ class FrameFeatures:
         return out
 
 
+READ_AHEAD = 2                     # windows prepared while the model runs on the current one
+STOP_WAIT_SECONDS = 10             # a stopped timeline waits this long for its source to give one more window
+
+
+def read_ahead(items: Iterable[T], depth: int) -> Iterator[T]:
+    """The items, produced by a thread up to `depth` ahead of the caller: decoding, tracking and cropping the
+    next windows overlaps the model on this one (FFmpeg, OpenCV and ONNX Runtime release the GIL). An
+    error of the producer is raised here; a caller that stops early stops the producer after its next item."""
+    queue: Queue = Queue(depth)
+    stopped, end = threading.Event(), object()
+
+    def produce() -> None:
+        source = iter(items)
+        try:
+            for item in source:
+                queue.put((item, None))
+                if stopped.is_set():
+                    return
+            queue.put((end, None))
+        except BaseException as err:  # noqa: BLE001 - handed to the caller, who raises it
+            queue.put((end, err))
+        finally:
+            getattr(source, "close", lambda: None)()           # a generator's cleanup: the camera released
+
+    producer = threading.Thread(target=produce, name="timeline-read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, err = queue.get()
+            if item is end:
+                if err is not None:
+                    raise err
+                return
+            yield item
+    finally:
+        stopped.set()
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while producer.is_alive() and time.monotonic() < deadline:    # unblock a producer waiting to put
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.1)
+
+
 def predict_windows(faces: FaceWindows, runner, classes: list[str], image: ImageSpec,
                     cache: bool = True) -> Iterator[TimelinePoint]:
     """The timeline of opened windows through a SplitRunner (encode per frame, head per window)."""
     features = FrameFeatures(runner.encode, image, cache)
-    for window in faces.windows:
+    for window in read_ahead(faces.windows, READ_AHEAD):
         start, end = round(window.start / faces.fps, 3), round(window.end / faces.fps, 3)
         rate = None if window.detection_rate is None else round(window.detection_rate, 4)
         if window.crops is None:
