@@ -39,6 +39,7 @@ from a3lign_dfer.serving.label_studio import (
     uncertain_tasks,
 )
 from a3lign_dfer.serving.prediction_log import open_log
+from a3lign_dfer.serving.process import stop_process
 
 CLASSES = PARAMS.data.classes
 VENV_ENV = "A3LIGN_LABEL_STUDIO_VENV"
@@ -216,11 +217,7 @@ def running_label_studio(venv: Path, data_dir: Path, document_root: Path, token:
             time.sleep(2)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server, grace=30)
         log.close()
 
 

@@ -32,13 +32,7 @@ import pytest
 import yaml
 from a3lign_research.ui_check import PrefectServer, serve_deployments
 from conftest import ROOT, copy_repo, run_cli, run_cmd
-from test_retrain_trigger import (
-    POLL_FAST,
-    _child_runs,
-    _deployment,
-    _runs,
-    _trigger_loaded,
-)
+from prefect_runs import POLL_FAST, child_runs, deployment_runs, retrain_deployment_of, trigger_loaded, until
 
 from a3lign_dfer.checksums import sha256
 from a3lign_dfer.config.data import SCHEDULER_ENV
@@ -133,7 +127,7 @@ class Load:
             matching = [a for a in self.answers() if where(a)]
             return matching if len(matching) >= count else None
 
-        return _until(f"{count} answer(s) {what}", found, timeout,
+        return until(f"{count} answer(s) {what}", found, timeout,
                       lambda: f"answers so far: {len(self.answers())}, failed: {_failed(self.answers())[:3]}")
 
 
@@ -150,23 +144,13 @@ def _failed(answers: list[Answer]) -> list[Answer]:
     return [a for a in answers if a.status != 200]
 
 
-def _until(what: str, probe, timeout: float, detail=lambda: ""):
-    """probe()'s first true value, asked every half second; TimeoutError naming what did not happen (and `detail`)."""
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not within {timeout:.0f} s: {what}. {detail()}")
-        time.sleep(0.5)
-    return value
-
-
 def _serving(url: str) -> dict:
     return httpx.get(f"{url}/metadata", timeout=30).json()["model"]
 
 
 def _until_serving(service, version: str, timeout: float = 300) -> float:
     """When (time.monotonic) the service was first seen answering /metadata with `version`."""
-    return _until(f"the service serves {version}",
+    return until(f"the service serves {version}",
                   lambda: time.monotonic() if _serving(service.url)["version"] == version else None, timeout,
                   lambda: f"it serves {_serving(service.url)}; its output:\n{service.output()[-3000:]}")
 
@@ -202,7 +186,7 @@ def _label(url: str, load: Load, truth: dict[str, str], test_fraction: float) ->
                 picked[a.request_id], count[split] = a, count[split] + 1
         return picked if count == FEEDBACK else None
 
-    picked = _until(f"acknowledged requests for {FEEDBACK} labels", enough, 300)
+    picked = until(f"acknowledged requests for {FEEDBACK} labels", enough, 300)
     for request_id, answer in picked.items():
         stored = httpx.post(f"{url}/feedback", json={"request_id": request_id, "label": truth[answer.filename]},
                             timeout=30)
@@ -221,7 +205,7 @@ def _drift_event(client, monitor_run_id) -> dict:
         return next((e for e in response.json()["events"] if e["payload"]["batch"] == BATCH and any(
             r["prefect.resource.id"] == f"prefect.flow-run.{monitor_run_id}" for r in e["related"])), None)
 
-    return _until(f"the monitor's {DRIFT_EVENT} event for {BATCH} is stored", stored, 120)
+    return until(f"the monitor's {DRIFT_EVENT} event for {BATCH} is stored", stored, 120)
 
 
 def _out_of_order(answers: list[Answer], rollback_at: float) -> list[tuple[Answer, Answer]]:
@@ -295,7 +279,7 @@ def test_drift_retrains_the_challenger_passes_the_service_swaps_and_rolls_back_a
         # 5. A dark batch: the monitor emits its event; the real retrain deployment's automation runs the retrain.
         before_retrain = time.monotonic()
         with get_client(sync_client=True) as client:                  # another test's retrain deployment
-            if (stale := _deployment(client)) is not None:
+            if (stale := retrain_deployment_of(client)) is not None:
                 client.delete_deployment(stale.id)
         server = PrefectServer("", PREFECT_API_URL.value(), {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
                                                              "PYTHONPATH": str(ROOT)}, tmp_path)
@@ -304,8 +288,8 @@ def test_drift_retrains_the_challenger_passes_the_service_swaps_and_rolls_back_a
         with serve_deployments(server, command, {"on-drift"}, cwd=ROOT,
                                env={**POLL_FAST, SCHEDULER_ENV: scale.scheduler}), \
                 get_client(sync_client=True) as client:
-            deployment = _deployment(client)
-            _trigger_loaded(client, deployment.id)
+            deployment = retrain_deployment_of(client)
+            trigger_loaded(client, deployment.id)
             watch = tmp_path / "incoming"
             watch.mkdir()
             (watch / BATCH).symlink_to(drift_batches["dark"], target_is_directory=True)
@@ -317,14 +301,14 @@ def test_drift_retrains_the_challenger_passes_the_service_swaps_and_rolls_back_a
             def processes_log():
                 return (tmp_path / "processes.log").read_text(errors="replace")[-4000:]
 
-            run = _until("the automation starts a retrain run for the batch",
-                         lambda: _runs(client, deployment.id).get(BATCH), 300, processes_log)
+            run = until("the automation starts a retrain run for the batch",
+                         lambda: deployment_runs(client, deployment.id).get(BATCH), 300, processes_log)
             assert run.parameters == {"repo": str(repo), "batch": BATCH, "drift": event["payload"],
                                       "event_id": event["id"]}
-            run = _until("the retrain run ends", lambda: (r if (r := client.read_flow_run(run.id)).state.is_final()
+            run = until("the retrain run ends", lambda: (r if (r := client.read_flow_run(run.id)).state.is_final()
                                                           else None), 2400, processes_log)
             assert run.state.is_completed(), f"{run.state.message}\n{processes_log()}"
-            children = _child_runs(client, run.id)
+            children = child_runs(client, run.id)
             flows_ = {f.id: f.name for f in client.read_flows()}
             assert [(flows_[c.flow_id], c.state_type.value) for c in children] == [
                 ("a3lign-dfer-pipeline", "COMPLETED"), ("a3lign-dfer-release", "COMPLETED")]
@@ -390,7 +374,7 @@ def test_drift_retrains_the_challenger_passes_the_service_swaps_and_rolls_back_a
         load.stop()
         answers = load.answers()
         acknowledged = [a for a in answers if a.status == 200]
-        _until("the log holds every acknowledged request",
+        until("the log holds every acknowledged request",
                lambda: {a.request_id for a in acknowledged} <= set(_logged(log)), 60)
         metrics = httpx.get(f"{service.url}/metrics", timeout=30).text
 

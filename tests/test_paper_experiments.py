@@ -8,8 +8,8 @@ from a3lign_dfer.config.schema import read
 from a3lign_research.blocks import BLOCKS, cpu_name
 from a3lign_research.paper import ablation, runs
 from a3lign_research.paper import fidelity
-from a3lign_research.paper.experiments import (Setup, run_collapse, run_fidelity, run_table2, run_table3, verdict,
-                                                    write_index)
+from a3lign_research.paper.experiments import (Setup, figure3_orderings, run_collapse, run_fidelity, run_table2,
+                                                    run_table3, verdict, write_index)
 from a3lign_dfer.config.params import load_params
 from conftest import ROOT, TINY_PIPELINE, write_toy_cache
 
@@ -78,15 +78,28 @@ def test_fidelity_and_table3_write_their_tables(tmp_path, tiny_clip_dir, scale):
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text("# x\n<!-- paper:start -->\nSTALE-BLOCK\n<!-- paper:end -->\n")
     index = write_index(setup, tmp_path)
-    claims = [line for line in index.splitlines() if line.startswith("| Table")]
-    assert len(claims) == 4 + 2 + 3 + 1          # Table 3's four orderings, BAP vs two all-at-once rows, ladder, shuffle
-    assert all(line.rstrip(" |").endswith(VERDICTS) for line in claims)
+    claims = [line.strip("| ").split(" | ") for line in index.splitlines() if line.startswith("| Table")]
+    # Table 2's three orderings, Table 3's four, BAP vs two all-at-once rows, the ladder's three steps, shuffle
+    assert len(claims) == 3 + 4 + 2 + 3 + 1
+    assert all(c[2] in VERDICTS and (c[4] in VERDICTS or c[3:] == ["-", "-"]) for c in claims), claims
     block = page.read_text()
     assert "](reports/paper/collapse.md)" in block and "](reports/paper/table2.md)" in block
     assert "STALE-BLOCK" not in block and f"Measured on {cpu_name()}" in block
 
 
 VERDICTS = ("holds", "holds in the mean, within the spread", "does not hold")
+
+
+def test_figure3_is_judged_on_its_best_cell_and_on_equal_parameters_with_more_sentences():
+    def cell(s, t, uar):
+        return {"sentences": s, "tokens": t, "uar": {"mean": uar, "std": 0.01}, "war": {"mean": uar, "std": 0.01}}
+
+    grid = {"sentences": [4, 16], "tokens": [16, 64],
+            "cells": [cell(4, 16, 0.70), cell(4, 64, 0.86), cell(16, 16, 0.80), cell(16, 64, 0.90)]}
+    judged = {o.claim: o.cells() for o in figure3_orderings(grid)}
+    assert len(judged) == 3 + 1                                    # the best cell over the other three; one equal pair
+    equal = judged["Figure 3 (val): equal parameters, more sentences: S=16, T=16 above S=4, T=64"]
+    assert equal == ["80.0 ± 1.0 vs 86.0 ± 1.0", "does not hold"] * 2
 
 
 def test_an_ordering_holds_only_beyond_the_spread():

@@ -28,6 +28,7 @@ import pytest
 import yaml
 from a3lign_research.ui_check import PrefectServer, serve_deployments
 from conftest import PARAMS, ROOT, run_cmd
+from prefect_runs import POLL_FAST, child_runs, deployment_runs, retrain_deployment_of, trigger_loaded, until
 
 from a3lign_dfer.config.deploy import DEPLOY_DIR
 from a3lign_dfer.monitoring.results import ClassMixDrift, ColumnDrift, EmbeddingDrift
@@ -109,7 +110,7 @@ def test_monitor_emits_the_drift_event_for_a_flagged_batch_only(built_pipeline, 
         return [e for e in response.json()["events"]
                 if runs & {r["prefect.resource.id"] for r in e["related"]}]
 
-    events = _until("the dark batch's event is stored", sent)
+    events = until("the dark batch's event is stored", sent)
     time.sleep(3)
     assert [e["payload"]["batch"] for e in sent()] == ["dark-tuesday"]         # nothing for the clean batch
     event, sha = events[0], sha256(repo / "models/deploy/manifest.json")
@@ -200,18 +201,6 @@ def _write_log(path: Path, labels: dict[str, str]) -> None:
     assert failures == []
 
 
-def _child_runs(client, parent_id) -> list:
-    """The subflow runs of a flow run, in start order."""
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterParentFlowRunId,
-    )
-
-    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])))
-    return sorted(runs, key=lambda r: r.start_time)
-
-
 def test_retrain_commits_the_feedback_then_runs_pipeline_and_release_as_subflows(prefect_backend, tmp_path,
                                                                                   monkeypatch):
     from prefect import flow, get_client
@@ -259,7 +248,7 @@ def test_retrain_commits_the_feedback_then_runs_pipeline_and_release_as_subflows
     assert result["release"]["version"] == "v0.2.0" and result["batch"] == "tuesday"
 
     with get_client(sync_client=True) as client:
-        children = _child_runs(client, state.state_details.flow_run_id)
+        children = child_runs(client, state.state_details.flow_run_id)
         flows_ = client.read_flows(flow_filter=FlowFilter(id=FlowFilterId(any_=[c.flow_id for c in children])))
         names = {f.id: f.name for f in flows_}
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
@@ -313,9 +302,6 @@ if __name__ == "__main__":
 '''
 
 
-POLL_FAST = {"PREFECT_RUNNER_POLL_FREQUENCY": "1"}     # the runner looks for runs to start every second
-
-
 def _stand_in(folder: Path, monkeypatch):
     """The stand-in script in `folder`, and its module imported from there (deployments are built from a flow in a
     file that its module name finds)."""
@@ -324,15 +310,6 @@ def _stand_in(folder: Path, monkeypatch):
     monkeypatch.syspath_prepend(str(folder))
     monkeypatch.delitem(sys.modules, script.stem, raising=False)
     return script, importlib.import_module(script.stem)
-
-
-def _until(what: str, probe, timeout: float = 180):
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.5)
-    return value
 
 
 def _emit(batch: str):
@@ -354,14 +331,6 @@ def _stored(client, event_id) -> bool:
     return any(e["id"] == str(event_id) for e in response.json()["events"])
 
 
-def _runs(client, deployment_id) -> dict:
-    """batch -> the deployment's flow run for it."""
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-
-    runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
-    return {r.parameters.get("batch"): r for r in runs}
-
-
 def test_drift_event_runs_the_retrain_once_with_its_batch_then_cools_down(prefect_backend, tmp_path, monkeypatch):
     from prefect import get_client
     from prefect.client.schemas.objects import ConcurrencyLimitStrategy
@@ -379,15 +348,15 @@ def test_drift_event_runs_the_retrain_once_with_its_batch_then_cools_down(prefec
     script, stand_in = _stand_in(tmp_path, monkeypatch)
     assert inspect.signature(stand_in.retrain.fn) == inspect.signature(flows.retrain.retrain.fn)  # same parameters
     with get_client(sync_client=True) as client:            # another test's retrain deployment and its runs
-        if (stale := _deployment(client)) is not None:
+        if (stale := retrain_deployment_of(client)) is not None:
             client.delete_deployment(stale.id)
     server = PrefectServer("", PREFECT_API_URL.value(), {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),
                                                          "PYTHONPATH": str(ROOT)}, tmp_path)
     command = [sys.executable, str(script), str(RETRAIN_COOLDOWN.total_seconds())]
     with serve_deployments(server, command, {"on-drift"}, cwd=tmp_path, env=POLL_FAST), \
             get_client(sync_client=True) as client:
-        deployment = _deployment(client)
-        automation = _trigger_loaded(client, deployment.id)
+        deployment = retrain_deployment_of(client)
+        automation = trigger_loaded(client, deployment.id)
         assert automation.enabled
         trigger, action = automation.trigger, automation.actions[0]
         assert trigger.expect == {DRIFT_EVENT} and trigger.posture == Posture.Reactive and trigger.threshold == 1
@@ -398,60 +367,35 @@ def test_drift_event_runs_the_retrain_once_with_its_batch_then_cools_down(prefec
         assert deployment.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.CANCEL_NEW
 
         first = _emit("tuesday")
-        run = _until("a retrain run for tuesday is running", lambda: _run_in(client, deployment.id, "tuesday", "RUNNING"))
+        run = until("a retrain run for tuesday is running", lambda: _run_in(client, deployment.id, "tuesday", "RUNNING"))
         assert run.parameters == {"repo": str(tmp_path), "batch": "tuesday", "event_id": str(first.id),
                                   "drift": drift_event(drift_summary("tuesday"), SHA)["payload"]}
         second = _emit("wednesday")                                   # while tuesday's retrain runs
-        _until("the second event is stored", lambda: _stored(client, second.id))
+        until("the second event is stored", lambda: _stored(client, second.id))
         time.sleep(5)
-        assert list(_runs(client, deployment.id)) == ["tuesday"]     # the cool-down ignored it
+        assert list(deployment_runs(client, deployment.id)) == ["tuesday"]     # the cool-down ignored it
         (tmp_path / "release-tuesday").touch()
-        _until("tuesday's retrain completes", lambda: client.read_flow_run(run.id).state.is_completed())
-        children = _child_runs(client, run.id)
+        until("tuesday's retrain completes", lambda: client.read_flow_run(run.id).state.is_completed())
+        children = child_runs(client, run.id)
         assert len(children) == 2 and all(c.state.is_completed() for c in children)
 
         # The cool-down off: every event fires, and the concurrency limit is what keeps one retrain at a time.
         monkeypatch.chdir(tmp_path)
         retrain_deployment(flow=stand_in.retrain, repo=tmp_path, cooldown=timedelta(0)).apply()
-        assert _trigger_loaded(client, deployment.id).trigger.within == timedelta(0)
+        assert trigger_loaded(client, deployment.id).trigger.within == timedelta(0)
         _emit("thursday")
-        thursday = _until("thursday's retrain is running", lambda: _run_in(client, deployment.id, "thursday", "RUNNING"))
+        thursday = until("thursday's retrain is running", lambda: _run_in(client, deployment.id, "thursday", "RUNNING"))
         _emit("friday")
-        friday = _until("friday's retrain is cancelled", lambda: _run_in(client, deployment.id, "friday", "CANCELLED"))
+        friday = until("friday's retrain is cancelled", lambda: _run_in(client, deployment.id, "friday", "CANCELLED"))
         assert "concurrency limit" in friday.state.message
         assert client.read_flow_run(thursday.id).state.is_running()
         (tmp_path / "release-thursday").touch()
-        _until("thursday's retrain completes", lambda: client.read_flow_run(thursday.id).state.is_completed())
-
-
-def _trigger_loaded(client, deployment_id):
-    """The deployment's automation, once the server has it. Serving creates it just after the deployment, and an event
-    that arrives before the server's triggers have loaded it is not acted on, so a test waits (2 s more: the
-    triggers service loads a new automation right after it is stored)."""
-    from flows.deployments import RETRAIN_AUTOMATION
-
-    def owned():
-        return [a for a in client.read_automations_by_name(RETRAIN_AUTOMATION)
-                if a.actions[0].deployment_id == deployment_id]
-
-    automation = _until("the retrain automation is stored", lambda: next(iter(owned()), None))
-    assert len(owned()) == 1                                              # serving again replaces it
-    time.sleep(2)
-    return automation
+        until("thursday's retrain completes", lambda: client.read_flow_run(thursday.id).state.is_completed())
 
 
 def _run_in(client, deployment_id, batch: str, state: str):
-    run = _runs(client, deployment_id).get(batch)
+    run = deployment_runs(client, deployment_id).get(batch)
     return run if run is not None and run.state_type.value == state else None
-
-
-def _deployment(client):
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        return client.read_deployment_by_name("a3lign-dfer-retrain/on-drift")
-    except ObjectNotFound:
-        return None
 
 
 def test_prefect_ui_shows_the_automation_and_the_chain_of_runs_it_caused(tmp_path, monkeypatch):
@@ -483,16 +427,16 @@ def test_prefect_ui_shows_the_automation_and_the_chain_of_runs_it_caused(tmp_pat
     with running_prefect_server() as server, temporary_settings({PREFECT_API_URL: server.api}), \
             serve_deployments(server, [sys.executable, str(script), str(RETRAIN_COOLDOWN.total_seconds())],
                               {"on-drift"}, cwd=tmp_path, env=POLL_FAST), get_client(sync_client=True) as client:
-        deployment = _deployment(client)
+        deployment = retrain_deployment_of(client)
 
         async def send():                 # this server's events endpoint (the session's worker sends elsewhere)
             async with PrefectEventsClient(api_url=server.api) as events:
                 await events.emit(Event(**drift_event(drift_summary("tuesday"), SHA)))
 
-        _trigger_loaded(client, deployment.id)
+        trigger_loaded(client, deployment.id)
         asyncio.run(send())
-        run = _until("the retrain run completes", lambda: _run_in(client, deployment.id, "tuesday", "COMPLETED"))
-        assert len(_child_runs(client, run.id)) == 2                    # pipeline and release, as subflow runs
+        run = until("the retrain run completes", lambda: _run_in(client, deployment.id, "tuesday", "COMPLETED"))
+        assert len(child_runs(client, run.id)) == 2                    # pipeline and release, as subflow runs
         automations = automations_page(server, shots)
         page = run_page(server, str(run.id), shots, (run.name, "a3lign-dfer-retrain", "on-drift", RETRAIN_AUTOMATION))
     assert automations["missing"] == [] and page["missing"] == []

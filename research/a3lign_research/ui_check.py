@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from a3lign_dfer.serving.process import free_port
+from a3lign_dfer.serving.process import free_port, stop_process
 from a3lign_research import ROOT
 from a3lign_research.browser import DevToolsTab, find_chromium
 
@@ -76,12 +76,7 @@ def _deployment_names(api: str) -> set[str]:
 
 def _stop(procs: list[subprocess.Popen]) -> None:
     for proc in reversed(procs):
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @contextlib.contextmanager

@@ -59,14 +59,21 @@ def service_process(serve_args: list[str], cwd: Path, params: Path | None = None
             time.sleep(0.5)
         yield ServiceProcess(url, process, log)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, signal.SIGINT, 30)
         log.unlink(missing_ok=True)
+
+
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 20) -> None:
+    """Ask a child process to stop with `sig`, killed when it has not exited after `grace` seconds (unless it is
+    gone already)."""
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @contextlib.contextmanager
