@@ -2,12 +2,12 @@
 they run, the comparisons' rules and the files `paper` writes."""
 import json
 
+import pytest
 import yaml
 
 from a3lign_dfer.config.schema import read
 from a3lign_research.blocks import BLOCKS, cpu_name
-from a3lign_research.paper import ablation, runs
-from a3lign_research.paper import fidelity
+from a3lign_research.paper import ablation, fidelity, runs
 from a3lign_research.paper.experiments import (Setup, figure3_orderings, run_collapse, run_fidelity, run_table2,
                                                     run_table3, verdict, write_index)
 from a3lign_dfer.config.params import load_params
@@ -57,17 +57,26 @@ def test_fidelity_and_table3_write_their_tables(tmp_path, tiny_clip_dir, scale):
     assert "Eq. 2 text layout" in md and "all_at_once_joint" in md
 
     collapse = run_collapse(setup)
-    assert list(collapse["rows"]) == list(fidelity.ONE_AT_A_TIME)
+    variants = list(collapse["rows"])
+    assert variants == list(collapse["variants"]) and {"ours", "plain", "no clipping + constant lr",
+                                                       "plain, clipping kept", "no clipping, lr / 10"} <= set(variants)
+    assert collapse["variants"]["no clipping, lr / 10"]["all_at_once"]["lr"]["encoder"] == pytest.approx(
+        load_params(setup.params_path).all_at_once.lr.encoder / 10)
     assert collapse["rows"]["ours"] == result["all_at_once"]["ours"]      # the same jobs: run once, same numbers
-    assert "Choices whose switch alone loses beyond the spread" in (setup.out / "collapse.md").read_text()
+    assert list(collapse["bap"]) == ["BAP: ours", "BAP: no clipping", "BAP: constant lr"]
+    assert all(set(row) == {"val", "test"} for row in collapse["bap"].values())
+    collapse_md = (setup.out / "collapse.md").read_text()
+    assert "Switches that alone lose beyond the spread" in collapse_md and "| BAP: no clipping |" in collapse_md
 
     table3 = run_table3(setup)
-    assert set(table3["rows"]) == {"neither", "mat", "jas", "both"}
+    assert set(table3["rows"]) == {"neither", "mat", "jas", "both", "both_random"}
+    assert table3["rows"]["both_random"] != table3["rows"]["both"]        # MAT from random, not from the init text
     # MAT + JAS is the ladder the layout comparison trained with the chosen layout: the same numbers
     chosen = result["layout"]["chosen"]
     final = result["loss_rows"][result["loss"]["chosen"]]["stage3"]       # the ladder on the chosen layout and loss
     assert table3["rows"]["both"] == final and table3["setting"]["model"]["text_layout"] == chosen
     assert "| ✓ | ✓ |" in (setup.out / "table3.md").read_text()
+    assert "| ✓ (random init) | ✓ |" in (setup.out / "table3.md").read_text()
 
     table2 = run_table2(setup)
     assert list(table2["rows"]) == ["zero_shot", "coop", "cocoop", "linear_probe", "a3lign"]
@@ -121,3 +130,21 @@ def test_each_comparison_variant_sets_what_it_compares_and_equal_settings_are_on
     same = [job for job in jobs["loss"] if job.variant == default]
     assert runs.key(setup.jobs(same)[0]) == runs.key(setup.jobs([jobs["layout"][1]])[0])
     assert runs.key(setup.jobs(jobs["loss"])[0]) != runs.key(setup.jobs(jobs["loss"])[1])
+
+
+def test_each_all_at_once_control_resolves_to_what_its_name_says(tmp_path, tiny_clip_dir, scale):
+    setup = _setup(tmp_path, tiny_clip_dir, scale, seeds=(0,))
+    ours = load_params(setup.params_path)
+    lr = ours.all_at_once.lr
+    variants = fidelity.one_at_a_time({"encoder": lr.encoder, "mat": lr.mat})
+    resolved = {job.variant: runs.job_params(setup.jobs([job])[0])
+                for job in fidelity.one_at_a_time_jobs((0,), variants)}
+    kept = resolved["plain, clipping kept"]
+    assert kept.train.grad_clip == ours.train.grad_clip and kept.model.init == "random"
+    assert kept.train.lr_schedule == "constant" and resolved["plain"].train.grad_clip is None
+    pair = resolved["random MAT + no clipping"]
+    assert pair.model.init == "random" and pair.train.grad_clip is None and pair.train.lr_schedule == ours.train.lr_schedule
+    tenth = resolved["no clipping, lr / 10"]
+    assert tenth.all_at_once.lr.encoder == pytest.approx(lr.encoder / 10) and tenth.train.grad_clip is None
+    assert resolved[f"no clipping, temperature {fidelity.CLIP_TEMPERATURE:g}"].model.temperature == 0.07
+    assert resolved["BAP: constant lr"].train.lr_schedule == "constant"

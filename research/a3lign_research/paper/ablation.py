@@ -8,7 +8,8 @@ Different Modules").
 - JAS on without MAT: "dynamic processing is exclusively applied to the video": one sentence
   has no time axis, so only the video side gets the temporal encoder (DE_video, grown as in
   BAP stage 2).
-- MAT + JAS: the full BAP ladder (fidelity.ladder), its final stage.
+- MAT + JAS: the full BAP ladder (fidelity.ladder), its final stage; and the same ladder with MAT
+  randomly initialised instead of from the init text (Table 3's "MAT on" is text-initialised MAT).
 The MAT-trained step of every row uses stage 1's epochs and lr.
 """
 from __future__ import annotations
@@ -46,8 +47,11 @@ def video_only(ws: Workspace, params: TrainingParams) -> dict[str, dict]:
 
 
 def jobs(seeds: tuple[int, ...], setting: dict) -> list[Job]:
-    """The three rows beside MAT + JAS, on `setting` (params overrides: the layout and loss val chose)."""
+    """The three rows beside MAT + JAS, and MAT + JAS with MAT randomly initialised (the whole BAP ladder), on
+    `setting` (params overrides: the layout and loss val chose)."""
     single = {**setting, "model": {**setting.get("model", {}), **SINGLE_TOKEN["model"]}}
+    random_mat = {**setting, "model": {**setting.get("model", {}), "init": "random"}}
     return ([Job("ablation:average", "neither", seed, single) for seed in seeds]
             + [Job("ablation:average", "mat", seed, setting) for seed in seeds]
-            + [Job("ablation:video_only", "jas", seed, single) for seed in seeds])
+            + [Job("ablation:video_only", "jas", seed, single) for seed in seeds]
+            + [Job("fidelity:ladder", "both_random", seed, random_mat) for seed in seeds])

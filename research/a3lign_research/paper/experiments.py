@@ -135,11 +135,43 @@ def fidelity_markdown(r: dict) -> str:
 # ---- all at once, one choice at a time: which of ours removes the collapse ------------------------
 def run_collapse(setup: Setup) -> dict:
     start = time.perf_counter()
-    done = run_jobs(setup.jobs(fidelity.one_at_a_time_jobs(setup.paper.seeds)), setup.scale,
-                    "all at once, one choice at a time")
-    result = {"seeds": list(setup.paper.seeds), "variants": fidelity.ONE_AT_A_TIME,
-              "rows": _rows(done, list(fidelity.ONE_AT_A_TIME), list(ABLATIONS)), "seconds": time.perf_counter() - start}
+    lr = _params(setup).all_at_once.lr
+    variants = fidelity.one_at_a_time({g: v for g, v in (("encoder", lr.encoder), ("mat", lr.mat)) if v is not None})
+    done = run_jobs(setup.jobs(fidelity.one_at_a_time_jobs(setup.paper.seeds, variants)), setup.scale,
+                    "all at once, one choice at a time; BAP with the same switches")
+    bap = [f"BAP: {name}" for name in fidelity.BAP_SWITCHES]
+    result = {"seeds": list(setup.paper.seeds), "variants": variants, "bap_switches": fidelity.BAP_SWITCHES,
+              "rows": _rows(done, list(variants), list(ABLATIONS)),
+              "bap": {name: rows[FINAL] for name, rows in _rows(done, bap, [FINAL]).items()},
+              "seconds": time.perf_counter() - start}
     return _write(setup, "collapse", result, collapse_markdown)
+
+
+def collapse_findings(r: dict) -> dict[str, list[str]]:
+    """What the variants say, on test UAR of both all-at-once rows, in the index's verdict wording: the switches
+    that lose alone, the pairs that lose where neither of their switches does, whether clipping alone lifts the
+    plain reading to ours, whether a tenth of the lr or CLIP's temperature does without clipping, and which of
+    BAP's switches cost BAP itself."""
+    rows, ours = r["rows"], r["rows"]["ours"]
+
+    def loses(name: str) -> bool:                       # ours above it beyond the spread, in both rows
+        return all(verdict(ours[row]["test"]["uar"], rows[name][row]["test"]["uar"]) == "holds" for row in ABLATIONS)
+
+    def matches_ours(name: str) -> bool:                # not below ours beyond the spread, in either row
+        return not any(verdict(ours[row]["test"]["uar"], rows[name][row]["test"]["uar"]) == "holds"
+                       for row in ABLATIONS)
+
+    singles = [n for n in fidelity.SWITCHES if n in rows]
+    pairs = [n for n in rows if n.count(" + ") == 1 and n in r["variants"]]
+    bap, bap_ours = r["bap"], r["bap"]["BAP: ours"]
+    return {
+        "alone": [n for n in singles if loses(n)],
+        "pairs": [n for n in pairs if loses(n) and not any(loses(s) for s in n.split(" + "))],
+        "sufficient": [n for n in rows if n.startswith("plain, ") and matches_ours(n)],
+        "recover": [n for n in rows if n.startswith("no clipping, ") and matches_ours(n)],
+        "bap_needs": [n for n in bap if n != "BAP: ours" and
+                      verdict(bap_ours["test"]["uar"], bap[n]["test"]["uar"]) == "holds"],
+    }
 
 
 def collapse_markdown(r: dict) -> str:
@@ -151,23 +183,44 @@ def collapse_markdown(r: dict) -> str:
         table.append([name, f"`{json.dumps(overrides) if overrides else '(none)'}`",
                       *(plus_minus(rows[name][row][split]["uar"]) for row in ABLATIONS for split in ("val", "test")),
                       above])
+    bap = r["bap"]
+    switch = {name: r["bap_switches"][name.removeprefix("BAP: ")] for name in bap}
+    bap_table = [[name, f"`{json.dumps(switch[name])}`" if switch[name] else "`(none)`",
+                  plus_minus(row["val"]["uar"]), plus_minus(row["test"]["uar"]),
+                  "" if name == "BAP: ours" else verdict(bap["BAP: ours"]["test"]["uar"], row["test"]["uar"]),
+                  "; ".join(f"{a}: {verdict(row['test']['uar'], rows[v][a]['test']['uar'])}"
+                            for v in (name.removeprefix("BAP: "),) if v in rows for a in ABLATIONS)]
+                 for name, row in bap.items()]
+    found = collapse_findings(r)
+
+    def listed(names: list[str], none: str) -> str:
+        return ", ".join(names) if names else none
+
     lines = [f"All at once (Table 4's first two rows) from scratch, mean ± std over {len(r['seeds'])} training seeds: "
-             "ours (params.yaml), then one of our choices at a time switched to the plain reading, then all of them "
-             "(the plain reading). \"Ours above\" is the one ordering wording of the index: a switch that alone loses "
-             "beyond the spread, on test UAR of both rows, is a choice that keeps all at once from collapsing.", "",
-             markdown_table(["Variant", "params overrides",
-                             *(f"{row}: {split} UAR" for row in ABLATIONS for split in ("val", "test")),
-                             "ours above it (test UAR)"], table)]
-    alone = [name for name in r["variants"] if name not in ("ours", "plain") and all(
-        verdict(ours[row]["test"]["uar"], rows[name][row]["test"]["uar"]) == "holds" for row in ABLATIONS)]
-    lines += ["", "Choices whose switch alone loses beyond the spread in both rows: "
-              + (", ".join(alone) if alone else "none (the collapse needs several switches together, or none "
-                 "reproduces it beyond the spread)") + "."]
+             "ours (params.yaml), each of our choices switched to the plain reading alone and in pairs, the plain "
+             "reading (all of them), and controls: the plain reading with clipping kept, and no clipping at a tenth of "
+             "the lr or at CLIP's temperature. \"Ours above\" is the one ordering wording of the index, on test UAR.",
+             "", markdown_table(["Variant", "params overrides",
+                                 *(f"{row}: {split} UAR" for row in ABLATIONS for split in ("val", "test")),
+                                 "ours above it (test UAR)"], table), "",
+             "The BAP ladder (final stage) with the same switches: does BAP itself need them, and is BAP still above "
+             "all at once under the same switch?", "",
+             markdown_table(["Variant", "params overrides", "val UAR", "test UAR", "BAP ours above it",
+                             "it above all at once under the same switch"], bap_table), "",
+             f"- Switches that alone lose beyond the spread in both rows: "
+             f"{listed(found['alone'], 'none')}.",
+             f"- Pairs that lose beyond the spread where neither switch alone does: {listed(found['pairs'], 'none')}.",
+             f"- The plain reading lifted to within the spread of ours by clipping alone: "
+             f"{listed(found['sufficient'], 'no (clipping alone is not enough)')}.",
+             f"- Without clipping, within the spread of ours anyway: "
+             f"{listed(found['recover'], 'neither a tenth of the lr nor CLIP temperature (clipping is not only taming them)')}.",
+             f"- BAP loses beyond the spread with: {listed(found['bap_needs'], 'neither switch')}."]
     return "\n".join(lines)
 
 
 # ---- Table 3: MAT x JAS ----------------------------------------------------------------------------
-TABLE3_ROWS = (("neither", "×", "×"), ("mat", "✓", "×"), ("jas", "×", "✓"), ("both", "✓", "✓"))
+TABLE3_ROWS = (("neither", "×", "×"), ("mat", "✓", "×"), ("jas", "×", "✓"), ("both", "✓", "✓"),
+               ("both_random", "✓ (random init)", "✓"))
 
 
 def run_table3(setup: Setup) -> dict:
@@ -177,8 +230,9 @@ def run_table3(setup: Setup) -> dict:
     done = run_jobs(setup.jobs(ablation.jobs(setup.paper.seeds, chosen)), setup.scale, "table 3")
     rows = {name: _rows(done, [name], [ablation.ROW])[name][ablation.ROW] for name in ("neither", "mat", "jas")}
     rows["both"] = final_ladder(fid)[FINAL]
-    result = {"seeds": list(setup.paper.seeds), "setting": chosen, "rows": rows,
-              "seconds": time.perf_counter() - start}
+    rows["both_random"] = _rows(done, ["both_random"], [FINAL])["both_random"][FINAL]
+    result = {"seeds": list(setup.paper.seeds), "setting": chosen, "init_text": _params(setup).model.init_text,
+              "rows": rows, "seconds": time.perf_counter() - start}
     return _write(setup, "table3", result, table3_markdown)
 
 
@@ -188,10 +242,12 @@ def table3_markdown(r: dict) -> str:
         row = r["rows"][name]
         rows.append([mat, jas, plus_minus(row["test"]["war"]), plus_minus(row["test"]["uar"]),
                      plus_minus(row["val"]["uar"]), plus_minus(row["test"]["shuffled_uar_drop"]),
-                     published.cells(published.TABLE3[name])])      # the last two columns
+                     published.cells(published.TABLE3[name]) if name in published.TABLE3 else "- | -"])
     lines = [f"Test WAR / UAR %, mean ± std over {len(r['seeds'])} training seeds (val UAR beside), on the setting "
-             f"val chose (`{json.dumps(r['setting'])}`). What \"off\" means is in src/a3lign_dfer/evaluation/paper/ablation.py. The paper's "
-             "numbers are FERV39k and MAFW, not this benchmark.", "",
+             f"val chose (`{json.dumps(r['setting'])}`). What \"off\" means is in "
+             "research/a3lign_research/paper/ablation.py. \"MAT on\" is MAT initialised from the text "
+             f"`{r['init_text']}` (model.init), as the pipeline trains it; the last row is the same "
+             "BAP ladder with MAT randomly initialised. The paper's numbers are FERV39k and MAFW, not this benchmark.", "",
              markdown_table(["MAT", "JAS", "test WAR", "test UAR", "val UAR", "shuffled UAR drop",
                              "paper FERV39k WAR / UAR", "paper MAFW WAR / UAR"], rows)]
     return "\n".join(lines)

@@ -7,6 +7,7 @@ never used.
 """
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import replace
 
@@ -22,10 +23,38 @@ from a3lign_research.paper.runs import Job, Workspace, spread
 
 # The plain reading of "all at once" (paper 4.3): random MAT, plain cross-entropy, no clipping, constant lr.
 PLAIN = {"model": {"init": "random"}, "train": {"class_weight": "none", "grad_clip": None, "lr_schedule": "constant"}}
-# Each of our choices switched to the plain reading alone (the loss is plain cross-entropy in ours too, since val
+# Each of our choices switched to the plain reading (the loss is plain cross-entropy in ours too, since val
 # chose it): the switch that alone loses what the plain reading loses is the choice that removes the collapse.
-ONE_AT_A_TIME = {"ours": {}, "random MAT": {"model": {"init": "random"}}, "no clipping": {"train": {"grad_clip": None}},
-                 "constant lr": {"train": {"lr_schedule": "constant"}}, "plain": PLAIN}
+SWITCHES = {"random MAT": {"model": {"init": "random"}}, "no clipping": {"train": {"grad_clip": None}},
+            "constant lr": {"train": {"lr_schedule": "constant"}}}
+CLIP_TEMPERATURE = 0.07     # CLIP's own initial temperature, against the 0.01 of the CLIP-based DFER peers
+
+
+def _merged(*overrides: dict) -> dict:
+    out: dict = {}
+    for o in overrides:
+        for section, values in o.items():
+            out[section] = {**out.get(section, {}), **values}
+    return out
+
+
+def one_at_a_time(all_at_once_lr: dict[str, float]) -> dict[str, dict]:
+    """All at once with ours, each switch alone, each pair of switches, and the plain reading (all of them);
+    then the controls: the plain reading with clipping kept (is clipping enough?), and no clipping at a tenth
+    of the lr or at CLIP's temperature (is it clipping, or the lr of 0.1 and the temperature of 0.01 that
+    clipping tames?)."""
+    pairs = {f"{a} + {b}": _merged(SWITCHES[a], SWITCHES[b]) for a, b in itertools.combinations(SWITCHES, 2)}
+    tenth = {group: lr / 10 for group, lr in all_at_once_lr.items()}
+    return {"ours": {}, **SWITCHES, **pairs, "plain": PLAIN,
+            "plain, clipping kept": {"model": PLAIN["model"], "train": {k: v for k, v in PLAIN["train"].items()
+                                                                      if k != "grad_clip"}},
+            "no clipping, lr / 10": _merged(SWITCHES["no clipping"], {"all_at_once": {"lr": tenth}}),
+            f"no clipping, temperature {CLIP_TEMPERATURE:g}": _merged(SWITCHES["no clipping"],
+                                                                    {"model": {"temperature": CLIP_TEMPERATURE}})}
+
+
+# The BAP ladder with the switches that cost all at once the most: does BAP itself need them?
+BAP_SWITCHES = {"ours": {}, "no clipping": SWITCHES["no clipping"], "constant lr": SWITCHES["constant lr"]}
 
 
 def reports(model: A3lignDFER, ws: Workspace, params: TrainingParams) -> dict:
@@ -64,9 +93,12 @@ def jobs(seeds: tuple[int, ...], layout: str | None = None) -> dict[str, list[Jo
     return out
 
 
-def one_at_a_time_jobs(seeds: tuple[int, ...]) -> list[Job]:
-    return [Job("fidelity:all_at_once", name, seed, overrides) for name, overrides in ONE_AT_A_TIME.items()
-            for seed in seeds]
+def one_at_a_time_jobs(seeds: tuple[int, ...], variants: dict[str, dict]) -> list[Job]:
+    """All at once under each variant, then the BAP ladder under each of BAP_SWITCHES (variants "BAP: ...")."""
+    return ([Job("fidelity:all_at_once", name, seed, overrides) for name, overrides in variants.items()
+             for seed in seeds]
+            + [Job("fidelity:ladder", f"BAP: {name}", seed, overrides) for name, overrides in BAP_SWITCHES.items()
+               for seed in seeds])
 
 
 def choose(results: list[dict], a: str, b: str) -> dict:
