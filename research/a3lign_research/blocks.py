@@ -11,6 +11,7 @@ import datetime
 import importlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,15 @@ def publish(name: str, record: dict, root: Path = ROOT) -> dict:
     stamped = write_report(root / "reports" / BLOCKS[name].report, record)
     republish(name, root)
     return stamped
+
+
+def publish_to_copy(name: str, record: dict, scratch: Path) -> None:
+    """The block rendered into a copy of its page under `scratch` (a benchmark's quick run: the markers and the
+    renderer are checked, and nothing of the repository is written)."""
+    page = BLOCKS[name].page
+    (scratch / page).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / page, scratch / page)
+    publish(name, record, root=scratch)
 
 
 def main(argv: list[str] | None = None) -> int:

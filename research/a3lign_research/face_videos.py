@@ -168,6 +168,14 @@ def no_face_videos(frames: int = 30) -> list[FaceVideo]:
     return videos
 
 
+def square_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row, the IoU of square boxes (cx, cy, side): a track's boxes against the true ones made square."""
+    lo = np.maximum(a[:, :2] - a[:, 2:] / 2, b[:, :2] - b[:, 2:] / 2)
+    hi = np.minimum(a[:, :2] + a[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2)
+    inter = np.prod(np.clip(hi - lo, 0, None), 1)
+    return inter / (a[:, 2] ** 2 + b[:, 2] ** 2 - inter)
+
+
 def _grey(image: np.ndarray) -> np.ndarray:
     small = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA)
     small = small.astype(np.float32) - small.mean()

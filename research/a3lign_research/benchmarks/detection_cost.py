@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -41,8 +40,8 @@ from a3lign_dfer.config.params import load_params
 from a3lign_dfer.data.face_track import track_face
 from a3lign_dfer.markdown_table import markdown_table
 from a3lign_research import ROOT
-from a3lign_research.blocks import BLOCKS, publish
-from a3lign_research.face_videos import FaceVideo, lfw_videos, photo_videos
+from a3lign_research.blocks import publish, publish_to_copy
+from a3lign_research.face_videos import FaceVideo, lfw_videos, photo_videos, square_iou
 
 RESOLUTIONS = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
 SIDES, RATES = (320, 480, 640), (5, 10, 15, 30)
@@ -80,14 +79,6 @@ def film(folder: Path, quick: bool) -> list[Clip]:
             truth = np.column_stack([x + w / 2, y + h / 2, np.maximum(w, h)])
             clips.append(Clip(video.name, res, video.write(folder / f"{video.name}_{res}.mp4", fps=FPS), truth))
     return clips
-
-
-def square_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per row, the IoU of square boxes (cx, cy, side)."""
-    lo = np.maximum(a[:, :2] - a[:, 2:] / 2, b[:, :2] - b[:, 2:] / 2)
-    hi = np.minimum(a[:, :2] + a[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2)
-    inter = np.prod(np.clip(hi - lo, 0, None), 1)
-    return inter / (a[:, 2] ** 2 + b[:, 2] ** 2 - inter)
 
 
 def tracked(clip: Clip, cfg) -> dict:
@@ -214,11 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
             record["rows"].append(row)
             print(_setting(_key(row)), {k: v["cpu_s"] for k, v in row["resolutions"].items()}, flush=True)
         record["choice"] = choice(record)
-        if args.quick:                 # the block rendered into a copy of its page: the markers and renderer work
-            root, page = Path(tmp) / "root", BLOCKS["detection-cost"].page
-            (root / page).parent.mkdir(parents=True)
-            shutil.copy(ROOT / page, root / page)
-            publish("detection-cost", record, root=root)
+        if args.quick:
+            publish_to_copy("detection-cost", record, Path(tmp) / "root")
         else:
             publish("detection-cost", record)
     print(markdown(record))

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import shutil
 import statistics
 import tempfile
 import time
@@ -52,7 +51,7 @@ from a3lign_dfer.model.image_spec import ImageSpec
 from a3lign_research import ROOT
 from a3lign_research.benchmarks.baseline_tree import BASELINE_REV, extract, run_in_tree
 from a3lign_research.benchmarks.common import CLASSES, FRAMES, embedded, final_model, vit_b32
-from a3lign_research.blocks import BLOCKS, publish
+from a3lign_research.blocks import publish, publish_to_copy
 from a3lign_research.face_videos import photo_videos
 
 TASK = "a3lign_research.benchmarks.timeline:timed_in_tree"      # what each fresh process runs
@@ -189,11 +188,8 @@ def main(argv: list[str] | None = None) -> dict:
                 result[f"{name}_{precision}"] = {"cache_on": on, "cache_off": off, "cache_speedup": round(
                     on["real_time_factor"] / off["real_time_factor"], 2)}
                 print(f"{name} {precision}: {result[f'{name}_{precision}']}", flush=True)
-        if args.quick:                  # the block rendered into a copy of its page: the markers and renderer work
-            root, page = Path(tmp) / "root", BLOCKS["timeline"].page
-            (root / page).parent.mkdir(parents=True)
-            shutil.copy(ROOT / page, root / page)
-            publish("timeline", result, root=root)
+        if args.quick:
+            publish_to_copy("timeline", result, Path(tmp) / "root")
         else:
             publish("timeline", result)
     print(markdown(result))

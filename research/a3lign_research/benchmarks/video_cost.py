@@ -210,16 +210,10 @@ def test_clips(tmp: Path, raw: Path, count: int) -> list[Clip]:
     return clips
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of square boxes given as (cx, cy, side)."""
-    lo = np.maximum(a[:, :2] - a[:, 2:] / 2, b[:, :2] - b[:, 2:] / 2)
-    hi = np.minimum(a[:, :2] + a[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2)
-    inter = np.prod(np.clip(hi - lo, 0, None), 1)
-    return inter / (a[:, 2] ** 2 + b[:, 2] ** 2 - inter)
-
-
 def measure_clip(clip: Clip, tree: Path, specs: dict, label: Callable[[np.ndarray], int] | None) -> dict:
     """One clip through the three paths, each in a fresh process: its per-path numbers."""
+    from a3lign_research.face_videos import square_iou
+
     runs = {kind: run_in_tree(tree if kind == "today" else None, f"{MODULE}:measure", str(clip.path), kind,
                               specs.get(kind, {})) for kind in PATHS}
     faces = {kind: runs[kind] for kind in ("today", "new")}
@@ -228,10 +222,10 @@ def measure_clip(clip: Clip, tree: Path, specs: dict, label: Callable[[np.ndarra
               "extra_mb": {k: r["extra_mb"] for k, r in runs.items()},
               "detection_rate": {k: r["detection_rate"] for k, r in faces.items()},
               "errors": {k: r["error"] for k, r in faces.items() if not ok[k]},
-              "iou_truth": {k: float(_iou(r["boxes"], clip.truth[r["used"]]).mean())
+              "iou_truth": {k: float(square_iou(r["boxes"], clip.truth[r["used"]]).mean())
                             for k, r in faces.items() if ok[k] and clip.truth is not None}}
     if all(ok.values()):
-        result["iou_today_new"] = float(_iou(faces["today"]["boxes"], faces["new"]["boxes"]).mean())
+        result["iou_today_new"] = float(square_iou(faces["today"]["boxes"], faces["new"]["boxes"]).mean())
         if label is not None:
             result["labels"] = {k: label(r["crops"]) for k, r in faces.items()}
     print(f"{clip.set} {clip.resolution} {result['clip']}: CPU s " +
