@@ -46,12 +46,12 @@ from a3lign_dfer.inference.video_input import (InputError, PreprocessSpec, Reque
 from a3lign_dfer.model.image_spec import ImageSpec
 
 T = TypeVar("T")
-OPEN_TIMEOUT_MS = 10_000
+OPEN_TIMEOUT_MS = 10_000           # a stream URL that answers nothing in this long is reported as unopenable
 # Cameras and stream URLs open through OpenCV: a source that fails gets one line of ours (InputError), not
 # FFmpeg's "Connection refused" and OpenCV's WARN lines before it. FFmpeg reads its level when the first
 # capture opens; set OPENCV_FFMPEG_LOGLEVEL (e.g. 32) yourself to see its messages again.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)           # a stream URL that answers nothing in this long is reported as unopenable
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ import cv2
 import numpy as np
 
 from a3lign_dfer.config.data import FaceCropConfig
-from a3lign_dfer.data.face_track import CostError, FaceTrack, NoFaceError, cut_face, require_face, square_crop, track_face
+from a3lign_dfer.data.face_track import (CostError, FaceTrack, NoFaceError, cut_face, require_face, square_crop,
+                                         track_face)
 from a3lign_dfer.data.frame_folders import frame_files, read_frame
 from a3lign_dfer.data.manifest import ClipError
 from a3lign_dfer.data.sampling import segment_indices
@@ -65,8 +66,9 @@ class PreprocessSpec:
     def to_json(self) -> dict:
         return {"face_crop": dataclasses.asdict(self.face_crop), "image": dataclasses.asdict(self.image),
                 "frames": self.frames, "min_frames": self.min_frames,
-                "face_track": "one decoding pass (PyAV); the detector on a copy of at most detect_fps frames per second "
-                              "(and the last) shrunk to detect_max_side by FFmpeg's bilinear scaler, boxes mapped back; "
+                "face_track": "one decoding pass (PyAV); the detector on a copy of at most detect_fps frames per "
+                              "second (and the last) shrunk to detect_max_side (a 4:2:0 frame plane by plane, "
+                              "bilinear, then converted to BGR), boxes mapped back; "
                               "segments started on the face recurring most within track_lookahead_seconds and ended "
                               "after reacquire_runs runs with faces none continuing; median over smooth_window "
                               "frames within a segment, interpolated between detected frames; crops cut from the "
@@ -80,8 +82,9 @@ class PreprocessSpec:
     @classmethod
     def from_json(cls, raw: dict) -> "PreprocessSpec":
         image = raw["image"]
-        return cls(FaceCropConfig(**{**TRACK_BEFORE_SEGMENTS, **raw["face_crop"]}), ImageSpec(image["size"], tuple(image["mean"]),
-                                                                 tuple(image["std"])), raw["frames"], raw["min_frames"])
+        face_crop = FaceCropConfig(**{**TRACK_BEFORE_SEGMENTS, **raw["face_crop"]})
+        return cls(face_crop, ImageSpec(image["size"], tuple(image["mean"]), tuple(image["std"])), raw["frames"],
+                   raw["min_frames"])
 
     @classmethod
     def load(cls, path: Path) -> "PreprocessSpec":
@@ -107,8 +110,8 @@ class CropStats:
 
     @classmethod
     def of(cls, stored: np.ndarray, track: FaceTrack) -> "CropStats":
-        return cls.measure(stored, float(np.nanmean(track.boxes[:, 2]) / min(track.frame_size)), track.detection_rate,
-                           track.frames)
+        face_size = float(np.nanmean(track.boxes[:, 2]) / min(track.frame_size))
+        return cls.measure(stored, face_size, track.detection_rate, track.frames)
 
     @classmethod
     def measure(cls, stored: np.ndarray, face_size: float, detection_rate: float, frames: int) -> "CropStats":
