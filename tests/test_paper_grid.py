@@ -55,6 +55,20 @@ def test_queue_status_keeps_each_tasks_latest_state(monkeypatch, tmp_path):
     assert worker
 
 
+def test_wait_rides_out_a_listing_that_misses_a_task_and_fails_one_that_stays_gone(monkeypatch, tmp_path, capsys):
+    # Seen: a task moving from queued to running was missing from one `dvc queue status` listing.
+    def listings(*statuses):
+        seq = iter([({"aaaaaaa": ("grid-x", s)} if s else {}, True) for s in statuses])
+        monkeypatch.setattr(mat_grid, "_queue_status", lambda repo: next(seq))
+
+    listings("Queued", None, "Running", None, "Success")
+    mat_grid._wait(tmp_path, {"aaaaaaa": "grid-x"}, 0, report_uar=False)
+    assert "[grid] grid-x done (1/1)" in capsys.readouterr().out
+    listings("Running", *[None] * mat_grid.MISSING_POLLS)
+    with pytest.raises(RuntimeError, match="grid-x .* left the queue"):
+        mat_grid._wait(tmp_path, {"aaaaaaa": "grid-x"}, 0, report_uar=False)
+
+
 @pytest.fixture(scope="module")
 def grid_repo(built_pipeline, tmp_path_factory):
     """A copy of the session's tiny pipeline: the grid's experiments restore data, crops and features from

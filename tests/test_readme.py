@@ -95,3 +95,38 @@ def test_a_hand_edited_drift_number_fails_the_check(tmp_path, edit, committed_re
     edit(record)
     report.write_text(json.dumps(record))
     assert shown != drift.render(tmp_path / "reports")
+
+
+def _seed_numbers(summary: dict) -> dict[str, str]:
+    """The numbers the prose of README and docs/results.md quotes, from the 5-seed summary."""
+    from a3lign_research.seeds import plus_minus
+
+    row = {r["stage"]: r for r in summary["table4"]}
+    final = summary["final"]
+    gap = {name: f"{100 * (final['uar']['mean'] - row[name]['uar']['mean']):.1f}"
+           for name in ("all_at_once_separate", "all_at_once_joint")}
+    return {"gap_separate": gap["all_at_once_separate"], "gap_joint": gap["all_at_once_joint"],
+            "shuffled_drop": f"{100 * final['shuffled_uar_drop']['mean']:.1f}",
+            "uar_separate": plus_minus(row["all_at_once_separate"]["uar"]),
+            "uar_joint": plus_minus(row["all_at_once_joint"]["uar"]), "uar_final": plus_minus(final["uar"]),
+            "war_separate": f"{100 * row['all_at_once_separate']['war']['mean']:.1f}",
+            "war_joint": f"{100 * row['all_at_once_joint']['war']['mean']:.1f}",
+            "war_final": f"{100 * final['war']['mean']:.1f}"}
+
+
+# Prose that quotes the 5-seed tables, with the numbers as the summary gives them ({name}: _seed_numbers).
+PROSE = {"README.md": ["the two all-at-once rows end {gap_separate} and {gap_joint} UAR points below the final model",
+                       "shuffling the frames costs the final model {shuffled_drop} UAR points"],
+         "docs/results.md": ["test UAR {uar_separate} (separate encoders, 4|4) and {uar_joint} (4 (Joint)) against "
+                             "{uar_final}, gaps of {gap_separate} and {gap_joint} points",
+                             "WAR is lower too ({war_separate} and {war_joint} against {war_final})"]}
+
+
+@pytest.mark.parametrize("page", PROSE)
+def test_prose_quotes_the_seed_tables(page, committed_reports):
+    """Hand-written sentences that quote numbers say what the committed 5-seed summary says (a republish that
+    moves them fails here until the prose follows)."""
+    numbers = _seed_numbers(json.loads((committed_reports / "seeds/summary.json").read_text()))
+    text = " ".join((ROOT / page).read_text().split())
+    for sentence in PROSE[page]:
+        assert sentence.format(**numbers) in text, f"{page}: expected {sentence.format(**numbers)!r}"

@@ -94,6 +94,18 @@ def test_captions_reflect_controls():
     assert "lowered" in caption_for(PROTOTYPES["angry"]) and "wrinkled nose" in caption_for(PROTOTYPES["disgust"])
 
 
+def test_mafw_class_list_has_a_prototype_per_class_apart_in_its_caption():
+    from a3lign_dfer.data.importers.mafw import ORDER
+
+    captions = {c: caption_for(PROTOTYPES[c]) for c in ORDER}
+    assert captions["fear"] == captions["surprise"] and len(set(captions.values())) == len(ORDER) - 1
+    assert [captions[c] for c in ("anger", "happiness", "sadness")] == [caption_for(PROTOTYPES[c]) for c in
+                                                                         ("angry", "happy", "sad")]
+    rows = plan(replace(SMALL, class_weights=(1.0,) * len(ORDER), identities={"train": 8, "val": 2, "test": 2},
+                        clips_per_identity=3), ORDER, 0)
+    assert set(rows.query("split == 'train'")["true_label_idx"]) == set(range(len(ORDER)))
+
+
 def test_fear_is_time_reversed_surprise():
     cfg = replace(PARAMS.synthetic, min_frames=20, max_frames=30)
     for index, identity in [(5, 2), (11, 7)]:
@@ -136,5 +148,5 @@ def test_default_plan_splits_imbalance_and_noise():
 
 
 def test_unknown_class_is_refused():
-    with pytest.raises(ValueError, match="contempt"):
-        plan(replace(PARAMS.synthetic, class_weights=(1.0, 1.0)), ("happy", "contempt"), 0)
+    with pytest.raises(ValueError, match="pride"):
+        plan(replace(PARAMS.synthetic, class_weights=(1.0, 1.0)), ("happy", "pride"), 0)

@@ -30,6 +30,7 @@ STATUS_ROW = re.compile(r"^(?P<rev>[0-9a-f]{7})\s+(?P<name>\S+)\s.*\s"
                         r"(?P<status>Queued|Running|Failed|Success|Unknown)$")
 # A task shows once per state it is seen in while `dvc queue status` reads the queue; the last one counts.
 PROGRESS = {"Unknown": 0, "Queued": 1, "Running": 2, "Failed": 3, "Success": 3}
+MISSING_POLLS = 3          # a task unlisted this many polls in a row has left the queue
 
 
 def cell_name(sentences: int, tokens: int, seed: int) -> str:
@@ -118,10 +119,12 @@ def queue_grid(repo: Path, grid: GridConfig, target: str = "train_stage3", *, po
 
 
 def _wait(repo: Path, mine: dict[str, str], poll_s: float, report_uar: bool) -> None:
-    """Until every task in `mine` (task rev -> name) succeeded; raises on the first that failed. A worker
-    that left with tasks still queued (it exits once it finds the queue empty, which can race with a
-    new queue) is started again, once per stall."""
+    """Until every task in `mine` (task rev -> name) succeeded; raises on the first that failed, or that
+    `dvc queue status` has not listed for MISSING_POLLS polls in a row (seen: a task moving from queued to
+    running missing from one listing). A worker that left with tasks still queued (it exits once it finds
+    the queue empty, which can race with a new queue) is started again, once per stall."""
     done: set[str] = set()
+    missing = dict.fromkeys(mine, 0)
     idle_polls = 0
     while len(done) < len(mine):
         time.sleep(poll_s)
@@ -135,7 +138,8 @@ def _wait(repo: Path, mine: dict[str, str], poll_s: float, report_uar: bool) -> 
                     val = _read_cell(repo, name)[1]
                     line += f": val UAR {100 * val.uar:.1f}, WAR {100 * val.war:.1f}"
                 print(line, flush=True)
-            elif status in ("Failed", "missing"):
+            missing[rev] = missing[rev] + 1 if status == "missing" else 0
+            if status == "Failed" or missing[rev] == MISSING_POLLS:
                 _fail(repo, rev, name, status, [r for r in mine if tasks.get(r, ("", ""))[1] == "Queued"])
         stalled = not worker and all(tasks.get(rev, ("", ""))[1] in ("Queued", "Success") for rev in mine)
         idle_polls = idle_polls + 1 if stalled else 0

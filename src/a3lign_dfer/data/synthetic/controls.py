@@ -33,6 +33,13 @@ PROTOTYPES = {
     "disgust": as_vector(nose_wrinkle=1.0, lip_corner=-0.6, brow=-0.5, eyes=-0.5),
 }
 PROTOTYPES["fear"] = PROTOTYPES["surprise"]
+# MAFW's classes (data.importers.mafw.ORDER): its names for four of the above, and its four
+# classes DFEW lacks, each apart from every other apex in what the caption names.
+PROTOTYPES |= {"anger": PROTOTYPES["angry"], "happiness": PROTOTYPES["happy"], "sadness": PROTOTYPES["sad"],
+               "contempt": as_vector(lip_corner=0.5, lip_stretch=0.6, eyes=-0.6),
+               "anxiety": as_vector(brow_inner=0.8, eyes=0.7, lip_stretch=0.6),
+               "helplessness": as_vector(brow_inner=0.9, lip_corner=-0.5, mouth_open=0.6),
+               "disappointment": as_vector(lip_corner=-0.7, eyes=-0.8, brow=-0.4)}
 
 THRESHOLD = 0.3  # a control drives the caption once it passes this magnitude
 
