@@ -71,7 +71,7 @@ serve: install
 
 # Headless Chromium on the deployments page of a throwaway server; screenshot to reports/prefect_ui/.
 ui-check: install
-	$(PY) -m a3lign_research.ui_check
+	$(PY) -m a3lign_research.ui_check --pipeline-run
 
 # The HTTP inference service on models/deploy (docs/serving.md); STAGE=prod serves the registry's prod version.
 service: install

@@ -8,9 +8,13 @@ retrain trigger, and saves a screenshot of each. Serving creates the automation,
 no run is needed; no event is sent, so nothing runs in the workspace.
 `run_page` shows a flow run (the retrain run and the subflow runs it caused) on a
 server started by `running_prefect_server`, as tests/test_retrain_trigger.py does.
+`--pipeline-run` also runs the pipeline flow on a clone of the workspace (sharing its DVC
+cache, so with an up-to-date dvc.lock each stage's task only checks its stage and
+publishes its metrics) and screenshots that run: one task per DVC stage.
 Needs Chromium (`apt-get install chromium`).
 
-    python -m a3lign_research.ui_check            # screenshots to reports/prefect_ui/
+    python -m a3lign_research.ui_check                  # screenshots to reports/prefect_ui/
+    python -m a3lign_research.ui_check --pipeline-run   # and pipeline_run.png (about 2 minutes more)
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from a3lign_dfer.orchestration.dvc_runner import run_dvc
+from a3lign_dfer.orchestration.dvc_stages import pipeline_stages
 from a3lign_dfer.serving.process import free_port, stop_process
 from a3lign_research import ROOT
 from a3lign_research.browser import DevToolsTab, find_chromium
@@ -148,9 +154,27 @@ def run_page(server: PrefectServer, flow_run_id: str, out_dir: Path, expected: t
     return _page(server, f"/runs/flow-run/{flow_run_id}", out_dir / name, expected)
 
 
-def check_ui(out_dir: Path, timeout: float = 120) -> dict:
-    """The deployments page (every deployment) and the automations page (the retrain trigger), each a screenshot;
-    AssertionError naming what the rendered pages lack."""
+def pipeline_run_page(server: PrefectServer, workspace: Path, out_dir: Path, timeout: float = 600) -> dict:
+    """The pipeline flow run on a clone of `workspace` (its committed state, its DVC cache) against `server`, and
+    that run's page with every stage's task in the DOM: pipeline_run.png."""
+    with tempfile.TemporaryDirectory(prefix="pipeline-run-") as tmp:
+        repo = Path(tmp) / "repo"
+        subprocess.run(["git", "clone", "-q", str(workspace), str(repo)], check=True)
+        run_dvc(["cache", "dir", "--local", str(Path(workspace).resolve() / ".dvc/cache")], repo)
+        run_dvc(["checkout", "-q"], repo)
+        done = subprocess.run([sys.executable, "-m", "flows.pipeline", "--repo", str(repo), "--no-commit"], cwd=ROOT,
+                              env=server.env, capture_output=True, text=True, timeout=timeout)
+        if done.returncode:
+            raise RuntimeError(f"the pipeline flow failed:\n{(done.stdout + done.stderr)[-3000:]}")
+        run = next(r for r in _post(server.api, "/flow_runs/filter") if r["state_type"] == "COMPLETED")
+        stages = tuple(stage.name for stage in pipeline_stages(repo))
+    return run_page(server, run["id"], out_dir, stages, name="pipeline_run.png")
+
+
+def check_ui(out_dir: Path, timeout: float = 120, pipeline_of: Path | None = None) -> dict:
+    """The deployments page (every deployment) and the automations page (the retrain trigger), each a screenshot,
+    and with `pipeline_of` (a workspace) a pipeline run's page; AssertionError naming what the rendered pages
+    lack."""
     if find_chromium() is None:
         raise FileNotFoundError("no Chromium found (looked for chromium, chromium-browser, google-chrome): "
                                 "apt-get install chromium")
@@ -159,7 +183,10 @@ def check_ui(out_dir: Path, timeout: float = 120) -> dict:
             serve_deployments(server, [sys.executable, "-m", "flows.deployments"], set(DEPLOYMENTS[1::2]), timeout):
         result = _page(server, "/deployments", out_dir / "deployments.png", DEPLOYMENTS)
         result["automations"] = automations_page(server, out_dir)
-    missing = result["missing"] + result["automations"]["missing"]
+        if pipeline_of is not None:
+            result["pipeline_run"] = pipeline_run_page(server, pipeline_of, out_dir)
+    missing = [name for page in (result, result["automations"], result.get("pipeline_run", {}))
+               for name in page.get("missing", [])]
     if missing:
         raise AssertionError(f"missing from the rendered UI pages: {missing}")
     return result
@@ -168,4 +195,7 @@ def check_ui(out_dir: Path, timeout: float = 120) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "reports/prefect_ui"))
-    print(json.dumps(check_ui(Path(parser.parse_args().out)), indent=2))
+    parser.add_argument("--pipeline-run", action="store_true",
+                        help="also run the pipeline flow on a clone of this workspace and screenshot the run")
+    args = parser.parse_args()
+    print(json.dumps(check_ui(Path(args.out), pipeline_of=ROOT if args.pipeline_run else None), indent=2))
