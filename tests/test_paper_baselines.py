@@ -1,4 +1,4 @@
-"""Paper Table 2 baselines (evaluation/paper/baselines.py) on the tiny CLIP and toy features."""
+"""Paper Table 2 baselines (research/a3lign_research/paper/baselines.py) on the tiny CLIP and toy features."""
 from __future__ import annotations
 
 from dataclasses import replace

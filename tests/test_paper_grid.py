@@ -1,4 +1,4 @@
-"""Figure 3's S x T grid as queued DVC experiments (evaluation/paper/mat_grid.py): a 2 x 1 grid queued and
+"""Figure 3's S x T grid as queued DVC experiments (research/a3lign_research/paper/mat_grid.py): a 2 x 1 grid queued and
 run on the tiny pipeline, read back from the experiments' commits, drawn and tabled; a failing cell."""
 import json
 import sys

@@ -80,16 +80,19 @@ def provenance() -> dict:
     return {"cpu": cpu_name(), "cores": os.cpu_count(), "date": datetime.date.today().isoformat()}
 
 
+def provenance_text(p: dict | None) -> str:
+    """"<CPU>, <cores> cores, <date>" of one JSON's provenance."""
+    if p is None:
+        return "provenance not recorded"
+    where = f"{p['cpu']}, {p['cores']} cores" if p.get("cpu") else "CPU not recorded"
+    when = f"committed {p['date']} (before provenance was stamped; date from git log)" \
+        if p.get("from_git_log") else p["date"]
+    return f"{where}, {when}"
+
+
 def provenance_line(records: list[dict], command: str) -> str:
     """"Measured on <CPU>, <cores> cores, <date>" for each distinct provenance of the block's JSON files."""
-    def said(p: dict | None) -> str:
-        if p is None:
-            return "provenance not recorded"
-        where = f"{p['cpu']}, {p['cores']} cores" if p.get("cpu") else "CPU not recorded"
-        when = f"committed {p['date']} (before provenance was stamped; date from git log)" \
-            if p.get("from_git_log") else p["date"]
-        return f"{where}, {when}"
-    seen = list(dict.fromkeys(said(r.get("provenance")) for r in records))
+    seen = list(dict.fromkeys(provenance_text(r.get("provenance")) for r in records))
     return f"<sub>Measured on {'; '.join(seen)}; written by `{command}`.</sub>"
 
 

@@ -17,7 +17,7 @@ from a3lign_dfer.config.data import ScaleConfig
 from a3lign_dfer.config.evaluation import PaperConfig
 from a3lign_dfer.config.stage_table import ABLATIONS, FINAL, LADDER
 from a3lign_dfer.markdown_table import markdown_table
-from a3lign_research.blocks import republish, write_report
+from a3lign_research.blocks import provenance_text, republish, write_report
 from a3lign_research.paper import ablation, fidelity, published
 from a3lign_research.paper.runs import Job, run_jobs, spread
 from a3lign_research.seeds import plus_minus, stats
@@ -282,7 +282,7 @@ def table2_markdown(r: dict) -> str:
     return "\n".join([
         f"Test WAR / UAR %, mean ± std over {len(r['seeds'])} training seeds, every method on the same cached "
         "frame features, splits and evaluation (val UAR beside; what each baseline trains is in "
-        "src/a3lign_dfer/evaluation/paper/baselines.py). ↑: points above zero-shot UAR. The paper's numbers are "
+        "research/a3lign_research/paper/baselines.py). ↑: points above zero-shot UAR. The paper's numbers are "
         "FERV39k and MAFW.", "",
         markdown_table(["Method", "test WAR", "test UAR", "val UAR", "paper FERV39k WAR / UAR", "paper MAFW WAR / UAR"],
                        rows)])
@@ -455,10 +455,12 @@ def index_markdown(out: Path, prefix: str = "") -> str:
                   "a spread is one run.", "",
                   markdown_table(["The paper's ordering", "Ours: UAR", "Here (UAR)", "Ours: WAR", "Here (WAR)"],
                                  [[o.claim, *o.cells()] for o in orderings(out)])]
-    seconds = {n: _read(out, n)["seconds"] for n in EXPERIMENTS if (out / f"{n}.json").exists()}
-    default = {n: s for n, s in seconds.items() if n not in OPT_IN}
-    named = [f"{n} {s / 60:.1f} min" for n, s in seconds.items() if n in OPT_IN]
-    lines += ["", "Time on this machine: " + ", ".join(f"{n} {s / 60:.1f} min" for n, s in default.items())
+    runs = {n: _read(out, n) for n in EXPERIMENTS if (out / f"{n}.json").exists()}
+    default = {n: r["seconds"] for n, r in runs.items() if n not in OPT_IN}
+    where = list(dict.fromkeys(provenance_text(r.get("provenance")) for n, r in runs.items() if n in default))
+    named = [f"{n} {r['seconds'] / 60:.1f} min ({provenance_text(r.get('provenance'))})"
+             for n, r in runs.items() if n in OPT_IN]
+    lines += ["", f"Time ({'; '.join(where)}): " + ", ".join(f"{n} {s / 60:.1f} min" for n, s in default.items())
               + f"; `make paper` total {sum(default.values()) / 60:.1f} min."
               + (f" Run only when named: {', '.join(named)}." if named else "")]
     return "\n".join(lines)
