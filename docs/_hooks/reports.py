@@ -20,6 +20,7 @@ REPORT_FILES = (
     "reports/serving/page.png",               # the service's page (serving.md), `make service-check`
     "reports/prefect_ui/deployments.png",     # the deployments in the Prefect UI (orchestration.md), `make ui-check`
     "reports/prefect_ui/automations.png",     # the retrain automation in the Prefect UI (orchestration.md), `make ui-check`
+    "reports/prefect_ui/pipeline_run.png",    # a pipeline flow run in the Prefect UI (orchestration.md), `make ui-check`
 )
 
 
