@@ -67,6 +67,11 @@ def test_fidelity_and_table3_write_their_tables(tmp_path, tiny_clip_dir, scale):
     assert all(set(row) == {"val", "test"} for row in collapse["bap"].values())
     collapse_md = (setup.out / "collapse.md").read_text()
     assert "Switches that alone lose beyond the spread" in collapse_md and "| BAP: no clipping |" in collapse_md
+    lead = {row: 100 * (collapse["bap"]["BAP: constant lr"]["test"]["uar"]["mean"] -
+                        collapse["rows"]["constant lr"][row]["test"]["uar"]["mean"]) for row in collapse["rows"]["ours"]}
+    assert (f"constant lr: all_at_once_separate {lead['all_at_once_separate']:+.1f} (spread " in collapse_md and
+            f"all_at_once_joint {lead['all_at_once_joint']:+.1f} (spread " in collapse_md)
+    assert "The best all-at-once variant of each row (test UAR): all_at_once_separate: " in collapse_md
 
     table3 = run_table3(setup)
     assert set(table3["rows"]) == {"neither", "mat", "jas", "both", "both_random"}

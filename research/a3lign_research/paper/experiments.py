@@ -149,9 +149,9 @@ def run_collapse(setup: Setup) -> dict:
 
 def collapse_findings(r: dict) -> dict[str, list[str]]:
     """What the variants say, on test UAR of both all-at-once rows, in the index's verdict wording: the switches
-    that lose alone, the pairs that lose where neither of their switches does, whether clipping alone lifts the
-    plain reading to ours, whether a tenth of the lr or CLIP's temperature does without clipping, and which of
-    BAP's switches cost BAP itself."""
+    that lose alone, the pairs that lose where neither of their switches does, the variants that beat ours (they
+    shrink BAP's lead), whether clipping alone lifts the plain reading to ours, whether a tenth of the lr or
+    CLIP's temperature does without clipping, and which of BAP's switches cost BAP itself."""
     rows, ours = r["rows"], r["rows"]["ours"]
 
     def loses(name: str) -> bool:                       # ours above it beyond the spread, in both rows
@@ -167,11 +167,38 @@ def collapse_findings(r: dict) -> dict[str, list[str]]:
     return {
         "alone": [n for n in singles if loses(n)],
         "pairs": [n for n in pairs if loses(n) and not any(loses(s) for s in n.split(" + "))],
+        "beat_ours": [f"{n} ({row})" for n in rows if n != "ours" for row in ABLATIONS
+                      if verdict(rows[n][row]["test"]["uar"], ours[row]["test"]["uar"]) == "holds"],
         "sufficient": [n for n in rows if n.startswith("plain, ") and matches_ours(n)],
         "recover": [n for n in rows if n.startswith("no clipping, ") and matches_ours(n)],
         "bap_needs": [n for n in bap if n != "BAP: ours" and
                       verdict(bap_ours["test"]["uar"], bap[n]["test"]["uar"]) == "holds"],
     }
+
+
+def bap_lead(r: dict) -> list[str]:
+    """BAP's lead over each all-at-once row under the same switch, in test UAR points with the larger std: how
+    much of the gap a switch that helps all at once would close."""
+    rows, lead = r["rows"], []
+    for name, bap in r["bap"].items():
+        variant = name.removeprefix("BAP: ")
+        if variant in rows:
+            b = bap["test"]["uar"]
+            lead.append(f"{variant}: " + ", ".join(
+                f"{row} {100 * (b['mean'] - a['mean']):+.1f} (spread {100 * max(b['std'], a['std']):.1f})"
+                for row in ABLATIONS for a in (rows[variant][row]["test"]["uar"],)))
+    return lead
+
+
+def bap_over_best(r: dict) -> list[str]:
+    """BAP (ours) against the best all-at-once variant of each row on test UAR: whether BAP's lead survives the
+    most favourable all-at-once setting found here."""
+    bap, found = r["bap"]["BAP: ours"]["test"]["uar"], []
+    for row in ABLATIONS:
+        best = max(r["rows"], key=lambda name: r["rows"][name][row]["test"]["uar"]["mean"])
+        other = r["rows"][best][row]["test"]["uar"]
+        found.append(f"{row}: {best}, {plus_minus(other)}; BAP {plus_minus(bap)} above it: {verdict(bap, other)}")
+    return found
 
 
 def collapse_markdown(r: dict) -> str:
@@ -210,6 +237,9 @@ def collapse_markdown(r: dict) -> str:
              f"- Switches that alone lose beyond the spread in both rows: "
              f"{listed(found['alone'], 'none')}.",
              f"- Pairs that lose beyond the spread where neither switch alone does: {listed(found['pairs'], 'none')}.",
+             f"- Variants above ours beyond the spread: {listed(found['beat_ours'], 'none')}.",
+             f"- BAP's lead over all at once under the same switch (test UAR points): {'; '.join(bap_lead(r))}.",
+             f"- The best all-at-once variant of each row (test UAR): {'; '.join(bap_over_best(r))}.",
              f"- The plain reading lifted to within the spread of ours by clipping alone: "
              f"{listed(found['sufficient'], 'no (clipping alone is not enough)')}.",
              f"- Without clipping, within the spread of ours anyway: "
@@ -484,8 +514,8 @@ def write_index(setup: Setup, block_root: Path | None) -> str:
 # Figure 3 first: it queues DVC experiments from a clean committed workspace, and the others write reports/paper.
 EXPERIMENTS = {"figure3": run_figure3, "fidelity": run_fidelity, "collapse": run_collapse, "table3": run_table3,
                "table2": run_table2, "figure4": run_figure4, "table6": run_table6}
-# Run only when named: `make paper` (all the others) fits in 90 minutes on 2 cores, and collapse would add
-# a third of that (docs/results.md).
+# Run only when named: `make paper` (all the others) takes about 47 minutes on 2 cores, and collapse would add
+# about 40 more, to the edge of the 90-minute budget (docs/results.md).
 OPT_IN = ("collapse",)
 TITLES = {"fidelity.md": "Fidelity: Eq. 2 layout, loss, all at once (val decides)",
           "collapse.md": "All at once, one choice at a time: which one removes the collapse",
