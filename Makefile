@@ -53,10 +53,12 @@ docs: install
 # The tests in two tiers (tests/tiers.py marks them from what they use): the fast tier (unit tests, minutes),
 # then the end-to-end tier (the tiny pipeline built once, DVC, Prefect, Dask, servers, Chromium). A failing fast
 # test stops `make test` before any end-to-end test starts. Each tier ends with its ten slowest tests; a test
-# that runs past its tier's timeout fails with a traceback of where it hung.
+# that runs past its tier's timeout fails with a traceback of where it hung. The fast tier's tests are
+# independent, so they run on every core (pytest-xdist); the end-to-end tests share one built pipeline and run
+# in one process.
 PYTEST := $(PY) -m pytest -q --durations=10 --durations-min=1
 test-fast: install
-	$(PYTEST) -m "not e2e" --timeout=300
+	$(PYTEST) -m "not e2e" --timeout=300 -n auto
 
 test: test-fast
 	$(PYTEST) -m e2e --timeout=900

@@ -1,6 +1,6 @@
 """The champion/challenger gate on given scores (pass, a UAR drop beyond the margin, one class dropping, no prod
 yet, feedback below its minimum), its params and report contract, scoring on stand-in models, and the rollback's
-choice of version on a real git repo with GTO tags. The release end to end is tests/test_release_gate.py."""
+choice of version on a real git repo with GTO tags. The release end to end is tests/test_loop.py."""
 from __future__ import annotations
 
 import contextlib

@@ -10,11 +10,17 @@ every acknowledged request with the version that answered; a rollback returns pr
 deliberately worse challenger (stage 3 at a crippling learning rate, a tight margin) is refused by the gate, and
 the service keeps answering with v1, still without a failed request.
 
-The pieces alone are tested where they are built: the service's swap and log in test_service_loop, the gate and
-rollback in test_release_gate, the trigger (with a stand-in flow) in test_retrain_trigger, the export and the
-extra source in test_feedback. This test composes them with nothing stood in."""
+The gate's verdicts are checked at each release: the first (no prod; the test split through the ONNX graph at most
+a near-tie from evaluate), the pass (its Prefect artifact), the refusal (its artifact, and the `release` command's
+one-line error with exit 2, nothing registered), and a rollback with nothing left to go back to.
+
+The pieces alone are tested where they are built: the service's swap and log in test_service_loop, the verdicts on
+given numbers and the rollback's choice of version in test_challenger, the trigger (with a stand-in flow) in
+test_retrain_trigger, the export and the extra source in test_feedback, a params change re-running only the stages
+it reaches in test_flows. This test composes them with nothing stood in."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -37,7 +43,7 @@ from prefect_runs import POLL_FAST, child_runs, deployment_runs, retrain_deploym
 from a3lign_dfer.checksums import sha256
 from a3lign_dfer.config.data import SCHEDULER_ENV
 from a3lign_dfer.registry.versions import stages_held
-from a3lign_dfer.report_files import RELEASE_CHALLENGER
+from a3lign_dfer.report_files import EVALUATION, RELEASE_CHALLENGER
 from a3lign_dfer.serving.feedback_dataset import split_of
 from a3lign_dfer.serving.process import service_process
 
@@ -52,7 +58,7 @@ FEEDBACK = {"train": 8, "test": 3}    # labelled requests per split of the expor
 # the default 112-px crops it is ~68 px). The retrain's pipeline lowers the floor to train on the feedback.
 TINY_MIN_FACE = 24
 BATCH = "dark-tuesday"
-CRIPPLED_STAGE3_LR = {"mat": 50.0, "encoder": 50.0}      # as test_release_gate's worse challenger
+CRIPPLED_STAGE3_LR = {"mat": 50.0, "encoder": 50.0}      # stage 3 (params: 0.01 and 0.1) at a learning rate of 50
 TIGHT_UAR_DROP = 0.02
 # The automation's cool-down, as served here: long enough that nothing but the one event of this test fires it.
 COOLDOWN = timedelta(hours=1)
@@ -235,6 +241,26 @@ def _logged(log: Path) -> dict[str, tuple]:
     return {r[0]: r[1:] for r in rows}
 
 
+def _release_artifact(client, parent_id) -> str:
+    """The champion/challenger table that the release subflow of a flow run published (its Prefect artifact)."""
+    from prefect.client.schemas.filters import ArtifactFilter
+
+    flows_ = {f.id: f.name for f in client.read_flows()}
+    [release_run] = [c for c in child_runs(client, parent_id) if flows_[c.flow_id] == "a3lign-dfer-release"]
+    artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id={"any_": [release_run.id]}))
+    return {a.key: a.data for a in artifacts}["release-challenger"]
+
+
+def _release_exit(repo: Path, capsys, *argv: str) -> tuple[int, str]:
+    """`release ARGV` in this process: its exit code and stderr (run_cli wants 0)."""
+    from a3lign_dfer.cli import main
+
+    capsys.readouterr()
+    with contextlib.chdir(repo):
+        code = main(["release", *argv])
+    return code, capsys.readouterr().err
+
+
 def _counter(metrics: str, line_start: str) -> float:
     return next((float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(line_start + " ")), 0.0)
 
@@ -255,9 +281,18 @@ def test_drift_retrains_the_challenger_passes_the_service_swaps_and_rolls_back_a
     params = _configure(repo, log)
     assert run_cmd(["git", "tag", "--list"], repo).split() == []        # the registry's versions are this test's
 
-    # 1. v1: the first release, straight to prod.
-    run_cli(["release", "--prod"], repo, capsys)
+    # 1. v1: the first release, straight to prod: no prod to compare with, only the fixed gate; the candidate is
+    # still scored. The test split from the stored crops is evaluate's test split, through the ONNX graph instead
+    # of PyTorch on cached (fp16) features: at most a near-tie apart.
+    assert "Champion/challenger: no_prod" in run_cli(["release", "--prod"], repo, capsys)
     assert stages_held(str(repo), ARTIFACT) == {"staging": V1, "prod": V1}
+    first, evaluation = RELEASE_CHALLENGER.read(repo / "reports"), EVALUATION.read(repo / "reports")
+    v1_test = first.sets[0]
+    assert (first.verdict, first.prod_version, v1_test.name, v1_test.gated, v1_test.prod) == \
+        ("no_prod", None, "test", False, None)
+    assert v1_test.clips == evaluation.num_test_clips and v1_test.skipped == 0
+    assert abs(v1_test.candidate.war - evaluation.war) <= 1 / evaluation.num_test_clips + 1e-9
+    assert "first release" in (repo / "reports/release/challenger.md").read_text()
     v1_sha = sha256(repo / "models/deploy/manifest.json")
     raw = pd.read_parquet(repo / "data/raw/manifest.parquet")
     test = raw[raw["split"] == "test"]
@@ -312,6 +347,7 @@ def test_drift_retrains_the_challenger_passes_the_service_swaps_and_rolls_back_a
             flows_ = {f.id: f.name for f in client.read_flows()}
             assert [(flows_[c.flow_id], c.state_type.value) for c in children] == [
                 ("a3lign-dfer-pipeline", "COMPLETED"), ("a3lign-dfer-release", "COMPLETED")]
+            passed_table = _release_artifact(client, run.id)
         swapped_at = _until_serving(service, V2)
 
         # What the retrain did: the feedback exported (split by request id) and committed, prepare training on its
@@ -337,6 +373,13 @@ def test_drift_retrains_the_challenger_passes_the_service_swaps_and_rolls_back_a
         passed = RELEASE_CHALLENGER.read(repo / "reports")
         assert (passed.verdict, passed.prod_version, passed.prod_sha256, passed.candidate_sha256) == \
             ("passed", V1, v1_sha, v2_sha)
+        # Prod and the candidate on the same clips; the feedback's held-out rows are scored, its training rows not.
+        scored, feedback = passed.sets
+        assert scored.gated and scored.failures == []
+        assert (feedback.name, feedback.clips + feedback.skipped) == ("feedback", FEEDBACK["test"])
+        assert "# Champion/challenger: passed" in passed_table
+        assert f"| UAR | {scored.prod.uar:.4f} | {scored.candidate.uar:.4f} | " \
+               f"{scored.candidate.uar - scored.prod.uar:+.4f} | drop <= 1 | pass |" in passed_table
         load.wait_for("sent after the swap to v2", 2 * THREADS, lambda a: a.sent > swapped_at)
 
         # 7. Rollback: prod back to v1, and the service with it.
@@ -345,6 +388,9 @@ def test_drift_retrains_the_challenger_passes_the_service_swaps_and_rolls_back_a
         assert stages_held(str(repo), ARTIFACT)["prod"] == V1
         back_at = _until_serving(service, V1)
         assert _serving(service.url)["manifest_sha256"] == v1_sha
+        code, err = _release_exit(repo, capsys, "--rollback")             # v2 withdrawn: nothing before v1
+        assert code == 2 and "no previous prod version of a3lign-dfer" in err
+        assert stages_held(str(repo), ARTIFACT)["prod"] == V1
         load.wait_for("sent after the rollback", 2 * THREADS, lambda a: a.sent > back_at)
 
         # 8. A worse challenger: stage 3 crippled, the margin tight, committed. The retrain flow is run directly: a
@@ -364,6 +410,17 @@ def test_drift_retrains_the_challenger_passes_the_service_swaps_and_rolls_back_a
         measured = worse.sets[0]
         assert (worse.verdict, worse.prod_version, worse.prod_sha256) == ("refused", V1, v1_sha)
         assert measured.candidate.uar < measured.prod.uar - TIGHT_UAR_DROP, measured     # really worse, measured
+        # v1 on the same crops (stage 3 alone changed) scores as it did against v2: the same model, the same numbers.
+        assert measured.prod == scored.prod and measured.failures[0].startswith(
+            f"UAR {measured.candidate.uar:.4f} is ")
+        with get_client(sync_client=True) as client:
+            refused_table = _release_artifact(client, refused.state_details.flow_run_id)
+        assert "# Champion/challenger: REFUSED" in refused_table and "| FAIL |" in refused_table
+        assert "Refused: UAR" in (repo / "reports/release/challenger.md").read_text()
+        # The command refuses it alike, in one line with exit 2.
+        code, err = _release_exit(repo, capsys)
+        assert code == 2 and err.startswith("a3lign_dfer release: error: champion/challenger gate refused")
+        assert "test split: UAR" in err and "reports/release/challenger.md" in err
         assert run_cmd(["git", "tag", "--list"], repo).split() == tags                   # nothing registered
         assert stages_held(str(repo), ARTIFACT) == {"staging": V2, "prod": V1}
         refused_at = time.monotonic()
