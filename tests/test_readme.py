@@ -130,3 +130,29 @@ def test_prose_quotes_the_seed_tables(page, committed_reports):
     text = " ".join((ROOT / page).read_text().split())
     for sentence in PROSE[page]:
         assert sentence.format(**numbers) in text, f"{page}: expected {sentence.format(**numbers)!r}"
+
+
+# Prose that reads the collapse report in words: each sentence with the findings (experiments.collapse_findings,
+# bap_over_best) it states, as the committed reports/paper/collapse.json gives them.
+COLLAPSE_PROSE = {"README.md": ["(without gradient clipping they do, and so does BAP)"],
+                  "docs/results.md": ["gradient clipping is the one of our choices that keeps all at once from "
+                                      "collapsing", "on the joint row, random-init MAT and the plain reading with clipping kept are "
+                                      "above ours beyond the spread", "Neither a tenth of the lr nor CLIP's temperature rescues "
+                                      "training without clipping. BAP needs clipping too", "BAP stays above the "
+                                      "best all-at-once variant of each row beyond the spread"]}
+
+
+def test_prose_on_the_collapse_says_what_its_findings_say(committed_reports):
+    from a3lign_research.paper.experiments import bap_over_best, collapse_findings
+
+    report = json.loads((committed_reports / "paper/collapse.json").read_text())
+    found = collapse_findings(report)
+    assert found["alone"] == ["no clipping"] and found["pairs"] == []
+    assert found["sufficient"] == ["plain, clipping kept"] and found["recover"] == []
+    assert found["bap_needs"] == ["BAP: no clipping"]
+    assert {"random MAT (all_at_once_joint)", "plain, clipping kept (all_at_once_joint)"} <= set(found["beat_ours"])
+    assert all(name.endswith("(all_at_once_joint)") for name in found["beat_ours"])
+    assert all(line.endswith("above it: holds") for line in bap_over_best(report))
+    for page, sentences in COLLAPSE_PROSE.items():
+        text = " ".join((ROOT / page).read_text().split())
+        assert all(sentence in text for sentence in sentences), page
