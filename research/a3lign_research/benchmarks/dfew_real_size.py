@@ -7,7 +7,7 @@ cannot be downloaded here) and a few training epochs, then `drift` on a batch of
 and on a batch of synthetic videos. Records whether export wrote the drift reference and what each drift
 run wrote; JSON to reports/benchmarks/dfew_real_size.json and README's `dfew-real-size` block.
 
-Example (about 10 minutes on 2 cores): python -m a3lign_research.benchmarks.dfew_real_size
+Example (about 5 minutes on 2 cores): python -m a3lign_research.benchmarks.dfew_real_size
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ Two disjoint sets of generator seeds:
 A choice that differs from the artifact's thresholds is reported here, never written into params.yaml.
 
 Writes reports/benchmarks/drift.json and the README block `drift`.
-Example (about 30 minutes on 2 cores: 60 batches of 32 clips): python -m a3lign_research.benchmarks.drift
+Example (about 8 minutes on 2 cores: 60 batches of 32 clips): python -m a3lign_research.benchmarks.drift
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from a3lign_dfer.monitoring.columns import video_columns
 from a3lign_dfer.monitoring.drift import compare
 from a3lign_dfer.monitoring.profile import DriftProfile
 from a3lign_dfer.monitoring.rules import RULES, THRESHOLD_OF, thresholds_from_dict
-from a3lign_research import ROOT
+from a3lign_research import ROOT, shown_path
 from a3lign_research.blocks import publish
 from a3lign_research.drift_calibration import choose_thresholds, chosen_thresholds, threshold
 
@@ -64,8 +64,7 @@ def artifact_identity(deploy: Path) -> dict:
     """What identifies the artifact measured: its path, the sha256 of its manifest (which hashes every file)
     and the checkpoint it was exported from."""
     manifest = deploy / "manifest.json"
-    path = deploy.resolve()
-    return {"path": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
+    return {"path": shown_path(deploy),
             "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
             "source_checkpoint": json.loads(manifest.read_text()).get("source_checkpoint")}
 

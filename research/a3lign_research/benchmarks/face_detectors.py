@@ -45,6 +45,7 @@ from a3lign_dfer.data.video_io import read_video
 from a3lign_dfer.inference.video_input import held_at_start
 from a3lign_dfer.markdown_table import markdown_table
 from a3lign_research import ROOT
+from a3lign_research.blocks import provenance_text, write_report
 from a3lign_research.face_videos import FPS, FaceVideo, lfw_videos, no_face_videos, photo_videos, upright
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # YuNet score thresholds swept
@@ -266,6 +267,7 @@ def markdown(report: dict) -> str:
               f"{len(r['synthetic']['videos_below_required'])}/{r['synthetic']['videos']}"
               for name, r in report["results"].items()]
     lines += bounded_markdown(report)
+    lines += ["", f"Measured on {provenance_text(report.get('provenance'))}."]
     return "\n".join(lines) + "\n"
 
 
@@ -315,7 +317,7 @@ def main(argv: list[str] | None = None) -> dict:
               "frames": {k: sum(len(v.frames) for v in vs) for k, vs in sets.items()}, "results": results,
               "bounded_resolution": bounded}
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    report = write_report(out.with_suffix(".json"), report)          # stamped with its provenance
     out.with_suffix(".md").write_text(markdown(report))
     return report
 

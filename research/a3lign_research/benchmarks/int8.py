@@ -19,7 +19,7 @@ release gate.
 The measured pick is the method with the highest agreement, then the most clips/s at the
 trained model's size, batch 16. JSON in reports/benchmarks/int8.json; README block `int8`.
 
-Example (CPU, about 7 minutes on a shared 2-core machine): python -m a3lign_research.benchmarks.int8
+Example (CPU, about a minute on 2 cores): python -m a3lign_research.benchmarks.int8
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ swaps checked. Results go to reports/benchmarks/prediction_log.json and docs/ser
 The second artifact (`--other`) is by default the export stage's command run on the pipeline's all-at-once joint
 checkpoint (models/all_at_once_joint), written to a temporary folder: a real, different model of the same size.
 
-Example (about 6 minutes on 2 cores): python -m a3lign_research.benchmarks.prediction_log --requests 24 --rounds 6
+Example (about 3 minutes on 2 cores): python -m a3lign_research.benchmarks.prediction_log --requests 24 --rounds 6
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from a3lign_dfer.inference.backends import load_backend
 from a3lign_dfer.inference.video_input import PreprocessSpec, video_input
 from a3lign_dfer.markdown_table import markdown_table
 from a3lign_dfer.serving.process import running_service
-from a3lign_research import ROOT
+from a3lign_research import ROOT, shown_path
 from a3lign_research.blocks import publish
 
 CONCURRENCY = (1, 8)
@@ -200,7 +200,7 @@ def main() -> None:
                 swaps.append(swap_once(on, folder, sha[name], [(n, b) for n, b, _ in uploads], labels))
                 print(f"swap {i + 1}: {swaps[-1]}", flush=True)
     spec = PreprocessSpec.load(deploy / "preprocess.json")
-    report = {"artifact": args.artifact_note or f"`{args.deploy}`", "image_size": spec.image.size,
+    report = {"artifact": args.artifact_note or f"`{shown_path(args.deploy)}`", "image_size": spec.image.size,
               "frames": spec.frames,
               "videos": len(videos), "requests_per_round": args.requests, "rounds": args.rounds,
               "latency": {mode: {f"concurrency_{c}": summary(rounds[mode][c]) for c in CONCURRENCY} for mode in MODES},

@@ -12,7 +12,7 @@ much micro-batching could at most gain on this machine: the rest of a request is
 decoding and face cropping, which batching does not touch. Results go to
 reports/benchmarks/service_load.json and a markdown table is printed.
 
-Example (about 3 minutes on 2 cores): python -m a3lign_research.benchmarks.service_load --requests 48 --rounds 2
+Example (about 2 minutes on 2 cores): python -m a3lign_research.benchmarks.service_load --requests 48 --rounds 2
 """
 from __future__ import annotations
 

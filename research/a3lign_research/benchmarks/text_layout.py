@@ -6,7 +6,7 @@ one (T + 2 = 66), side by side in one run, at the embedded small CLIP's size and
 (random weights: timing does not depend on them). Median seconds per step to
 reports/benchmarks/text_layout.json and README's `text-layout` block.
 
-Example (about 3 minutes on 2 cores): python -m a3lign_research.benchmarks.text_layout
+Example (about 2 minutes on 2 cores): python -m a3lign_research.benchmarks.text_layout
 """
 from __future__ import annotations
 
