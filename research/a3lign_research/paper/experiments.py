@@ -179,14 +179,15 @@ def collapse_findings(r: dict) -> dict[str, list[str]]:
 def bap_lead(r: dict) -> list[str]:
     """BAP's lead over each all-at-once row under the same switch, in test UAR points with the larger std: how
     much of the gap a switch that helps all at once would close."""
+    def gap(b: dict, a: dict) -> str:
+        return f"{100 * (b['mean'] - a['mean']):+.1f} (spread {100 * max(b['std'], a['std']):.1f})"
+
     rows, lead = r["rows"], []
     for name, bap in r["bap"].items():
         variant = name.removeprefix("BAP: ")
         if variant in rows:
-            b = bap["test"]["uar"]
-            lead.append(f"{variant}: " + ", ".join(
-                f"{row} {100 * (b['mean'] - a['mean']):+.1f} (spread {100 * max(b['std'], a['std']):.1f})"
-                for row in ABLATIONS for a in (rows[variant][row]["test"]["uar"],)))
+            lead.append(f"{variant}: " + ", ".join(f"{row} {gap(bap['test']['uar'], rows[variant][row]['test']['uar'])}"
+                                                   for row in ABLATIONS))
     return lead
 
 
